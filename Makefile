@@ -1,0 +1,44 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DEMO_DIR ?= demo
+
+.PHONY: install demo test test-fast lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+# Runs an example sweep on the embedded defaults (SQLite files in $(DEMO_DIR)/).
+demo: install
+	mkdir -p $(DEMO_DIR)
+	cd $(DEMO_DIR) && ../$(PY) ../examples/train.py -m \
+		hydra.sweeper.mode=chain model=resnet,vit lr=1e-3_1e1:5.log dropout=0.0-0.2:3
+	@echo
+	@echo "Where to look (run from $(DEMO_DIR)/):"
+	@echo "  results:   $(DEMO_DIR)/multirun/*/*/results.yaml"
+	@echo "  Optuna:    $(VENV)/bin/optuna-dashboard sqlite:///$(abspath $(DEMO_DIR))/optuna.db  (pip install optuna-dashboard)"
+	@echo "  MLflow:    $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(abspath $(DEMO_DIR))/mlflow.db"
+
+# The whole suite, slow end-to-end tests included (as CI runs it).
+test: install
+	$(PY) -m pytest -n 2 -q
+
+# The quick part: pure core and doctests.
+test-fast: install
+	$(PY) -m pytest -q -m "not slow"
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench: install
+	$(PY) benchmarks/bench_sweeper.py
+
+clean:
+	rm -rf $(DEMO_DIR) build *.egg-info

@@ -1,0 +1,225 @@
+"""Sweep definitions from Hydra overrides, with Ivory's range strings.
+
+Hydra's grammar reads ``x=-1_1`` as the int -11, so ranges are found in the
+raw argument text: an unquoted value (or comma-list element) made only of
+numbers and range separators is an Ivory range; a quoted one never is.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ivory_hydra.errors import SweepDefinitionError
+from ivory_hydra.ranges import Range
+
+if TYPE_CHECKING:
+    from hydra.core.override_parser.types import Override
+
+PLAIN_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+RANGE_LIKE = re.compile(r"[+-]?[\d.][\d.eE+\-_]*(:[^.]*)?(\.log)?")
+PARAMS_PREFIX = "hydra.sweeper.params."
+
+
+@dataclass(frozen=True)
+class SweepValue:
+    """One value of a param: its override text and its Python value.
+
+    >>> SweepValue("1e-05", 1e-05)
+    SweepValue(text='1e-05', value=1e-05)
+    """
+
+    text: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class SweepParam:
+    """A param of the sweep: its override key, display name and values."""
+
+    key: str
+    values: tuple[SweepValue, ...]
+    log: bool = False
+    delete: bool = False
+
+    @property
+    def name(self) -> str:
+        """The key without Hydra's ``+``, ``++`` or ``~`` prefix.
+
+        >>> SweepParam("+db.port", ()).name
+        'db.port'
+        """
+        return self.key.lstrip("+~")
+
+    def override(self, value: SweepValue) -> str:
+        """The job override that sets this param to ``value``.
+
+        >>> SweepParam("lr", ()).override(SweepValue("0.1", 0.1))
+        'lr=0.1'
+        """
+        if self.delete and value.text == "":
+            return self.key
+        return f"{self.key}={value.text}"
+
+
+def looks_like_range(text: str) -> bool:
+    """True when unquoted ``text`` is meant as an Ivory range string.
+
+    >>> [looks_like_range(t) for t in ["1e-3_1e2:6.log", "3-7", "-1_1", "1e-3", "0.5"]]
+    [True, True, True, False, False]
+    >>> [looks_like_range(t) for t in ["resnet-50", "'3-7'", "abc", "-3"]]
+    [False, False, False, False]
+    """
+    text = text.strip()
+    if PLAIN_NUMBER.fullmatch(text):
+        return False
+    return bool(RANGE_LIKE.fullmatch(text))
+
+
+def split_top_level(text: str, sep: str = ",") -> list[str]:
+    """Split ``text`` on ``sep`` outside quotes and brackets.
+
+    >>> split_top_level("1-3,'a,b',[1,2],x")
+    ['1-3', "'a,b'", '[1,2]', 'x']
+    """
+    parts: list[str] = []
+    depth = 0
+    quote: str | None = None
+    start = 0
+    escaped = False
+    for i, char in enumerate(text):
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif quote:
+            if char == quote:
+                quote = None
+        elif char in "'\"":
+            quote = char
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+        elif char == sep and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return parts
+
+
+def range_values(text: str) -> tuple[list[SweepValue], bool]:
+    """The values of an Ivory range string, with their override texts.
+
+    >>> range_values("1e-3_1e-1:3.log")
+    ([SweepValue(text='0.001', value=0.001), SweepValue(text='0.01', value=0.01), \
+SweepValue(text='0.1', value=0.1)], True)
+    """
+    values = Range(text)
+    return [SweepValue(repr(v), v) for v in values], bool(values.log)
+
+
+def _element_value(element: Any) -> SweepValue:
+    from hydra.core.override_parser.types import Override, QuotedString
+
+    text = Override._get_value_element_as_str(element)
+    value = Override._convert_value(element)
+    if isinstance(element, QuotedString):
+        value = element.text
+    return SweepValue(text, value)
+
+
+def param_from_override(override: Override) -> SweepParam:
+    """Expand one parsed override into a param with its values.
+
+    Raises :class:`SweepDefinitionError` naming the override when a range is
+    malformed or the sweep kind cannot be enumerated.
+    """
+    line = override.input_line or override.get_key_element()
+    key = override.get_key_element()
+    if override.is_delete():
+        raw = override.input_line or ""
+        text = raw.split("=", 1)[1] if "=" in raw else ""
+        return SweepParam(key, (SweepValue(text, None),), delete=True)
+    if override.is_interval_sweep():
+        raise SweepDefinitionError(
+            f"{line!r}: interval() sweeps are continuous; the ivory sweeper needs "
+            "values it can list, e.g. a range string like 0.0-1.0:5"
+        )
+    raw_value = override.get_value_string()
+    if override.is_sweep_override() and override.value_type is not None:
+        from hydra.core.override_parser.types import ValueType
+
+        if override.value_type != ValueType.SIMPLE_CHOICE_SWEEP:
+            elements = list(override.sweep_iterator())
+            return SweepParam(key, tuple(_element_value(e) for e in elements))
+        elements = list(override.sweep_iterator())
+    else:
+        elements = [override._value]
+    raw_elements = split_top_level(raw_value)
+    if len(raw_elements) != len(elements):
+        raw_elements = [""] * len(elements)
+    values: list[SweepValue] = []
+    log = False
+    for raw, element in zip(raw_elements, elements, strict=True):
+        if looks_like_range(raw):
+            try:
+                expanded, is_log = range_values(raw.strip())
+            except ValueError as error:
+                raise SweepDefinitionError(f"override {line!r}: {error}") from None
+            values.extend(expanded)
+            log = log or (is_log and len(raw_elements) == 1)
+        else:
+            values.append(_element_value(element))
+    return SweepParam(key, tuple(values), log=log)
+
+
+def params_arguments(
+    params: Mapping[str, Any], raw_hydra_overrides: Iterable[str] = ()
+) -> list[str]:
+    """Turn ``hydra.sweeper.params`` into override strings, raw text first.
+
+    A param set on the command line as ``hydra.sweeper.params.x=-1_1`` keeps
+    its raw text, since the config already holds Hydra's reading (-11).
+
+    >>> params_arguments({"x": -11, "m": ["a", "b"]}, ["hydra.sweeper.params.x=-1_1"])
+    ['x=-1_1', 'm=a,b']
+    """
+    raw: dict[str, str] = {}
+    for line in raw_hydra_overrides:
+        key, _, value = line.lstrip("+").partition("=")
+        if key.startswith(PARAMS_PREFIX):
+            raw[key[len(PARAMS_PREFIX) :]] = value
+    arguments = []
+    for key, value in params.items():
+        if key in raw:
+            text = raw[key]
+        elif isinstance(value, (list, tuple)):
+            text = ",".join(_yaml_element(v) for v in value)
+        else:
+            text = _yaml_element(value)
+        arguments.append(f"{key}={text}")
+    return arguments
+
+
+def _yaml_element(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def merge_arguments(config_arguments: Sequence[str], cli_arguments: Sequence[str]) -> list[str]:
+    """Config params first, then the command line; the command line wins on a key.
+
+    >>> merge_arguments(["a=1,2", "b=3"], ["c=4", "a=5"])
+    ['a=5', 'b=3', 'c=4']
+    """
+    merged: dict[str, str] = {}
+    for argument in [*config_arguments, *cli_arguments]:
+        key = argument.split("=", 1)[0].lstrip("+~")
+        merged[key] = argument
+    return list(merged.values())

@@ -1,0 +1,227 @@
+"""Product and chain plans: which params each run gets, and which value wins.
+
+Pure: no I/O, and no Hydra, Optuna or MLflow. Values are opaque to the plan, so
+the task API passes Python values and the sweeper passes parsed overrides.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+MODES = ("product", "chain")
+DIRECTIONS = ("minimize", "maximize")
+
+
+@dataclass(frozen=True)
+class Point:
+    """The params of one run, in the order they are printed.
+
+    ``step`` is the chain step (always 0 in product mode) and ``index`` the
+    run's position inside it; together they name the run's ``slot``, which a
+    resumed sweep uses to find what already ran.
+
+    >>> Point(1, 0, {"factor": 0.5}).slot
+    '1.0'
+    """
+
+    step: int
+    index: int
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def slot(self) -> str:
+        """The run's stable place in the plan, ``"<step>.<index>"``."""
+        return f"{self.step}.{self.index}"
+
+
+def split_params(params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, list]]:
+    """Split params into fixed values and swept value lists, keeping their order.
+
+    A string is always one value; any other iterable is a list of values, and a
+    list of one value is fixed.
+
+    >>> split_params({"fold": range(2), "lr": 1e-4, "date": "2020-06", "k": [3]})
+    ({'lr': 0.0001, 'date': '2020-06', 'k': 3}, {'fold': [0, 1]})
+    >>> split_params({"x": []})
+    Traceback (most recent call last):
+    ...
+    ValueError: param 'x' has no values to sweep
+    """
+    fixed: dict[str, Any] = {}
+    swept: dict[str, list] = {}
+    for name, value in params.items():
+        if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
+            fixed[name] = value
+            continue
+        values = list(value)
+        if not values:
+            raise ValueError(f"param {name!r} has no values to sweep")
+        if len(values) == 1:
+            fixed[name] = values[0]
+        else:
+            swept[name] = values
+    return fixed, swept
+
+
+def best_index(scores: Sequence[float | None], direction: str = "minimize") -> int | None:
+    """Index of the best finite score; ties go to the earliest; None if none scored.
+
+    Failed (None) and NaN scores never win. Ivory's min mode picked the last
+    value on ties; this picks the first.
+
+    >>> best_index([0.3, 0.1, 0.1])
+    1
+    >>> best_index([0.3, None, float("nan"), 0.3], "maximize")
+    0
+    >>> best_index([None, float("nan")]) is None
+    True
+    """
+    check_direction(direction)
+    best: int | None = None
+    for i, score in enumerate(scores):
+        if score is None or not math.isfinite(score):
+            continue
+        if best is None:
+            best = i
+            continue
+        current = scores[best]
+        assert current is not None
+        better = score < current if direction == "minimize" else score > current
+        if better:
+            best = i
+    return best
+
+
+def check_direction(direction: str) -> str:
+    """Return ``direction`` if it is ``minimize`` or ``maximize``, else raise.
+
+    >>> check_direction("maximize")
+    'maximize'
+    >>> check_direction("max")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown direction 'max': use 'minimize' or 'maximize'
+    """
+    if direction not in DIRECTIONS:
+        raise ValueError(f"unknown direction {direction!r}: use 'minimize' or 'maximize'")
+    return direction
+
+
+def check_mode(mode: str) -> str:
+    """Return ``mode`` if it is ``product`` or ``chain``, else raise.
+
+    >>> check_mode("chain")
+    'chain'
+    >>> check_mode("grid")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown mode 'grid': use 'product' or 'chain'
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}: use 'product' or 'chain'")
+    return mode
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A product or chain plan over fixed values and swept value lists.
+
+    Product mode has one step holding every combination; chain mode has one
+    step per swept param. ``points(step, winners)`` gives a step's runs, where
+    ``winners`` holds the values already chosen for earlier chain params.
+
+    >>> plan = Plan("product", {"lr": 1e-4}, {"fold": [0, 1], "factor": [0.5, 0.7]})
+    >>> [p.params for p in plan.points(0)][:2]
+    [{'lr': 0.0001, 'fold': 0, 'factor': 0.5}, {'lr': 0.0001, 'fold': 0, 'factor': 0.7}]
+    >>> chain = Plan("chain", {}, {"fold": [0, 1], "factor": [0.5, 0.7]})
+    >>> chain.num_steps, chain.stepping(1)
+    (2, 'factor')
+    >>> [p.params for p in chain.points(1, {"fold": 1})]
+    [{'factor': 0.5, 'fold': 1}, {'factor': 0.7, 'fold': 1}]
+    """
+
+    mode: str
+    fixed: dict[str, Any]
+    swept: dict[str, list]
+    use_best_param: bool = True
+
+    def __post_init__(self) -> None:
+        check_mode(self.mode)
+
+    @classmethod
+    def from_params(cls, mode: str, params: Mapping[str, Any], use_best_param: bool = True) -> Plan:
+        """Build a plan from one mapping of param values (see :func:`split_params`).
+
+        >>> Plan.from_params("chain", {"a": [1, 2], "b": 3}).total
+        2
+        """
+        fixed, swept = split_params(params)
+        return cls(mode, fixed, swept, use_best_param)
+
+    @property
+    def num_steps(self) -> int:
+        """How many batches the plan runs: 1 for product, one per swept param for chain."""
+        if self.mode == "product" or not self.swept:
+            return 1
+        return len(self.swept)
+
+    @property
+    def total(self) -> int:
+        """How many runs the whole plan makes.
+
+        >>> Plan.from_params("product", {"a": [1, 2, 3], "b": [4, 5]}).total
+        6
+        """
+        if self.mode == "product":
+            return math.prod(len(v) for v in self.swept.values())
+        return sum(len(v) for v in self.swept.values()) or 1
+
+    def stepping(self, step: int) -> str | None:
+        """The chain param that ``step`` sweeps (None in product mode)."""
+        if self.mode == "product" or not self.swept:
+            return None
+        return list(self.swept)[step]
+
+    def points(self, step: int, winners: Mapping[str, Any] | None = None) -> list[Point]:
+        """The runs of one step, each with its params in printing order."""
+        if not 0 <= step < self.num_steps:
+            raise IndexError(f"step {step} is outside 0..{self.num_steps - 1}")
+        if self.mode == "product":
+            names = list(self.swept)
+            combos = itertools.product(*self.swept.values())
+            return [
+                Point(0, i, {**self.fixed, **dict(zip(names, combo, strict=True))})
+                for i, combo in enumerate(combos)
+            ]
+        name = self.stepping(step)
+        if name is None:
+            return [Point(0, 0, dict(self.fixed))]
+        earlier: dict[str, Any] = {}
+        if self.use_best_param:
+            winners = winners or {}
+            for prior in list(self.swept)[:step]:
+                earlier[prior] = winners[prior] if prior in winners else self.swept[prior][0]
+        return [
+            Point(step, i, {**self.fixed, name: value, **earlier})
+            for i, value in enumerate(self.swept[name])
+        ]
+
+    def winner(self, step: int, scores: Sequence[float | None], direction: str = "minimize") -> Any:
+        """The value of the step's param whose run scored best; first value if none scored.
+
+        >>> chain = Plan("chain", {}, {"lr": [0.1, 0.01, 0.001]})
+        >>> chain.winner(0, [0.5, 0.2, 0.2])
+        0.01
+        >>> chain.winner(0, [None, float("nan"), None])
+        0.1
+        """
+        name = self.stepping(step)
+        if name is None:
+            raise ValueError("only a chain step has a winner")
+        values = self.swept[name]
+        best = best_index(scores, direction)
+        return values[0 if best is None else best]

@@ -1,0 +1,319 @@
+"""Numbering, recording and mirroring runs: the one piece both front ends call.
+
+A :class:`Recorder` owns one task (a sweep, or a task of the Python API): its
+Optuna study, its task number, and its MLflow parent run. ``start`` numbers a
+batch of runs and opens a RUNNING trial and an MLflow child run for each;
+``finish`` closes both with the run's outcome.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ivory_hydra.plan import Point, best_index
+from ivory_hydra.scores import Outcome
+from ivory_hydra.store import (
+    StudyHandle,
+    allocate_numbers,
+    open_storage,
+    open_study,
+)
+
+if TYPE_CHECKING:
+    from optuna.distributions import BaseDistribution
+    from optuna.trial import FrozenTrial
+
+    from ivory_hydra.mirror import MlflowMirror
+
+TASK_ATTR = "task_name"
+PARENT_ATTR = "mlflow_parent_run_id"
+DECISIONS_ATTR = "chain_decisions"
+
+
+@dataclass
+class RunRecord:
+    """One numbered run: its trial, its MLflow run and its params."""
+
+    number: int
+    point: Point
+    params: dict[str, Any]
+    trial_id: int
+    trial_number: int
+    mlflow_run_id: str | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """``run#N``, numbered across the experiment."""
+        return f"run#{self.number}"
+
+
+@dataclass(frozen=True)
+class Best:
+    """The best finished run of a task."""
+
+    run_name: str
+    score: float
+    params: dict[str, Any]
+    trial_number: int
+    attrs: dict[str, Any]
+
+
+class Recorder:
+    """Records the runs of one task in Optuna and mirrors them to MLflow."""
+
+    def __init__(
+        self,
+        *,
+        storage_url: str,
+        experiment: str,
+        study_name: str | None,
+        task_name: str | None = None,
+        direction: str = "minimize",
+        metric: str | None = None,
+        distributions: Mapping[str, BaseDistribution] | None = None,
+        mirror: MlflowMirror | None = None,
+        study_attrs: Mapping[str, Any] | None = None,
+        parent_tags: Mapping[str, str] | None = None,
+    ) -> None:
+        self.storage_url = storage_url
+        self.experiment = experiment
+        self.direction = direction
+        self.metric = metric
+        self.distributions = dict(distributions or {})
+        self.mirror = mirror
+        self.storage = open_storage(storage_url)
+        self._study_name = study_name
+        self._study_attrs = dict(study_attrs or {})
+        self._parent_tags = dict(parent_tags or {})
+        self.study: StudyHandle | None = None
+        self.task_name = task_name or ""
+        self.parent_run_id: str | None = None
+
+    # ------------------------------------------------------------ task
+
+    def open(self) -> Recorder:
+        """Create or load the study, number the task, and open the MLflow parent run."""
+        if self._study_name is None:
+            number = allocate_numbers(self.storage, self.experiment, "task", 1)
+            self.task_name = f"task#{number}"
+            self._study_name = f"{self.experiment}.{self.task_name}"
+        study = open_study(self.storage, self._study_name, self.direction, self.metric)
+        self.study = study
+        attrs = study.user_attrs
+        if study.created or TASK_ATTR not in attrs:
+            if not self.task_name:
+                number = allocate_numbers(self.storage, self.experiment, "task", 1)
+                self.task_name = f"task#{number}"
+            for key, value in {
+                **self._study_attrs,
+                "experiment": self.experiment,
+                TASK_ATTR: self.task_name,
+            }.items():
+                study.set_attr(key, value)
+        else:
+            self.task_name = attrs[TASK_ATTR]
+        if self.mirror is not None:
+            tags = {
+                **self._parent_tags,
+                "ivory.study_name": study.name,
+                "ivory.storage": _redact(self.storage_url),
+            }
+            self.parent_run_id = self.mirror.open_parent(
+                self.task_name, tags, run_id=attrs.get(PARENT_ATTR)
+            )
+            if attrs.get(PARENT_ATTR) != self.parent_run_id:
+                study.set_attr(PARENT_ATTR, self.parent_run_id)
+        return self
+
+    @property
+    def study_name(self) -> str:
+        """The Optuna study's name."""
+        assert self._study_name is not None
+        return self._study_name
+
+    def _study(self) -> StudyHandle:
+        if self.study is None:
+            raise RuntimeError("call Recorder.open() first")
+        return self.study
+
+    # ------------------------------------------------------------ runs
+
+    def start(
+        self,
+        points: Sequence[Point],
+        params: Sequence[Mapping[str, Any]] | None = None,
+        attrs: Sequence[Mapping[str, Any]] | None = None,
+    ) -> list[RunRecord]:
+        """Number a batch of runs and open a trial and an MLflow child for each.
+
+        ``params`` are the values to record (the points' own params by default);
+        ``attrs`` are extra trial user attributes, also tagged on the child run.
+        """
+        study = self._study()
+        if not points:
+            return []
+        params = params or [p.params for p in points]
+        attrs = attrs or [{} for _ in points]
+        first = allocate_numbers(self.storage, self.experiment, "run", len(points))
+        records = []
+        for offset, (point, values, extra) in enumerate(zip(points, params, attrs, strict=True)):
+            run_name = f"run#{first + offset}"
+            user_attrs = {
+                "run_name": run_name,
+                "slot": point.slot,
+                "step": point.step,
+                **extra,
+            }
+            distributions = {k: self._distribution(k, v) for k, v in values.items()}
+            trial_id, trial_number = study.start_trial(values, distributions, user_attrs)
+            record = RunRecord(
+                first + offset,
+                point,
+                dict(values),
+                trial_id,
+                trial_number,
+                None,
+                user_attrs,
+            )
+            if self.mirror is not None and self.parent_run_id is not None:
+                from ivory_hydra.mirror import ChildSpec
+
+                tags = {f"ivory.{k}": str(v) for k, v in user_attrs.items()}
+                tags["ivory.trial_number"] = str(trial_number)
+                tags["ivory.study_name"] = study.name
+                record.mlflow_run_id = self.mirror.create_child(
+                    self.parent_run_id, ChildSpec(run_name, values, tags)
+                )
+                study.set_trial_attr(trial_id, "mlflow_run_id", record.mlflow_run_id)
+            records.append(record)
+        return records
+
+    def _distribution(self, name: str, value: Any) -> BaseDistribution:
+        if name not in self.distributions:
+            from ivory_hydra.store import distribution_for
+
+            self.distributions[name] = distribution_for([value])
+        return self.distributions[name]
+
+    def finish(
+        self,
+        record: RunRecord,
+        outcome: Outcome,
+        attrs: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Close a run's trial and MLflow child with its outcome."""
+        study = self._study()
+        user_attrs = dict(attrs or {})
+        if outcome.reason:
+            user_attrs["reason"] = outcome.reason
+        study.finish_trial(record.trial_id, outcome.state, outcome.score, user_attrs)
+        record.attrs.update(user_attrs)
+        if self.mirror is not None and record.mlflow_run_id is not None:
+            metrics = {}
+            if outcome.score is not None:
+                metrics[self.metric or "score"] = outcome.score
+            tags = {f"ivory.{k}": str(v) for k, v in user_attrs.items()}
+            tags["ivory.state"] = outcome.state
+            self.mirror.finish_child(
+                record.mlflow_run_id, failed=outcome.failed, metrics=metrics, tags=tags
+            )
+
+    # ------------------------------------------------------------ reading back
+
+    def finished_by_slot(self) -> dict[str, FrozenTrial]:
+        """The finished (complete or unscored) trial of each slot, for resume."""
+        from optuna.trial import TrialState
+
+        done = {}
+        for trial in self._study().trials():
+            if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+                done.setdefault(trial.user_attrs.get("slot"), trial)
+        return done
+
+    def step_scores(self, step: int, size: int) -> list[float | None]:
+        """Each run's score in one step, read from the store (None if unscored or failed)."""
+        from optuna.trial import TrialState
+
+        scores: list[float | None] = [None] * size
+        for trial in self._study().trials():
+            if trial.user_attrs.get("step") != step or trial.state != TrialState.COMPLETE:
+                continue
+            index = int(str(trial.user_attrs["slot"]).split(".")[1])
+            if 0 <= index < size and scores[index] is None:
+                scores[index] = trial.value
+        return scores
+
+    @property
+    def decisions(self) -> dict[str, int]:
+        """Chain decisions already made: param name -> index of the winning value."""
+        return dict(self._study().user_attrs.get(DECISIONS_ATTR, {}))
+
+    def decide(self, name: str, index: int) -> None:
+        """Record that ``name`` is fixed at its ``index``-th value from now on."""
+        decisions = self.decisions
+        decisions[name] = index
+        self._study().set_attr(DECISIONS_ATTR, decisions)
+
+    def best(self) -> Best | None:
+        """The best complete run; ties go to the earliest."""
+        from optuna.trial import TrialState
+
+        trials = [t for t in self._study().trials() if t.state == TrialState.COMPLETE]
+        index = best_index([t.value for t in trials], self.direction)
+        if index is None:
+            return None
+        trial = trials[index]
+        assert trial.value is not None
+        return Best(
+            trial.user_attrs.get("run_name", f"trial#{trial.number}"),
+            trial.value,
+            dict(trial.params),
+            trial.number,
+            dict(trial.user_attrs),
+        )
+
+    def counts(self) -> dict[str, int]:
+        """How many trials ended in each state (lower-case names)."""
+        counts: dict[str, int] = {}
+        for trial in self._study().trials():
+            key = trial.state.name.lower()
+            counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    def close(
+        self,
+        *,
+        failed: bool = False,
+        artifacts: Sequence[Path] = (),
+        tags: Mapping[str, str] | None = None,
+    ) -> Best | None:
+        """Write the best run to the MLflow parent and close it; return the best."""
+        best = self.best()
+        if self.mirror is not None and self.parent_run_id is not None:
+            metrics = {}
+            params: dict[str, Any] = {}
+            all_tags = dict(tags or {})
+            if best is not None and math.isfinite(best.score):
+                metrics[f"best_{self.metric or 'score'}"] = best.score
+                params = best.params
+                all_tags["ivory.best_run"] = best.run_name
+            self.mirror.close_parent(
+                self.parent_run_id,
+                params=params,
+                metrics=metrics,
+                tags=all_tags,
+                artifacts=artifacts,
+                failed=failed,
+            )
+        return best
+
+
+def _redact(url: str) -> str:
+    from ivory_hydra.mirror import redact_url
+
+    return redact_url(url)

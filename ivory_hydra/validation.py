@@ -1,0 +1,94 @@
+"""Fail-fast checks of a sweep, without composing every job's config.
+
+Hydra's BasicSweeper composes each job's config once up front and once more in
+the launcher. Here, one composition of the first job gives a base config; each
+other value override is then applied to a copy of it, the same way Hydra
+applies overrides during composition (cheap: no files are read). Config group
+values change the defaults tree, so each group value gets one composition.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from ivory_hydra.errors import InvalidOverrideError
+from ivory_hydra.overrides import SweepParam
+
+if TYPE_CHECKING:
+    from hydra.core.config_loader import ConfigLoader
+    from omegaconf import DictConfig
+
+
+def validate_sweep(
+    config_loader: ConfigLoader,
+    config: DictConfig,
+    params: Sequence[SweepParam],
+    first_overrides: Sequence[str],
+) -> int:
+    """Check that every override of the sweep can be applied; return the compositions made.
+
+    ``first_overrides`` are the overrides of the first job; every other value
+    is checked against that job's config with only its own key changed.
+    """
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import open_dict, read_write
+
+    base = _compose(config_loader, config, list(first_overrides))
+    compositions = 1
+    task_base = copy.deepcopy(base)
+    with read_write(task_base), open_dict(task_base):
+        del task_base["hydra"]
+    parser = OverridesParser.create(config_loader=config_loader)
+    first_by_key = {p.key: p.values[0] for p in params}
+    for param in params:
+        if param.delete or len(param.values) < 2:
+            continue
+        is_group = _is_group(config_loader, param.name)
+        for value in param.values[1:]:
+            override_text = param.override(value)
+            if is_group or param.name.startswith("hydra"):
+                overrides = [
+                    override_text if key == param.key else p.override(first_by_key[key])
+                    for key, p in ((q.key, q) for q in params)
+                ]
+                _compose(config_loader, config, overrides)
+                compositions += 1
+                continue
+            # The base already holds the first value, so an addition is checked
+            # as a forced addition (what it is for every job but the first).
+            check_text = (
+                "+" + override_text
+                if param.key.startswith("+") and not param.key.startswith("++")
+                else override_text
+            )
+            [override] = parser.parse_overrides([check_text])
+            candidate = copy.deepcopy(task_base)
+            try:
+                ConfigLoaderImpl._apply_overrides_to_config([override], candidate)
+            except Exception as error:  # noqa: BLE001 - Hydra raises several kinds
+                raise InvalidOverrideError(
+                    f"override {override_text!r} is not accepted by the job config: {error}"
+                ) from None
+    return compositions
+
+
+def _is_group(config_loader: ConfigLoader, name: str) -> bool:
+    repository = getattr(config_loader, "repository", None)
+    if repository is None:
+        return True
+    try:
+        return bool(repository.group_exists(name.split("@")[0]))
+    except Exception:  # noqa: BLE001 - unknown repository layouts: be safe
+        return True
+
+
+def _compose(config_loader: ConfigLoader, config: DictConfig, overrides: list[str]) -> DictConfig:
+    try:
+        return config_loader.load_sweep_config(master_config=config, sweep_overrides=overrides)
+    except Exception as error:  # noqa: BLE001 - Hydra raises several kinds
+        raise InvalidOverrideError(
+            f"overrides {' '.join(overrides)!r} are not accepted by the job config: {error}"
+        ) from None

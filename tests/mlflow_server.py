@@ -1,0 +1,145 @@
+"""Start a real ``mlflow server`` on 127.0.0.1 for tests.
+
+Usage::
+
+    from mlflow_server import start_mlflow_server   # tests/ on sys.path
+
+    with start_mlflow_server(tmp_path) as url:      # "http://127.0.0.1:<port>"
+        ...
+
+The server stores runs in ``<tmp>/srv.db`` (SQLite) and serves artifacts
+itself (``--serve-artifacts``) from ``<tmp>/artifacts``, the way a shared team
+server does, so clients upload artifacts over HTTP. It runs in its own process
+group; leaving the ``with`` block terminates the whole group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = ["mlflow_command", "start_mlflow_server"]
+
+HOST = "127.0.0.1"
+
+
+def mlflow_command() -> list[str]:
+    """The ``mlflow`` CLI of the running interpreter's environment."""
+    exe = Path(sys.executable).parent / "mlflow"
+    if exe.exists():
+        return [str(exe)]
+    found = shutil.which("mlflow")
+    if found:
+        return [found]
+    return [sys.executable, "-m", "mlflow"]
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _stop(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    """SIGTERM the server's process group, then SIGKILL what is left."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=grace)
+    # Workers may outlive the leader; the group id is the leader's pid.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=grace)
+
+
+def _tail(path: Path, n: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return "(no log)"
+
+
+@contextlib.contextmanager
+def start_mlflow_server(
+    tmp_path: Path, *, timeout: float = 90.0, workers: int = 1
+) -> Iterator[str]:
+    """Run ``mlflow server`` on a free 127.0.0.1 port; yield its URL.
+
+    Waits (bounded by ``timeout`` seconds) until ``/health`` answers. The
+    server's output goes to ``<tmp_path>/mlflow-server.log``, quoted in the
+    error if it does not come up.
+    """
+    tmp_path = Path(tmp_path)
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    log_path = tmp_path / "mlflow-server.log"
+    last_error = ""
+    for _attempt in range(3):  # the free port may be taken before the server binds
+        port = _free_port()
+        url = f"http://{HOST}:{port}"
+        cmd = [
+            *mlflow_command(),
+            "server",
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'srv.db'}",
+            "--serve-artifacts",
+            "--artifacts-destination",
+            str(tmp_path / "artifacts"),
+        ]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env.pop("MLFLOW_TRACKING_URI", None)
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(
+                cmd,
+                cwd=tmp_path,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # own process group, killed as a whole
+            )
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if proc.poll() is not None:
+                    break
+                if _healthy(url):
+                    break
+                time.sleep(0.25)
+            if proc.poll() is None and _healthy(url):
+                yield url
+                return
+            if proc.poll() is None:
+                raise TimeoutError(
+                    f"mlflow server did not answer {url}/health "
+                    f"within {timeout:.0f} s:\n{_tail(log_path)}"
+                )
+            last_error = _tail(log_path)
+        finally:
+            _stop(proc)
+    raise RuntimeError(f"mlflow server failed to start:\n{last_error}")

@@ -1,0 +1,111 @@
+import itertools
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ivory_hydra.plan import Plan, best_index, check_direction, check_mode, split_params
+from ivory_hydra.ranges import Range
+
+
+def test_product_is_itertools_product_in_argument_order():
+    plan = Plan.from_params("product", {"a": [1, 2], "b": "x", "c": [3, 4, 5]})
+    params = [p.params for p in plan.points(0)]
+    expected = [{"b": "x", "a": a, "c": c} for a, c in itertools.product([1, 2], [3, 4, 5])]
+    assert params == expected
+    assert [list(p) for p in params][0] == ["b", "a", "c"]  # fixed first, then swept
+    assert plan.total == 6 and plan.num_steps == 1
+
+
+def test_strings_are_single_values_and_ranges_sweep():
+    fixed, swept = split_params({"date": "2020-06", "fold": Range("3-7"), "k": (1,)})
+    assert fixed == {"date": "2020-06", "k": 1}
+    assert swept == {"fold": [3, 4, 5, 6, 7]}
+
+
+def test_chain_steps_one_param_at_a_time_leaving_later_params_absent():
+    plan = Plan.from_params(
+        "chain",
+        {"fold": range(2), "factor": [0.5, 0.7], "bs": 32},
+        use_best_param=False,
+    )
+    assert plan.num_steps == 2 and plan.total == 4
+    assert [p.params for p in plan.points(0)] == [
+        {"bs": 32, "fold": 0},
+        {"bs": 32, "fold": 1},
+    ]
+    assert [p.params for p in plan.points(1, {"fold": 1})] == [
+        {"bs": 32, "factor": 0.5},
+        {"bs": 32, "factor": 0.7},
+    ]
+
+
+def test_chain_with_best_param_carries_winners_after_the_stepping_param():
+    plan = Plan.from_params("chain", {"a": [1, 2], "b": [3, 4], "c": [5, 6]})
+    points = plan.points(2, {"a": 2, "b": 3})
+    assert [list(p.params.items()) for p in points] == [
+        [("c", 5), ("a", 2), ("b", 3)],
+        [("c", 6), ("a", 2), ("b", 3)],
+    ]
+    # a winner not decided yet falls back to the first value
+    assert plan.points(1, {})[0].params == {"b": 3, "a": 1}
+
+
+def test_slots_are_unique_across_the_plan():
+    plan = Plan.from_params("chain", {"a": [1, 1], "b": [2, 2]})
+    slots = [p.slot for s in range(plan.num_steps) for p in plan.points(s)]
+    assert len(slots) == len(set(slots)) == 4
+
+
+@pytest.mark.parametrize(
+    ("scores", "direction", "expected"),
+    [
+        ([0.3, 0.1, 0.2], "minimize", 1),
+        ([0.3, 0.1, 0.2], "maximize", 0),
+        (
+            [0.1, 0.1, 0.1],
+            "minimize",
+            0,
+        ),  # ties go to the earliest (Ivory picked the last)
+        ([0.5, 0.1, 0.1], "minimize", 1),
+        ([0.9, 0.9], "maximize", 0),
+        ([None, 0.4, float("nan")], "minimize", 1),
+        ([float("nan"), None], "maximize", None),
+        ([float("-inf"), 2.0], "minimize", 1),  # infinities are not scores
+        ([], "minimize", None),
+    ],
+)
+def test_best_index(scores, direction, expected):
+    assert best_index(scores, direction) == expected
+
+
+def test_winner_is_first_value_when_nothing_scored():
+    plan = Plan.from_params("chain", {"lr": [0.1, 0.01]})
+    assert plan.winner(0, [None, None]) == 0.1
+    assert plan.winner(0, [None, 0.3]) == 0.01
+
+
+@given(st.lists(st.one_of(st.none(), st.floats(allow_nan=True)), max_size=12))
+def test_best_index_never_picks_a_missing_or_nan_score(scores):
+    for direction in ("minimize", "maximize"):
+        index = best_index(scores, direction)
+        finite = [s for s in scores if s is not None and math.isfinite(s)]
+        if not finite:
+            assert index is None
+            continue
+        assert index is not None
+        target = min(finite) if direction == "minimize" else max(finite)
+        assert scores[index] == target
+        assert index == next(i for i, s in enumerate(scores) if s == target)
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="unknown mode 'grid'"):
+        check_mode("grid")
+    with pytest.raises(ValueError, match="unknown direction 'min'"):
+        check_direction("min")
+    with pytest.raises(ValueError, match="param 'x' has no values"):
+        Plan.from_params("product", {"x": []})
+    with pytest.raises(IndexError):
+        Plan.from_params("product", {"x": [1, 2]}).points(1)

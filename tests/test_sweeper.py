@@ -1,0 +1,337 @@
+"""End-to-end: the ivory sweeper runs a real Hydra app in a subprocess (MLflow off here)."""
+
+import itertools
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+
+
+def load_study(storage_url):
+    [summary] = [
+        s
+        for s in optuna.get_all_study_summaries(storage_url)
+        if not s.study_name.startswith("ivory-hydra.numbers:")
+    ]
+    return optuna.load_study(study_name=summary.study_name, storage=storage_url)
+
+
+def study_names(storage_url):
+    return [s.study_name for s in optuna.get_all_study_summaries(storage_url)]
+
+
+def test_range_string_runs_six_jobs_and_says_which_stores_it_uses(sweep, tmp_path):
+    result = sweep("a=1e-3_1e2:6.log")
+    assert result.returncode == 0, result.output
+    assert result.run_lines == [
+        "[run#0] a=0.001",
+        "[run#1] a=0.01",
+        "[run#2] a=0.1",
+        "[run#3] a=1",
+        "[run#4] a=10",
+        "[run#5] a=100",
+    ]
+    assert f"Optuna storage used by this sweep: sqlite:///{tmp_path}/optuna.db" in result.output
+    assert f"optuna-dashboard sqlite:///{tmp_path}/optuna.db" in result.output
+
+
+def test_product_order_is_itertools_product_in_argument_order(sweep, storage_url):
+    result = sweep("b=0.1,0.2", "a=0-2", "model=small,large")
+    assert result.returncode == 0, result.output
+    expected = [
+        f"b={b} a={a} model={m}"
+        for b, a, m in itertools.product(["0.1", "0.2"], [0, 1, 2], ["small", "large"])
+    ]
+    assert [line.split("] ", 1)[1] for line in result.run_lines] == expected
+    trials = load_study(storage_url).trials
+    assert [t.user_attrs["overrides"] for t in trials][:2] == [
+        "b=0.1 a=0 model=small",
+        "b=0.1 a=0 model=large",
+    ]
+
+
+def test_study_trials_hold_what_the_contract_lists(sweep, storage_url, tmp_path):
+    result = sweep("a=1-3", "b=0.5", "hydra.sweep.dir=out")
+    assert result.returncode == 0, result.output
+    study = load_study(storage_url)
+    assert study.study_name.startswith("app-ivory-")
+    assert study.direction == optuna.study.StudyDirection.MINIMIZE
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
+    assert [t.value for t in study.trials] == [2.0, 1.0, 2.0]
+    assert [t.params for t in study.trials] == [{"b": 0.5, "a": a} for a in (1, 2, 3)]
+    assert isinstance(study.trials[0].distributions["a"], optuna.distributions.IntDistribution)
+    attrs = study.trials[1].user_attrs
+    assert attrs["overrides"] == "a=2 b=0.5"  # in argument order
+    assert attrs["run_name"] == "run#1"
+    assert Path(attrs["output_dir"]) == tmp_path / "out" / "1"
+    assert (Path(attrs["output_dir"]) / ".hydra" / "overrides.yaml").exists()
+    assert study.user_attrs["definition"]["params"] == {
+        "a": ["1", "2", "3"],
+        "b": ["0.5"],
+    }
+    results = yaml.safe_load((tmp_path / "out" / "results.yaml").read_text())
+    assert results["best"]["run"] == "run#1"
+    assert results["best"]["params"] == {"b": 0.5, "a": 2}
+    assert results["best"]["score"] == 1.0
+
+
+def chain(sweep, *args):
+    result = sweep("hydra.sweeper.mode=chain", *args)
+    assert result.returncode == 0, result.output
+    return [line.split("] ", 1)[1] for line in result.run_lines]
+
+
+def test_chain_min_over_a_group_and_two_value_params(sweep):
+    lines = chain(sweep, "model=small,large", "a=1-3", "b=0.3,0.1,0.2")
+    assert lines == [
+        "model=small",
+        "model=large",
+        "a=1 model=large",
+        "a=2 model=large",
+        "a=3 model=large",
+        "b=0.3 model=large a=2",
+        "b=0.1 model=large a=2",
+        "b=0.2 model=large a=2",
+    ]
+
+
+def test_chain_max(sweep):
+    lines = chain(sweep, "hydra.sweeper.direction=maximize", "model=small,large", "a=1-3")
+    assert lines[2:] == ["a=1 model=small", "a=2 model=small", "a=3 model=small"]
+
+
+def test_chain_ties_go_to_the_earliest(sweep):
+    lines = chain(sweep, "model=large,huge", "a=0,4,2")  # large and huge tie; a=0 and 4 tie
+    assert lines[2:] == ["a=0 model=large", "a=4 model=large", "a=2 model=large"]
+    lines = chain(sweep, "a=0,4,3", "b=1,2")
+    assert lines[3:] == ["b=1 a=3", "b=2 a=3"]
+    lines = chain(sweep, "hydra.sweeper.direction=maximize", "a=4,0", "b=1,2")
+    assert lines[2:] == ["b=1 a=4", "b=2 a=4"]
+
+
+def test_chain_without_best_param_leaves_params_at_their_defaults(sweep):
+    lines = chain(sweep, "hydra.sweeper.use_best_param=false", "model=small,large", "a=1,2")
+    assert lines == ["model=small", "model=large", "a=1", "a=2"]
+
+
+def test_chain_failed_and_nan_jobs_never_win(sweep, storage_url):
+    result = sweep("hydra.sweeper.mode=chain", "a=2,1,3", "b=0,1", "fail_at=2")
+    assert result.returncode == 1  # the failed job fails the sweep, at its end
+    assert result.run_lines[3:] == [
+        "[run#3] fail_at=2 b=0 a=1",
+        "[run#4] fail_at=2 b=1 a=1",
+    ]
+    states = [t.state.name for t in load_study(storage_url).trials]
+    assert states == ["FAIL", "COMPLETE", "COMPLETE", "COMPLETE", "COMPLETE"]
+
+
+def test_mapping_return_with_metric(sweep, storage_url):
+    result = sweep(
+        "hydra.sweeper.metric=acc",
+        "hydra.sweeper.direction=maximize",
+        "a=1-3",
+        "ret=mapping",
+    )
+    assert result.returncode == 0, result.output
+    study = load_study(storage_url)
+    assert [t.value for t in study.trials] == [-1.5, -0.5, -1.5]
+    assert study.best_trial.params["a"] == 2
+    assert study.metric_names == ["acc"]
+
+
+def test_failed_job_does_not_stop_the_sweep_but_fails_it(sweep, storage_url):
+    result = sweep("a=1-4", "fail_at=3")
+    assert result.returncode == 1
+    assert len(result.run_lines) == 4
+    assert "1 of 4 jobs failed: run#2 (job 2: a=3 fail_at=3)" in result.output
+    trials = load_study(storage_url).trials
+    assert [t.state.name for t in trials] == [
+        "COMPLETE",
+        "COMPLETE",
+        "FAIL",
+        "COMPLETE",
+    ]
+    assert "planned failure at a=3" in trials[2].user_attrs["reason"]
+
+
+def test_nan_score_is_a_failed_trial(sweep, storage_url):
+    result = sweep("a=1,2", "ret=nan_score")
+    assert result.returncode == 1
+    assert [t.state.name for t in load_study(storage_url).trials] == ["FAIL", "FAIL"]
+
+
+def test_jobs_that_return_nothing_finish_unscored(sweep, storage_url):
+    result = sweep("a=1,2", "ret=none")
+    assert result.returncode == 0, result.output
+    assert [t.state.name for t in load_study(storage_url).trials] == [
+        "PRUNED",
+        "PRUNED",
+    ]
+    assert "No job reported a score." in result.output
+
+
+def test_resume_runs_nothing_finished_and_reruns_failures(sweep, storage_url, tmp_path):
+    first = sweep("hydra.sweeper.mode=chain", "a=1-4", "b=0,1", "fail_at=4")
+    assert first.returncode == 1
+    assert len(first.run_lines) == 6
+    # The same command again: only the failed job runs again, with new numbers.
+    second = sweep("hydra.sweeper.mode=chain", "a=1-4", "b=0,1", "fail_at=4")
+    assert second.returncode == 1
+    assert second.run_lines == ["[run#6] fail_at=4 a=4"]
+    # Fixed, then resumed: nothing runs, and the chain decision stands.
+    third = sweep("hydra.sweeper.mode=chain", "a=1-4", "b=0,1", "fail_at=4")
+    assert third.run_lines == ["[run#7] fail_at=4 a=4"]
+    study = load_study(storage_url)
+    assert [t.number for t in study.trials] == list(range(8))
+    assert study.user_attrs["chain_decisions"] == {
+        "a": 1,
+        "b": 0,
+    }  # value indexes: a=2, b=0
+
+
+def test_resume_of_a_finished_sweep_starts_no_job(sweep, tmp_path):
+    assert sweep("a=1-3", "hydra.sweep.dir=one").returncode == 0
+    again = sweep("a=1-3", "hydra.sweep.dir=two")
+    assert again.returncode == 0, again.output
+    assert again.run_lines == []
+    assert "Launching" not in again.output
+    assert not (tmp_path / "two" / "0").exists()
+    assert yaml.safe_load((tmp_path / "two" / "results.yaml").read_text())["best"]["run"] == "run#1"
+
+
+def test_job_numbers_continue_so_folders_are_never_overwritten(sweep, tmp_path, storage_url):
+    assert sweep("a=1,2", "fail_at=2", "hydra.sweep.dir=out").returncode == 1
+    assert sweep("a=1,2", "fail_at=null", "hydra.sweep.dir=out").returncode == 0
+    # fail_at is part of the definition, so that is a new study; resume needs the same command
+    assert sweep("a=1,2", "fail_at=2", "hydra.sweep.dir=out").returncode == 1
+    assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.is_dir()) == [
+        "0",
+        "1",
+        "2",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["a=1-2-3-4"], "override 'a=1-2-3-4': invalid range string '1-2-3-4'"),
+        (["a=1e-3_1e2:1.log"], "override 'a=1e-3_1e2:1.log'"),
+        (["a=0-10-0"], "override 'a=0-10-0'"),
+        (
+            ["hydra.sweeper.mode=grid", "a=1,2"],
+            "hydra.sweeper.mode: unknown mode 'grid'",
+        ),
+        (["hydra.sweeper.direction=up", "a=1,2"], "unknown direction 'up'"),
+        (["nokey=1,2"], "Could not override 'nokey'"),
+        (["a=1,2", "model=small,nosuch"], "nosuch"),
+        (["a=interval(0,1)"], "interval() sweeps are continuous"),
+    ],
+)
+def test_bad_input_fails_before_any_job_and_writes_nothing(sweep, tmp_path, args, message):
+    result = sweep(*args)
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.run_lines == []
+    assert not (tmp_path / "optuna.db").exists()
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_bad_value_in_a_late_job_is_found_before_the_first_job(tmp_path):
+    from conftest import run_app
+
+    result = run_app(
+        tmp_path,
+        "hydra/sweeper=ivory",
+        "hydra.sweeper.mlflow.enabled=false",
+        "lr=0.1,0.2",
+        "x=0-50,oops",
+        app="sweep/typed.py",
+    )
+    assert result.returncode == 1
+    assert "override 'x=oops' is not accepted by the job config" in result.stderr
+    assert result.run_lines == []
+    assert not (tmp_path / "optuna.db").exists()
+
+
+def test_a_metric_missing_from_the_first_mapping_stops_the_sweep(sweep, tmp_path):
+    result = sweep("hydra.sweeper.metric=f1", "a=1-5", "ret=mapping")
+    assert result.returncode == 1
+    assert (
+        "hydra.sweeper.metric=f1: metric 'f1' is missing from the returned mapping" in result.stderr
+    )
+    assert len(result.run_lines) == 1
+
+
+def test_typed_config_takes_ranges_through_sweeper_params(tmp_path):
+    from conftest import run_app
+
+    direct = run_app(
+        tmp_path,
+        "hydra.sweeper.mlflow.enabled=false",
+        "lr=1e-3_1e-1:3.log",
+        app="sweep/typed.py",
+    )
+    assert direct.returncode == 1  # Hydra itself rejects a string for a float field
+    result = run_app(
+        tmp_path,
+        "hydra/sweeper=ivory",
+        "hydra.sweeper.mlflow.enabled=false",
+        "hydra.sweeper.params.lr=1e-3_1e-1:3.log",
+        "hydra.sweeper.params.x=-1_1",
+        app="sweep/typed.py",
+    )
+    assert result.returncode == 0, result.output
+    assert len(result.run_lines) == 9
+    assert result.run_lines[0] == "[run#0] lr=0.001 x=-1"
+    # the command line wins on the same key
+    again = run_app(
+        tmp_path,
+        "hydra/sweeper=ivory",
+        "hydra.sweeper.mlflow.enabled=false",
+        "hydra.sweeper.params.lr=1e-3_1e-1:3.log",
+        "lr=0.5",
+        app="sweep/typed.py",
+    )
+    assert again.run_lines == ["[run#9] lr=0.5"]
+
+
+def test_params_from_yaml_config(sweep, tmp_path):
+    result = sweep("+hydra.sweeper.params={a: '1-3', model: [small, large]}")
+    assert result.returncode == 0, result.output
+    assert len(result.run_lines) == 6
+
+
+def test_mixed_comma_list_and_quoted_values(sweep):
+    result = sweep("b=1e-2_1:3.log,0.5", "+tag='3-7',x")
+    assert result.returncode == 0, result.output
+    assert [line.split("] ", 1)[1] for line in result.run_lines] == [
+        f"b={b} tag={t}" for b in ("0.01", "0.1", "1", "0.5") for t in ("3-7", "x")
+    ]
+
+
+def test_max_batch_size(sweep):
+    result = sweep("a=1-5", "hydra.sweeper.max_batch_size=2")
+    assert result.returncode == 0, result.output
+    assert result.output.count("Launching 2 jobs locally") == 2
+    assert result.output.count("Launching 1 jobs locally") == 1
+
+
+def test_joblib_launcher_in_chain_mode(sweep, storage_url):
+    result = sweep(
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "hydra.sweeper.mode=chain",
+        "model=small,large",
+        "a=1-3",
+    )
+    assert result.returncode == 0, result.output
+    assert [line.split("] ", 1)[1] for line in result.run_lines][2:] == [
+        "a=1 model=large",
+        "a=2 model=large",
+        "a=3 model=large",
+    ]
+    assert load_study(storage_url).best_trial.params == {"a": 2, "model": "large"}

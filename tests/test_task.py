@@ -1,0 +1,191 @@
+"""The task API against the seed page and contract section 2, on real SQLite storages."""
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+
+import ivory_hydra as ivory
+
+SEED = Path(__file__).parent / "seed_transcript.py"
+SEED_LINES = """\
+[run#0] fold=0 factor=0.5
+[run#1] fold=0 factor=0.7
+[run#2] fold=1 factor=0.5
+[run#3] fold=1 factor=0.7
+[run#4] lr=0.0001 fold=0 factor=0.5
+[run#5] lr=0.0001 fold=0 factor=0.7
+[run#6] lr=0.0001 fold=1 factor=0.5
+[run#7] lr=0.0001 fold=1 factor=0.7
+[run#8] batch_size=32 fold=0
+[run#9] batch_size=32 fold=1
+[run#10] batch_size=32 factor=0.5
+[run#11] batch_size=32 factor=0.7
+[run#12] batch_size=32 lr=0.0001
+[run#13] batch_size=32 lr=0.001
+[run#14] fold=0
+[run#15] fold=1
+[run#16] factor=0.5 fold=0
+[run#17] factor=0.7 fold=0
+[run#18] lr=0.0001 fold=0 factor=0.5
+[run#19] lr=0.001 fold=0 factor=0.5
+""".splitlines()
+
+
+@pytest.fixture
+def client(tmp_path):
+    return ivory.create_client(tmp_path / "examples", mlflow=False)
+
+
+def run_seed(directory):
+    return subprocess.run(
+        [sys.executable, str(SEED), str(directory)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+
+
+def test_seed_transcript_prints_the_seed_run_by_run(tmp_path):
+    lines = run_seed(tmp_path)
+    assert lines[0] == "Task(name='task#0', experiment='torch', study_name='torch.task#0')"
+    assert [line for line in lines if line.startswith("[run#")] == SEED_LINES
+
+
+def test_a_second_process_continues_the_numbering(tmp_path):
+    run_seed(tmp_path)
+    lines = [line for line in run_seed(tmp_path) if line.startswith("[run#")]
+    assert lines[0] == "[run#20] fold=0 factor=0.5"
+    assert lines[-1] == "[run#39] lr=0.001 fold=0 factor=0.5"
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    names = {s.study_name for s in optuna.get_all_study_summaries(storage)}
+    assert {f"torch.task#{k}" for k in range(1, 5)} <= names
+    assert {f"torch.task#{k}" for k in range(6, 10)} <= names  # task#5 is the repr'd one
+
+
+def test_runs_are_trials_with_params_and_scores(client):
+    task = client.create_task("torch")
+    for run in task.product(fold=range(2), factor=[0.5, 0.7], lr=1e-4, verbose=0):
+        assert run.params["lr"] == 1e-4
+        run.report(run.params["fold"] + run.params["factor"])
+    assert run.name == "run#3"
+    study = optuna.load_study(study_name=task.study_name, storage=client.storage_url)
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 4
+    assert [t.value for t in study.trials] == [0.5, 0.7, 1.5, 1.7]
+    assert study.trials[1].params == {"lr": 1e-4, "fold": 0, "factor": 0.7}
+    assert study.trials[1].user_attrs["run_name"] == "run#1"
+    assert study.user_attrs["task_name"] == "task#0"
+
+
+def test_run_params_match_the_contract(client, capsys):
+    task = client.create_task("torch")
+    runs = list(task.product(fold=range(2), factor=[0.5, 0.7], lr=1e-4, verbose=0))
+    assert runs[0].params == {"lr": 0.0001, "fold": 0, "factor": 0.5}
+    assert list(runs[0].params) == ["lr", "fold", "factor"]
+    assert capsys.readouterr().out.splitlines()[0] == "[run#0] lr=0.0001 fold=0 factor=0.5"
+
+
+def chain_values(client, scores, **kwargs):
+    """Run a chain where each run reports scores[(param, value)]; return the runs' params."""
+    task = client.create_task("chain")
+    seen = []
+    for run in task.chain(verbose=0, **kwargs):
+        seen.append(run.params)
+        name = next(iter(run.params))
+        score = scores.get((name, run.params[name]), "unreported")
+        if score != "unreported":
+            run.report(score)
+    return seen
+
+
+def test_chain_min_picks_the_smallest_score(client):
+    scores = {
+        ("a", 1): 0.5,
+        ("a", 2): 0.1,
+        ("a", 3): 0.3,
+        ("b", 10): 0.2,
+        ("b", 20): 0.4,
+    }
+    seen = chain_values(client, scores, a=[1, 2, 3], b=[10, 20], c=[7, 8])
+    assert seen[3:] == [
+        {"b": 10, "a": 2},
+        {"b": 20, "a": 2},
+        {"c": 7, "a": 2, "b": 10},
+        {"c": 8, "a": 2, "b": 10},
+    ]
+
+
+def test_chain_max_picks_the_largest_score(client):
+    scores = {("a", 1): 0.5, ("a", 2): 0.1, ("a", 3): 0.3}
+    seen = chain_values(client, scores, a=[1, 2, 3], b=[10, 20], direction="maximize")
+    assert seen[3] == {"b": 10, "a": 1}
+
+
+def test_chain_ties_go_to_the_earliest_not_the_last_as_in_ivory(client):
+    scores = {("a", 1): 0.5, ("a", 2): 0.2, ("a", 3): 0.2}
+    assert chain_values(client, scores, a=[1, 2, 3], b=[10, 20])[3]["a"] == 2
+    tied = {("a", 1): 0.2, ("a", 2): 0.2, ("a", 3): 0.2}
+    assert chain_values(client, tied, a=[1, 2, 3], b=[10, 20])[3]["a"] == 1
+    assert chain_values(client, tied, a=[1, 2, 3], b=[10, 20], direction="maximize")[3]["a"] == 1
+
+
+def test_chain_nan_and_missing_scores_never_win(client):
+    scores = {("a", 1): float("nan"), ("a", 3): 0.9}  # a=2 never reports
+    assert chain_values(client, scores, a=[1, 2, 3], b=[10, 20])[3]["a"] == 3
+    assert chain_values(client, scores, a=[1, 2, 3], b=[10, 20], direction="maximize")[3]["a"] == 3
+
+
+def test_chain_with_no_score_uses_the_first_value(client):
+    assert chain_values(client, {}, a=[1, 2, 3], b=[10, 20])[3] == {"b": 10, "a": 1}
+
+
+def test_chain_reads_a_mapping_with_metric(client):
+    task = client.create_task("chain")
+    seen = []
+    for run in task.chain(a=[1, 2], b=[5, 6], metric="acc", direction="maximize", verbose=0):
+        seen.append(run.params)
+        run.report(
+            {
+                "acc": run.params.get("a", 0) * 0.1 if "b" not in run.params else 0.0,
+                "loss": 1.0,
+            }
+        )
+    assert seen[2] == {"b": 5, "a": 2}
+
+
+def test_trial_states_for_nan_unreported_and_failed_runs(client):
+    task = client.create_task("states")
+    with pytest.raises(RuntimeError, match="boom"):
+        for run in task.chain(a=[1, 2, 3, 4], verbose=0):
+            if run.params["a"] == 1:
+                run.report(float("nan"))
+            elif run.params["a"] == 3:
+                run.report(0.5)
+            elif run.params["a"] == 4:
+                raise RuntimeError("boom")  # the loop body fails during this run
+    study = optuna.load_study(study_name=task.study_name, storage=client.storage_url)
+    states = [t.state.name for t in study.trials]
+    assert states == ["FAIL", "PRUNED", "COMPLETE", "FAIL"]
+    assert study.trials[0].user_attrs["reason"] == "score is nan"
+    assert "stopped" in study.trials[3].user_attrs["reason"]
+    assert math.isclose(study.best_value, 0.5)
+
+
+def test_progress_bar_is_hidden_by_verbose_0_but_lines_are_not(client, capsys):
+    for _ in client.create_task("v").product(a=[1, 2], verbose=0):
+        pass
+    captured = capsys.readouterr()
+    assert captured.out == "[run#0] a=1\n[run#1] a=2\n"
+    assert "%" not in captured.err
+
+
+def test_bad_input(client):
+    with pytest.raises(ValueError, match="unknown direction 'up'"):
+        client.create_task("x").chain(a=[1, 2], direction="up")
+    with pytest.raises(ValueError, match="param 'a' has no values"):
+        client.create_task("x").product(a=[])
+    with pytest.raises(ValueError, match="experiment name"):
+        client.create_task("")
