@@ -605,6 +605,11 @@ class MlflowMirror:
                 _log.warning("Artifact %s does not exist; not logged to MLflow", path)
         self._terminate(run_id, "FAILED" if failed else "FINISHED")
 
+    def delete_runs(self, run_ids: Sequence[str]) -> None:
+        """Delete runs (MLflow keeps them as deleted until ``mlflow gc``)."""
+        for run_id in run_ids:
+            _retry(self._client.delete_run, run_id)
+
     def find_children(self, parent_run_id: str) -> dict[str, str]:
         """``run_name -> run_id`` for the child runs of a parent.
 

@@ -285,6 +285,20 @@ class Recorder:
             counts[key] = counts.get(key, 0) + 1
         return counts
 
+    def discard(self, records: Sequence[RunRecord]) -> None:
+        """Undo a task that must not have started: delete its study and MLflow runs.
+
+        Only a study created by this recorder is deleted; the numbers it took
+        from the experiment's ledger stay taken.
+        """
+        study = self._study()
+        if self.mirror is not None and self.parent_run_id is not None:
+            runs = [r.mlflow_run_id for r in records if r.mlflow_run_id]
+            parent = [self.parent_run_id] if study.created else []
+            self.mirror.delete_runs([*runs, *parent])
+        if study.created:
+            self.storage.delete_study(study.study_id)
+
     def close(
         self,
         *,

@@ -187,6 +187,12 @@ class IvorySweeperImpl:
         runner = _Runner(self, recorder, mirror, by_name, plan)
         try:
             returns = runner.run()
+        except SweepInputError:
+            # Found on the first job (a metric missing from its mapping): as for
+            # any bad input, nothing of this sweep stays in either store.
+            runner.close_bar()
+            recorder.discard(runner.records)
+            raise
         except BaseException:
             recorder.close(failed=True)
             runner.close_bar()
@@ -327,6 +333,8 @@ class _Runner:
         self.by_name = by_name
         self.plan = plan
         self.failed: list[RunRecord] = []
+        self.records: list[RunRecord] = []
+        self.probing = False
         self.launched = 0
         self.winners: dict[str, Any] = {}
         self._bar: Any = None
@@ -383,8 +391,8 @@ class _Runner:
     def _batches(self, points: list[Point]) -> list[list[Point]]:
         size = self.sweeper.max_batch_size or len(points) or 1
         batches = [points[i : i + size] for i in range(0, len(points), size)]
-        probe = self.sweeper.metric is not None and not self.recorder.counts()
-        if probe and batches and len(batches[0]) > 1:
+        self.probing = self.sweeper.metric is not None and not self.recorder.counts()
+        if self.probing and batches and len(batches[0]) > 1:
             # The first job alone: a metric missing from its result stops the sweep.
             batches = [[batches[0][0]], batches[0][1:], *batches[1:]]
         return batches
@@ -407,6 +415,7 @@ class _Runner:
             params=[{k: v.value for k, v in p.params.items()} for p in points],
             attrs=[{"overrides": " ".join(o)} for o in overrides],
         )
+        self.records.extend(records)
         jobs = []
         for record, job_overrides in zip(records, overrides, strict=True):
             self._print(run_line(record.name, record.params))
@@ -459,7 +468,7 @@ class _Runner:
             except MissingMetricError as error:
                 outcome = Outcome("fail", None, str(error))
                 self.recorder.finish(record, outcome, attrs)
-                if self.launched == 1:
+                if self.probing and len(self.records) == 1:
                     raise SweepDefinitionError(
                         f"hydra.sweeper.metric={metric}: {error.args[0]}"
                     ) from None

@@ -225,16 +225,20 @@ def _activate(recorder: Recorder, record: RunRecord) -> None:
 
 
 def _finish(recorder: Recorder, run: Run, metric: str | None, stopped: bool = False) -> None:
-    if run.reported:
+    mirror = recorder.mirror
+    logged = None
+    if not run.reported and metric and mirror is not None and run.mlflow_run_id:
+        logged = mirror.latest_metric(run.mlflow_run_id, metric)
+    if run.reported or logged is not None:
         try:
-            outcome = outcome_from_value(run._reported, metric)
+            outcome = outcome_from_value(run._reported if run.reported else None, metric, logged)
         except KeyError as error:
-            outcome = Outcome("fail", None, str(error))
+            outcome = Outcome("fail", None, str(error.args[0]))
     elif stopped:
         outcome = Outcome("fail", None, "the loop stopped before this run was reported")
     else:
-        outcome = outcome_from_value(None, None)
-    if recorder.mirror is not None and run.mlflow_run_id is not None:
+        outcome = outcome_from_value(None, None)  # finished without a score
+    if mirror is not None and run.mlflow_run_id is not None:
         from ivory_hydra.mirror import deactivate_child
 
         deactivate_child(failed=outcome.failed, error=outcome.reason)

@@ -63,6 +63,29 @@ def sweep(tmp_path):
     return _run
 
 
+@pytest.fixture(scope="session")
+def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty, migrated MLflow SQLite store.
+
+    Creating one runs MLflow's schema migrations (several seconds); copying
+    this file gives each test a fresh store for a few milliseconds.
+    """
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture(scope="session")
+def mlflow_server_url(tmp_path_factory):
+    """A real ``mlflow server`` on 127.0.0.1 for the whole session."""
+    from mlflow_server import start_mlflow_server
+
+    with start_mlflow_server(tmp_path_factory.mktemp("mlflow-server")) as url:
+        yield url
+
+
 @pytest.fixture
 def storage_url(tmp_path):
     return f"sqlite:///{tmp_path}/optuna.db"

@@ -62,20 +62,6 @@ def workdir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monkey
     return path
 
 
-@pytest.fixture(scope="session")
-def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An empty, migrated MLflow SQLite store.
-
-    Creating one runs MLflow's schema migrations (several seconds); copying
-    this file gives each test a fresh store for a few milliseconds.
-    """
-    from mlflow.tracking import MlflowClient
-
-    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
-    MlflowClient(f"sqlite:///{path}").search_experiments()
-    return path
-
-
 @pytest.fixture
 def overrides(request: pytest.FixtureRequest, workdir: Path) -> list[str]:
     """The suites' ``overrides`` (indirect), with ``{stores}`` filled in.

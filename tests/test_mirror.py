@@ -15,7 +15,6 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from mlflow_server import start_mlflow_server
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # the package may not be installed
@@ -60,13 +59,6 @@ def fluent(monkeypatch):
     while mlflow.active_run() is not None:
         mlflow.end_run()
     mirror._job_state.current = None
-
-
-@pytest.fixture(scope="session")
-def mlflow_server_url(tmp_path_factory):
-    """A real ``mlflow server`` on 127.0.0.1 for the whole session."""
-    with start_mlflow_server(tmp_path_factory.mktemp("mlflow-server")) as url:
-        yield url
 
 
 def _client(uri: str):

@@ -126,10 +126,7 @@ def test_repr_shows_how_it_was_built():
     assert repr(Range(3, 10, 2)) == "Range(3, 10, step=2)"
     assert repr(Range(3, 10, num=4)) == "Range(3, 10, num=4)"
     assert repr(Range(0, 1, 1.0)) == "Range(0, 1, step=1.0)"
-    assert (
-        repr(Range(1e-3, 1e2, num=6, log=True))
-        == "Range(0.001, 100.0, num=6, log=True)"
-    )
+    assert repr(Range(1e-3, 1e2, num=6, log=True)) == "Range(0.001, 100.0, num=6, log=True)"
     assert repr(Range("1e-3_1e2:6.log")) == "Range('1e-3_1e2:6.log')"
     for r in [Range(6), Range(0, 1, 1.0), Range(1e-3, 1e2, num=6, log=True)]:
         assert eval(repr(r)) == r

@@ -264,6 +264,8 @@ def test_a_metric_missing_from_the_first_mapping_stops_the_sweep(sweep, tmp_path
         "hydra.sweeper.metric=f1: metric 'f1' is missing from the returned mapping" in result.stderr
     )
     assert len(result.run_lines) == 1
+    # As for any bad input, the sweep leaves no study behind (its numbers stay taken).
+    assert not [n for n in study_names(f"sqlite:///{tmp_path}/optuna.db") if "-ivory-" in n]
 
 
 def test_typed_config_takes_ranges_through_sweeper_params(tmp_path):

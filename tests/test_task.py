@@ -189,3 +189,32 @@ def test_bad_input(client):
         client.create_task("x").product(a=[])
     with pytest.raises(ValueError, match="experiment name"):
         client.create_task("")
+
+
+@pytest.mark.slow
+def test_tasks_and_runs_are_mirrored_to_mlflow(tmp_path):
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    client = ivory.create_client(tmp_path)
+    task = client.create_task("torch")
+    for run in task.chain(lr=[0.1, 0.01], fold=[0, 1], metric="loss", verbose=0):
+        assert mlflow.active_run().info.run_id == run.mlflow_run_id
+        if "fold" not in run.params:
+            mlflow.log_metric("loss", run.params["lr"] * 10)  # logged, not reported
+        else:
+            run.report({"loss": run.params["fold"] + 0.5})
+    assert mlflow.active_run() is None
+    store = MlflowClient(client.tracking_uri)
+    experiment = store.get_experiment_by_name("torch")
+    runs = store.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
+    [parent] = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert parent.info.run_name == "task#0"
+    assert sorted(r.info.run_name for r in children) == ["run#0", "run#1", "run#2", "run#3"]
+    assert {r.info.status for r in [parent, *children]} == {"FINISHED"}
+    # the chain used the logged metric: lr=0.01 (loss 0.1) won
+    study = optuna.load_study(study_name=task.study_name, storage=client.storage_url)
+    assert [t.value for t in study.trials] == [1.0, 0.1, 0.5, 1.5]
+    assert study.trials[2].params == {"fold": 0, "lr": 0.01}
+    assert study.trials[2].user_attrs["mlflow_run_id"] in {r.info.run_id for r in children}
