@@ -206,7 +206,7 @@ def test_a_tracking_server_receives_a_whole_sweep(tmp_path, mlflow_server_url):
         "model=small,large",
         "log_metric=my_loss",
         f"hydra.sweeper.mlflow.tracking_uri={mlflow_server_url}",
-        "hydra.sweeper.mlflow.experiment_name=served",
+        "hydra.sweeper.mlflow.experiment_name=served-sweep",
         timeout=600,
     )
     assert result.returncode == 0, result.output
