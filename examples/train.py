@@ -11,7 +11,7 @@ import hydra
 from omegaconf import DictConfig
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def train(cfg: DictConfig) -> float:
     """Return a loss that is smallest near lr=0.1, resnet and small dropout."""
     model_penalty = {"resnet": 0.0, "vit": 0.2}[cfg.model.name]

@@ -96,6 +96,13 @@ def best_index(scores: Sequence[float | None], direction: str = "minimize") -> i
     return best
 
 
+def _check_choice(kind: str, value: str, choices: Sequence[str]) -> str:
+    if value not in choices:
+        options = " or ".join(repr(c) for c in choices)
+        raise ValueError(f"unknown {kind} {value!r}: use {options}")
+    return value
+
+
 def check_direction(direction: str) -> str:
     """Return ``direction`` if it is ``minimize`` or ``maximize``, else raise.
 
@@ -106,24 +113,18 @@ def check_direction(direction: str) -> str:
     ...
     ValueError: unknown direction 'max': use 'minimize' or 'maximize'
     """
-    if direction not in DIRECTIONS:
-        raise ValueError(f"unknown direction {direction!r}: use 'minimize' or 'maximize'")
-    return direction
+    return _check_choice("direction", direction, DIRECTIONS)
 
 
 def check_mode(mode: str) -> str:
     """Return ``mode`` if it is ``product`` or ``chain``, else raise.
 
-    >>> check_mode("chain")
-    'chain'
     >>> check_mode("grid")
     Traceback (most recent call last):
     ...
     ValueError: unknown mode 'grid': use 'product' or 'chain'
     """
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}: use 'product' or 'chain'")
-    return mode
+    return _check_choice("mode", mode, MODES)
 
 
 @dataclass(frozen=True)
