@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_DIR ?= demo
 
-.PHONY: install demo test test-fast lint bench clean
+.PHONY: install postgres demo test test-fast lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +13,13 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 install: $(VENV)/.installed
+
+# The tests start a throw-away PostgreSQL cluster: Debian's server binaries are needed.
+postgres:
+	@if command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	else echo "PostgreSQL's server is needed: sudo apt-get install postgresql"; exit 1; fi
 
 # Runs an example sweep on the embedded defaults (SQLite files in $(DEMO_DIR)/).
 demo: install
@@ -26,7 +33,7 @@ demo: install
 	@echo "  MLflow:    $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(abspath $(DEMO_DIR))/mlflow.db"
 
 # The whole suite, slow end-to-end tests included (as CI runs it).
-test: install
+test: install postgres
 	$(PY) -m pytest -n 2 -q
 
 # The quick part: pure core and doctests.

@@ -8,6 +8,7 @@ joblib, Ray and submitit workers.
 
 from __future__ import annotations
 
+import tempfile
 import traceback
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,24 @@ def run_id_override(run_id: str) -> str:
     '++hydra.job.env_set.IVORY_HYDRA_MLFLOW_RUN_ID=abc'
     """
     return f"++hydra.job.env_set.{RUN_ID_ENV}={run_id}"
+
+
+def redacted_copy(folder: Path, into: Path) -> Path:
+    """Copy ``folder`` into ``into`` with URL passwords hidden in its text files.
+
+    ``.hydra/hydra.yaml`` records the overrides, a storage URL's password too.
+    """
+    from ivory_hydra.mirror import redact_text
+
+    target = into / folder.name
+    target.mkdir(parents=True, exist_ok=True)
+    for path in folder.iterdir():
+        if path.is_file():
+            try:
+                (target / path.name).write_text(redact_text(path.read_text()))
+            except UnicodeDecodeError:
+                (target / path.name).write_bytes(path.read_bytes())
+    return target
 
 
 class MlflowJobCallback(Callback):
@@ -59,9 +78,13 @@ class MlflowJobCallback(Callback):
         if failed:
             exc = job_return._return_value
             error = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        folders = []
         subdir = OmegaConf.select(config, "hydra.output_subdir")
         output_dir = OmegaConf.select(config, "hydra.runtime.output_dir")
-        if subdir and output_dir and (Path(output_dir) / subdir).is_dir():
-            folders.append(Path(output_dir) / subdir)
-        deactivate_child(failed=failed, error=error, artifact_dirs=folders)
+        folder = Path(output_dir) / subdir if subdir and output_dir else None
+        if folder is None or not folder.is_dir():
+            deactivate_child(failed=failed, error=error)
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            deactivate_child(
+                failed=failed, error=error, artifact_dirs=[redacted_copy(folder, Path(tmp))]
+            )

@@ -203,6 +203,20 @@ def redact_url(url: str) -> str:
     return f"{scheme}://{user}:***{rest[at:]}"
 
 
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"]+")
+
+
+def redact_text(text: str) -> str:
+    """Hide the password of every URL inside ``text`` (a command line, a YAML file).
+
+    >>> redact_text("train.py -m hydra.sweeper.storage=postgresql://u:pw@h/db lr=1")
+    'train.py -m hydra.sweeper.storage=postgresql://u:***@h/db lr=1'
+    >>> redact_text("- hydra.sweeper.storage='mysql://u:pw@h/db'")
+    "- hydra.sweeper.storage='mysql://u:***@h/db'"
+    """
+    return _URL_IN_TEXT.sub(lambda match: redact_url(match.group(0)), text)
+
+
 def _first(text: str, chars: str) -> int:
     """Index of the first of ``chars`` in ``text`` (len(text) if none)."""
     found = [i for i in (text.find(c) for c in chars) if i >= 0]

@@ -176,6 +176,7 @@ class IvorySweeperImpl:
         cwd = Path(str(OmegaConf.select(self.config, "hydra.runtime.cwd") or "."))
         url = storage_url(self.storage, cwd)
         experiment = self.experiment_name or job_name
+        self._open_storage(url)
         mirror = self._mirror(experiment, cwd)
         recorder = self._recorder(url, experiment, job_name, definition, params, plan, mirror)
 
@@ -200,6 +201,19 @@ class IvorySweeperImpl:
         runner.close_bar()
         self._finish(recorder, runner, url, mirror, sweep_dir)
         return returns
+
+    @staticmethod
+    def _open_storage(url: str) -> None:
+        from ivory_hydra.mirror import redact_url
+        from ivory_hydra.store import open_storage
+
+        try:
+            open_storage(url)
+        except Exception as error:  # noqa: BLE001 - drivers raise many kinds
+            raise SweepInputError(
+                f"hydra.sweeper.storage={redact_url(url)}: cannot open this Optuna storage: "
+                f"{type(error).__name__}: {redact_url(str(error))}"
+            ) from None
 
     def _mirror(self, experiment: str, cwd: Path) -> MlflowMirror | None:
         if not self.mlflow_enabled:
@@ -242,7 +256,7 @@ class IvorySweeperImpl:
             parent_tags={
                 "ivory.mode": plan.mode,
                 "ivory.definition": described,
-                "ivory.command": " ".join(sys.argv),
+                "ivory.command": _redacted_command(),
             },
         ).open()
 
@@ -492,6 +506,12 @@ class _Runner:
         value = self.plan.swept[name][index]
         self.winners[name] = value
         log.info(f"Chain: {name} is fixed at {value.text}")
+
+
+def _redacted_command() -> str:
+    from ivory_hydra.mirror import redact_text
+
+    return redact_text(" ".join(sys.argv))
 
 
 def _plain_params(params: Any) -> dict[str, Any]:

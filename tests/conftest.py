@@ -86,11 +86,20 @@ def mlflow_server_url(tmp_path_factory):
         yield url
 
 
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A real PostgreSQL server on 127.0.0.1 (password auth) for the whole session."""
+    from postgres_server import start_postgres_server
+
+    with start_postgres_server() as url:
+        yield url
+
+
 @pytest.fixture
 def storage_url(tmp_path):
     return f"sqlite:///{tmp_path}/optuna.db"
 
 
 # Scripts run as subprocesses, not test modules (--doctest-modules would import them).
-collect_ignore = ["seed_transcript.py", "mlflow_server.py"]
+collect_ignore = ["seed_transcript.py", "mlflow_server.py", "postgres_server.py"]
 collect_ignore_glob = ["apps/*"]

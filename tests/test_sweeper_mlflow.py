@@ -6,6 +6,7 @@ server` on 127.0.0.1), read back with MlflowClient.
 
 import shutil
 import sys
+from pathlib import Path
 
 import optuna
 import pytest
@@ -163,20 +164,36 @@ def test_tracking_uri_from_config_and_environment(tmp_path, mlflow_template):
     assert not (tmp_path / "mlflow.db").exists()
 
 
-def test_no_password_from_the_storage_url_reaches_mlflow(tmp_path, mlflow_db):
-    # A journal file whose path holds what a password would; and a URL with a
-    # password that optuna parses are both checked through redaction.
-    from ivory_hydra.mirror import redact_url
+def test_no_password_from_the_storage_url_reaches_mlflow(tmp_path, mlflow_db, postgres_url):
+    from postgres_server import PASSWORD
 
-    assert redact_url("postgresql://user:s3cret@127.0.0.1:5432/db") == (
-        "postgresql://user:***@127.0.0.1:5432/db"
-    )
     result = sweep(
-        tmp_path, "a=1,2", "hydra.sweeper.mlflow.experiment_name=pw", "+token=s3cret"
-    )  # a param value is not a storage password: it stays
+        tmp_path,
+        "a=1,2",
+        "model=small,large",
+        "hydra.sweeper.mode=chain",
+        f"hydra.sweeper.storage={postgres_url}",
+        "hydra.sweep.dir=out",
+    )
     assert result.returncode == 0, result.output
-    _, [parent], children = runs_of(mlflow_db, "pw")
-    assert parent.data.tags["ivory.storage"] == f"sqlite:///{tmp_path}/optuna.db"
+    assert PASSWORD not in result.output
+    assert "postgresql://ivory:***@127.0.0.1" in result.output
+    assert PASSWORD not in (tmp_path / "out" / "results.yaml").read_text()
+    client, [parent], children = runs_of(mlflow_db)
+    assert len(children) == 4
+    for run in [parent, *children]:
+        assert PASSWORD not in repr(run.data.tags) + repr(run.data.params)
+    assert parent.data.tags["ivory.storage"].startswith("postgresql://ivory:***@")
+    assert "hydra.sweeper.storage=postgresql://ivory:***@" in parent.data.tags["ivory.command"]
+    # the job's .hydra/hydra.yaml records the overrides: the uploaded copy is redacted
+    uploaded = client.download_artifacts(
+        children[0].info.run_id, ".hydra/hydra.yaml", str(tmp_path)
+    )
+    text = Path(uploaded).read_text()
+    assert "postgresql://ivory:***@" in text and PASSWORD not in text
+    # and the sweep really lives in PostgreSQL
+    study = optuna.load_study(study_name=parent.data.tags["ivory.study_name"], storage=postgres_url)
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 4
 
 
 @pytest.mark.parametrize("workers", [4])
