@@ -60,6 +60,14 @@ class Client:
         self.storage_url = storage_url(storage, self.directory)
         self.mlflow_enabled = mlflow
         self.tracking_uri = tracking_uri or f"sqlite:///{self.directory / 'mlflow.db'}"
+        from ivory_hydra.mirror import redact_url
+
+        stores = f"Optuna storage used by this client: {redact_url(self.storage_url)}"
+        if mlflow:
+            stores += (
+                f"\nMLflow tracking store used by this client: {redact_url(self.tracking_uri)}"
+            )
+        print(stores, file=sys.stderr)
 
     def __repr__(self) -> str:
         return f"Client(directory={str(self.directory)!r})"

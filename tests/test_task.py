@@ -55,6 +55,16 @@ def test_seed_transcript_prints_the_seed_run_by_run(tmp_path):
     assert [line for line in lines if line.startswith("[run#")] == SEED_LINES
 
 
+def test_the_client_says_where_its_stores_are_on_stderr(tmp_path, capsys):
+    ivory.create_client(tmp_path)
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert f"Optuna storage used by this client: sqlite:///{tmp_path}/optuna.db" in captured.err
+    assert (
+        f"MLflow tracking store used by this client: sqlite:///{tmp_path}/mlflow.db" in captured.err
+    )
+
+
 def test_a_second_process_continues_the_numbering(tmp_path):
     run_seed(tmp_path)
     lines = [line for line in run_seed(tmp_path) if line.startswith("[run#")]
