@@ -29,7 +29,7 @@ demo: install
 	@echo
 	@echo "Where to look (run from $(DEMO_DIR)/):"
 	@echo "  results:   $(DEMO_DIR)/multirun/*/*/results.yaml"
-	@echo "  Optuna:    $(VENV)/bin/optuna-dashboard sqlite:///$(abspath $(DEMO_DIR))/optuna.db  (pip install optuna-dashboard)"
+	@echo "  Optuna:    $(VENV)/bin/optuna-dashboard sqlite:///$(abspath $(DEMO_DIR))/optuna.db"
 	@echo "  MLflow:    $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(abspath $(DEMO_DIR))/mlflow.db"
 
 # The whole suite, slow end-to-end tests included (as CI runs it).

@@ -1,9 +1,9 @@
 """Runs in each job's own process: makes the job's MLflow child run active.
 
-The sweeper adds this callback to Hydra's callbacks before launching, and
-passes each job's child run id through ``hydra.job.env_set``, which every
-launcher applies in the job process. It holds only strings, so it pickles to
-joblib, Ray and submitit workers.
+The sweeper adds this callback to Hydra's callbacks and, before each launch,
+gives it the batch's child run ids by job number (``hydra.job.num``). Launchers
+ship Hydra's callbacks with every job, so the map reaches joblib, Ray and
+submitit workers; it holds only strings and ints, so it pickles.
 """
 
 from __future__ import annotations
@@ -15,17 +15,6 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
-
-RUN_ID_ENV = "IVORY_HYDRA_MLFLOW_RUN_ID"
-
-
-def run_id_override(run_id: str) -> str:
-    """The job override that hands a child run id to the job.
-
-    >>> run_id_override("abc")
-    '++hydra.job.env_set.IVORY_HYDRA_MLFLOW_RUN_ID=abc'
-    """
-    return f"++hydra.job.env_set.{RUN_ID_ENV}={run_id}"
 
 
 def redacted_copy(folder: Path, into: Path) -> Path:
@@ -49,14 +38,15 @@ def redacted_copy(folder: Path, into: Path) -> Path:
 class MlflowJobCallback(Callback):
     """Activates the job's child run on start and closes it on end."""
 
-    def __init__(self, tracking_uri: str) -> None:
+    def __init__(self, tracking_uri: str, run_ids: dict[int, str] | None = None) -> None:
         self.tracking_uri = tracking_uri
+        self.run_ids: dict[int, str] = dict(run_ids or {})
         self._active = False
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Make the job's child run the active MLflow run."""
-        run_id = OmegaConf.select(config, f"hydra.job.env_set.{RUN_ID_ENV}")
         self._active = False
+        run_id = self.run_ids.get(OmegaConf.select(config, "hydra.job.num"))
         if not run_id:
             return
         from ivory_hydra.mirror import activate_child

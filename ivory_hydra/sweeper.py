@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from hydra.types import HydraContext, TaskFunction
     from omegaconf import DictConfig
 
+    from ivory_hydra.job_callback import MlflowJobCallback
     from ivory_hydra.mirror import MlflowMirror
     from ivory_hydra.recorder import Recorder, RunRecord
 
@@ -352,6 +353,7 @@ class _Runner:
         self.launched = 0
         self.winners: dict[str, Any] = {}
         self._bar: Any = None
+        self._callback: MlflowJobCallback | None = None
 
     # ------------------------------------------------------------ output
 
@@ -416,12 +418,12 @@ class _Runner:
 
         assert self.sweeper.hydra_context is not None and self.mirror is not None
         callbacks = self.sweeper.hydra_context.callbacks.callbacks
-        if not any(isinstance(c, MlflowJobCallback) for c in callbacks):
-            callbacks.append(MlflowJobCallback(self.mirror.tracking_uri))
+        found = [c for c in callbacks if isinstance(c, MlflowJobCallback)]
+        self._callback = found[0] if found else MlflowJobCallback(self.mirror.tracking_uri)
+        if not found:
+            callbacks.append(self._callback)
 
     def _launch(self, points: list[Point]) -> Sequence[JobReturn]:
-        from ivory_hydra.job_callback import run_id_override
-
         assert self.sweeper.launcher is not None
         overrides = [self._overrides(p) for p in points]
         records = self.recorder.start(
@@ -430,16 +432,17 @@ class _Runner:
             attrs=[{"overrides": " ".join(o)} for o in overrides],
         )
         self.records.extend(records)
-        jobs = []
-        for record, job_overrides in zip(records, overrides, strict=True):
+        for record in records:
             self._print(run_line(record.name, record.params))
-            extra = [run_id_override(record.mlflow_run_id)] if record.mlflow_run_id else []
-            jobs.append([*job_overrides, *extra])
+        if self._callback is not None:
+            self._callback.run_ids = {
+                r.trial_number: r.mlflow_run_id for r in records if r.mlflow_run_id
+            }
         results: list[JobReturn] = []
         for start, end in _contiguous(records):
             results.extend(
                 self.sweeper.launcher.launch(
-                    jobs[start:end], initial_job_idx=records[start].trial_number
+                    overrides[start:end], initial_job_idx=records[start].trial_number
                 )
             )
         self.launched += len(records)
