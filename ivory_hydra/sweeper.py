@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
     from ivory_hydra.job_callback import MlflowJobCallback
     from ivory_hydra.mirror import MlflowMirror
+    from ivory_hydra.progress import ProgressBar
     from ivory_hydra.recorder import Recorder, RunRecord
 
 log = logging.getLogger(__name__)
@@ -352,14 +353,15 @@ class _Runner:
         self.probing = False
         self.launched = 0
         self.winners: dict[str, Any] = {}
-        self._bar: Any = None
+        self._bar: ProgressBar | None = None
+        self._done = 0
         self._callback: MlflowJobCallback | None = None
 
     # ------------------------------------------------------------ output
 
     def _print(self, line: str) -> None:
         if self._bar is not None:
-            self._bar.write(line, file=sys.stdout)
+            self._bar.write(line)
         else:
             print(line, flush=True)
 
@@ -369,6 +371,11 @@ class _Runner:
             self._bar.close()
             self._bar = None
 
+    def _advance(self, count: int) -> None:
+        self._done += count
+        if self._bar is not None:
+            self._bar.advance_to(self._done)
+
     def decisions_by_name(self) -> dict[str, Any]:
         """Chain decisions as plain values."""
         return {name: value.value for name, value in self.winners.items()}
@@ -377,26 +384,22 @@ class _Runner:
 
     def run(self) -> list[Sequence[JobReturn]]:
         """Run every step of the plan and return the launcher's results per batch."""
-        if self.sweeper.verbose >= 1:
-            from tqdm.auto import tqdm
+        from ivory_hydra.progress import ProgressBar
 
-            self._bar = tqdm(
-                total=self.plan.total,
-                desc="sweep",
-                leave=False,
-                file=sys.stderr,
-                disable=None,
-            )
+        self._bar = ProgressBar(self.plan.total, self.sweeper.verbose)
+        self._install(self._bar.callback())
         if self.mirror is not None:
-            self._add_job_callback()
+            from ivory_hydra.job_callback import MlflowJobCallback
+
+            self._callback = MlflowJobCallback(self.mirror.tracking_uri)
+            self._install(self._callback)
         done = self.recorder.finished_by_slot()
         decisions = self.recorder.decisions
         returns: list[Sequence[JobReturn]] = []
         for step in range(self.plan.num_steps):
             points = self.plan.points(step, self.winners)
             todo = [p for p in points if p.slot not in done]
-            if self._bar is not None:
-                self._bar.update(len(points) - len(todo))
+            self._advance(len(points) - len(todo))
             if len(todo) < len(points):
                 log.info(f"Resuming: {len(points) - len(todo)} finished jobs are not run again")
             for batch in self._batches(todo):
@@ -413,15 +416,12 @@ class _Runner:
             batches = [[batches[0][0]], batches[0][1:], *batches[1:]]
         return batches
 
-    def _add_job_callback(self) -> None:
-        from ivory_hydra.job_callback import MlflowJobCallback
-
-        assert self.sweeper.hydra_context is not None and self.mirror is not None
+    def _install(self, callback: Any) -> None:
+        """Add ``callback`` to Hydra's callbacks, replacing one of its type from a former sweep."""
+        assert self.sweeper.hydra_context is not None
         callbacks = self.sweeper.hydra_context.callbacks.callbacks
-        found = [c for c in callbacks if isinstance(c, MlflowJobCallback)]
-        self._callback = found[0] if found else MlflowJobCallback(self.mirror.tracking_uri)
-        if not found:
-            callbacks.append(self._callback)
+        callbacks[:] = [c for c in callbacks if type(c) is not type(callback)]
+        callbacks.append(callback)
 
     def _launch(self, points: list[Point]) -> Sequence[JobReturn]:
         assert self.sweeper.launcher is not None
@@ -448,8 +448,7 @@ class _Runner:
         self.launched += len(records)
         for record, result in zip(records, results, strict=True):
             self._record(record, result)
-            if self._bar is not None:
-                self._bar.update()
+        self._advance(len(records))
         return results
 
     def _overrides(self, point: Point) -> list[str]:

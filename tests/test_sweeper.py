@@ -337,3 +337,45 @@ def test_joblib_launcher_in_chain_mode(sweep, storage_url):
         "a=3 model=large",
     ]
     assert load_study(storage_url).best_trial.params == {"a": 2, "model": "large"}
+
+
+def test_every_hydra_sweep_form(sweep):
+    result = sweep("a=range(1,3)", "b=choice(0.5,1.5)", "model=glob(l*)")
+    assert result.returncode == 0, result.output
+    assert [line.split("] ", 1)[1] for line in result.run_lines] == [
+        "model=large a=1 b=0.5",  # glob(l*) matched one option: a fixed value, printed first
+        "model=large a=1 b=1.5",
+        "model=large a=2 b=0.5",
+        "model=large a=2 b=1.5",
+    ]
+
+
+def test_values_are_escaped_as_basic_sweeper_escapes_them(sweep, storage_url):
+    result = sweep("a=1,2", "+msg='hello, world',x\\=y")
+    assert result.returncode == 0, result.output
+    trials = load_study(storage_url).trials
+    assert [t.params["msg"] for t in trials] == ["hello, world", "x=y", "hello, world", "x=y"]
+    # the job overrides are BasicSweeper's: split_arguments gives the same strings
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(["a=1,2", "+msg='hello, world',x\\=y"])
+    [basic] = BasicSweeper.split_arguments(parsed, None)
+    assert [t.user_attrs["overrides"] for t in trials] == [" ".join(job) for job in basic]
+
+
+def test_journal_file_storage(sweep, tmp_path):
+    journal = tmp_path / "sweep.log"
+    result = sweep("a=1-3", f"hydra.sweeper.storage={journal}")
+    assert result.returncode == 0, result.output
+    assert f"optuna-dashboard {journal}" in result.output
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(journal))
+    )
+    [name] = [
+        s.study_name for s in optuna.get_all_study_summaries(storage) if "-ivory-" in s.study_name
+    ]
+    assert optuna.load_study(study_name=name, storage=storage).best_trial.params == {"a": 2}
+    again = sweep("a=1-3", f"hydra.sweeper.storage={journal}")
+    assert again.run_lines == []  # resume works on a journal too
+    assert not (tmp_path / "optuna.db").exists()
