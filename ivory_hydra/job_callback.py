@@ -22,7 +22,7 @@ def redacted_copy(folder: Path, into: Path) -> Path:
 
     ``.hydra/hydra.yaml`` records the overrides, a storage URL's password too.
     """
-    from ivory_hydra.mirror import redact_text
+    from ivory_hydra.redact import redact_text
 
     target = into / folder.name
     target.mkdir(parents=True, exist_ok=True)
@@ -49,7 +49,7 @@ class MlflowJobCallback(Callback):
         run_id = self.run_ids.get(OmegaConf.select(config, "hydra.job.num"))
         if not run_id:
             return
-        from ivory_hydra.mirror import activate_child
+        from ivory_hydra.active_run import activate_child
 
         activate_child(self.tracking_uri, str(run_id))
         self._active = True
@@ -61,7 +61,7 @@ class MlflowJobCallback(Callback):
         self._active = False
         from hydra.core.utils import JobStatus
 
-        from ivory_hydra.mirror import deactivate_child
+        from ivory_hydra.active_run import deactivate_child
 
         failed = job_return.status == JobStatus.FAILED
         error = None
@@ -71,10 +71,9 @@ class MlflowJobCallback(Callback):
         subdir = OmegaConf.select(config, "hydra.output_subdir")
         output_dir = OmegaConf.select(config, "hydra.runtime.output_dir")
         folder = Path(output_dir) / subdir if subdir and output_dir else None
-        if folder is None or not folder.is_dir():
-            deactivate_child(failed=failed, error=error)
-            return
         with tempfile.TemporaryDirectory() as tmp:
-            deactivate_child(
-                failed=failed, error=error, artifact_dirs=[redacted_copy(folder, Path(tmp))]
-            )
+            folders = [redacted_copy(folder, Path(tmp))] if folder and folder.is_dir() else []
+            closed = deactivate_child(failed=failed, error=error, artifact_dirs=folders)
+        # Travels back with the job's result, from any launcher: the sweep need
+        # not end this run again.
+        job_return.ivory_child_closed_failed = failed if closed else None

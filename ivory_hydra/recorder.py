@@ -163,35 +163,30 @@ class Recorder:
         records = []
         for offset, (point, values, extra) in enumerate(zip(points, params, attrs, strict=True)):
             run_name = f"run#{first + offset}"
-            user_attrs = {
-                "run_name": run_name,
-                "slot": point.slot,
-                "step": point.step,
-                **extra,
-            }
+            user_attrs = {"run_name": run_name, "slot": point.slot, "step": point.step, **extra}
+            # The child run first, so that its id goes into the trial as it is created;
+            # the child learns its trial number when it finishes.
+            run_id = self._create_child(run_name, values, user_attrs)
+            if run_id is not None:
+                user_attrs["mlflow_run_id"] = run_id
             distributions = {k: self._distribution(k, v) for k, v in values.items()}
             trial_id, trial_number = study.start_trial(values, distributions, user_attrs)
             record = RunRecord(
-                first + offset,
-                point,
-                dict(values),
-                trial_id,
-                trial_number,
-                None,
-                user_attrs,
+                first + offset, point, dict(values), trial_id, trial_number, run_id, user_attrs
             )
-            if self.mirror is not None and self.parent_run_id is not None:
-                from ivory_hydra.mirror import ChildSpec
-
-                tags = {f"ivory.{k}": str(v) for k, v in user_attrs.items()}
-                tags["ivory.trial_number"] = str(trial_number)
-                tags["ivory.study_name"] = study.name
-                record.mlflow_run_id = self.mirror.create_child(
-                    self.parent_run_id, ChildSpec(run_name, values, tags)
-                )
-                study.set_trial_attr(trial_id, "mlflow_run_id", record.mlflow_run_id)
             records.append(record)
         return records
+
+    def _create_child(
+        self, run_name: str, params: Mapping[str, Any], attrs: Mapping[str, Any]
+    ) -> str | None:
+        if self.mirror is None or self.parent_run_id is None:
+            return None
+        from ivory_hydra.mirror import ChildSpec
+
+        tags = {f"ivory.{k}": str(v) for k, v in attrs.items()}
+        tags["ivory.study_name"] = self.study_name
+        return self.mirror.create_child(self.parent_run_id, ChildSpec(run_name, params, tags))
 
     def _distribution(self, name: str, value: Any) -> BaseDistribution:
         if name not in self.distributions:
@@ -205,8 +200,13 @@ class Recorder:
         record: RunRecord,
         outcome: Outcome,
         attrs: Mapping[str, Any] | None = None,
+        closed_failed: bool | None = None,
     ) -> None:
-        """Close a run's trial and MLflow child with its outcome."""
+        """Close a run's trial and MLflow child with its outcome.
+
+        ``closed_failed`` says how the job itself already ended its child run
+        (None: not ended); the run is ended again only if that differs.
+        """
         study = self._study()
         user_attrs = dict(attrs or {})
         if outcome.reason:
@@ -219,8 +219,13 @@ class Recorder:
                 metrics[self.metric or "score"] = outcome.score
             tags = {f"ivory.{k}": str(v) for k, v in user_attrs.items()}
             tags["ivory.state"] = outcome.state
+            tags["ivory.trial_number"] = str(record.trial_number)
             self.mirror.finish_child(
-                record.mlflow_run_id, failed=outcome.failed, metrics=metrics, tags=tags
+                record.mlflow_run_id,
+                failed=outcome.failed,
+                metrics=metrics,
+                tags=tags,
+                terminate=closed_failed is None or closed_failed != outcome.failed,
             )
 
     # ------------------------------------------------------------ reading back
@@ -328,6 +333,6 @@ class Recorder:
 
 
 def _redact(url: str) -> str:
-    from ivory_hydra.mirror import redact_url
+    from ivory_hydra.redact import redact_url
 
     return redact_url(url)

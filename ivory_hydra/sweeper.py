@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ivory_hydra.display import run_line
 from ivory_hydra.errors import SweepDefinitionError, SweepFailedError, SweepInputError
 from ivory_hydra.overrides import (
     SweepParam,
@@ -23,8 +22,7 @@ from ivory_hydra.overrides import (
     param_from_override,
     params_arguments,
 )
-from ivory_hydra.plan import Plan, Point, best_index, check_direction, check_mode
-from ivory_hydra.scores import MissingMetricError, Outcome, outcome_from_value
+from ivory_hydra.plan import Plan, check_direction, check_mode
 from ivory_hydra.store import dashboard_command, storage_url
 
 if TYPE_CHECKING:
@@ -33,10 +31,9 @@ if TYPE_CHECKING:
     from hydra.types import HydraContext, TaskFunction
     from omegaconf import DictConfig
 
-    from ivory_hydra.job_callback import MlflowJobCallback
     from ivory_hydra.mirror import MlflowMirror
-    from ivory_hydra.progress import ProgressBar
-    from ivory_hydra.recorder import Recorder, RunRecord
+    from ivory_hydra.recorder import Recorder
+    from ivory_hydra.runner import SweepRunner
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +164,6 @@ class IvorySweeperImpl:
         self._check_settings()
         params = self.parse(arguments)
         plan = self.plan(params)
-        by_name = {p.name: p for p in params}
         from ivory_hydra.validation import validate_sweep
 
         first = [p.override(p.values[0]) for p in params]
@@ -187,7 +183,17 @@ class IvorySweeperImpl:
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         self._announce(recorder, url, mirror, plan)
 
-        runner = _Runner(self, recorder, mirror, by_name, plan)
+        from ivory_hydra.runner import RunSettings, SweepRunner
+
+        runner = SweepRunner(
+            launcher=self.launcher,
+            hydra_context=self.hydra_context,
+            recorder=recorder,
+            mirror=mirror,
+            params=params,
+            plan=plan,
+            settings=RunSettings(self.metric, self.direction, self.max_batch_size, self.verbose),
+        )
         try:
             returns = runner.run()
         except SweepInputError:
@@ -206,7 +212,7 @@ class IvorySweeperImpl:
 
     @staticmethod
     def _open_storage(url: str) -> None:
-        from ivory_hydra.mirror import redact_url
+        from ivory_hydra.redact import redact_url
         from ivory_hydra.store import open_storage
 
         try:
@@ -265,7 +271,7 @@ class IvorySweeperImpl:
     def _announce(
         self, recorder: Recorder, url: str, mirror: MlflowMirror | None, plan: Plan
     ) -> None:
-        from ivory_hydra.mirror import redact_url
+        from ivory_hydra.redact import redact_url
 
         log.info(
             f"Ivory sweeper: {plan.mode} of {plan.total} jobs as {recorder.task_name} "
@@ -278,12 +284,12 @@ class IvorySweeperImpl:
     def _finish(
         self,
         recorder: Recorder,
-        runner: _Runner,
+        runner: SweepRunner,
         url: str,
         mirror: MlflowMirror | None,
         sweep_dir: Path,
     ) -> None:
-        from ivory_hydra.mirror import redact_url
+        from ivory_hydra.redact import redact_url
         from ivory_hydra.summary import summary_table, write_results
 
         best = recorder.best()
@@ -332,186 +338,8 @@ class IvorySweeperImpl:
             raise SweepFailedError(f"{len(failed)} of {runner.launched} jobs failed: {names}")
 
 
-class _Runner:
-    """Steps through a plan batch by batch; skips what a previous run finished."""
-
-    def __init__(
-        self,
-        sweeper: IvorySweeperImpl,
-        recorder: Recorder,
-        mirror: MlflowMirror | None,
-        by_name: dict[str, SweepParam],
-        plan: Plan,
-    ) -> None:
-        self.sweeper = sweeper
-        self.recorder = recorder
-        self.mirror = mirror
-        self.by_name = by_name
-        self.plan = plan
-        self.failed: list[RunRecord] = []
-        self.records: list[RunRecord] = []
-        self.probing = False
-        self.launched = 0
-        self.winners: dict[str, Any] = {}
-        self._bar: ProgressBar | None = None
-        self._done = 0
-        self._callback: MlflowJobCallback | None = None
-
-    # ------------------------------------------------------------ output
-
-    def _print(self, line: str) -> None:
-        if self._bar is not None:
-            self._bar.write(line)
-        else:
-            print(line, flush=True)
-
-    def close_bar(self) -> None:
-        """Close the progress bar if there is one."""
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
-
-    def _advance(self, count: int) -> None:
-        self._done += count
-        if self._bar is not None:
-            self._bar.advance_to(self._done)
-
-    def decisions_by_name(self) -> dict[str, Any]:
-        """Chain decisions as plain values."""
-        return {name: value.value for name, value in self.winners.items()}
-
-    # ------------------------------------------------------------ run
-
-    def run(self) -> list[Sequence[JobReturn]]:
-        """Run every step of the plan and return the launcher's results per batch."""
-        from ivory_hydra.progress import ProgressBar
-
-        self._bar = ProgressBar(self.plan.total, self.sweeper.verbose)
-        self._install(self._bar.callback())
-        if self.mirror is not None:
-            from ivory_hydra.job_callback import MlflowJobCallback
-
-            self._callback = MlflowJobCallback(self.mirror.tracking_uri)
-            self._install(self._callback)
-        done = self.recorder.finished_by_slot()
-        decisions = self.recorder.decisions
-        returns: list[Sequence[JobReturn]] = []
-        for step in range(self.plan.num_steps):
-            points = self.plan.points(step, self.winners)
-            todo = [p for p in points if p.slot not in done]
-            self._advance(len(points) - len(todo))
-            if len(todo) < len(points):
-                log.info(f"Resuming: {len(points) - len(todo)} finished jobs are not run again")
-            for batch in self._batches(todo):
-                returns.append(self._launch(batch))
-            self._decide(step, len(points), decisions)
-        return returns
-
-    def _batches(self, points: list[Point]) -> list[list[Point]]:
-        size = self.sweeper.max_batch_size or len(points) or 1
-        batches = [points[i : i + size] for i in range(0, len(points), size)]
-        self.probing = self.sweeper.metric is not None and not self.recorder.counts()
-        if self.probing and batches and len(batches[0]) > 1:
-            # The first job alone: a metric missing from its result stops the sweep.
-            batches = [[batches[0][0]], batches[0][1:], *batches[1:]]
-        return batches
-
-    def _install(self, callback: Any) -> None:
-        """Add ``callback`` to Hydra's callbacks, replacing one of its type from a former sweep."""
-        assert self.sweeper.hydra_context is not None
-        callbacks = self.sweeper.hydra_context.callbacks.callbacks
-        callbacks[:] = [c for c in callbacks if type(c) is not type(callback)]
-        callbacks.append(callback)
-
-    def _launch(self, points: list[Point]) -> Sequence[JobReturn]:
-        assert self.sweeper.launcher is not None
-        overrides = [self._overrides(p) for p in points]
-        records = self.recorder.start(
-            points,
-            params=[{k: v.value for k, v in p.params.items()} for p in points],
-            attrs=[{"overrides": " ".join(o)} for o in overrides],
-        )
-        self.records.extend(records)
-        for record in records:
-            self._print(run_line(record.name, record.params))
-        if self._callback is not None:
-            self._callback.run_ids = {
-                r.trial_number: r.mlflow_run_id for r in records if r.mlflow_run_id
-            }
-        results: list[JobReturn] = []
-        for start, end in _contiguous(records):
-            results.extend(
-                self.sweeper.launcher.launch(
-                    overrides[start:end], initial_job_idx=records[start].trial_number
-                )
-            )
-        self.launched += len(records)
-        for record, result in zip(records, results, strict=True):
-            self._record(record, result)
-        self._advance(len(records))
-        return results
-
-    def _overrides(self, point: Point) -> list[str]:
-        return [
-            self.by_name[name].override(point.params[name])
-            for name in self.by_name
-            if name in point.params
-        ]
-
-    def _record(self, record: RunRecord, result: JobReturn) -> None:
-        from hydra.core.utils import JobStatus
-
-        attrs: dict[str, Any] = {}
-        output_dir = _output_dir(result)
-        if output_dir:
-            attrs["output_dir"] = output_dir
-        metric = self.sweeper.metric
-        if result.status == JobStatus.FAILED:
-            error = result._return_value
-            outcome = Outcome("fail", None, f"{type(error).__name__}: {error}")
-        else:
-            value = result._return_value
-            logged = None
-            if (
-                metric
-                and self.mirror is not None
-                and record.mlflow_run_id
-                and not isinstance(value, dict)
-            ):
-                logged = self.mirror.latest_metric(record.mlflow_run_id, metric)
-            try:
-                outcome = outcome_from_value(value, metric, logged)
-            except MissingMetricError as error:
-                outcome = Outcome("fail", None, str(error))
-                self.recorder.finish(record, outcome, attrs)
-                if self.probing and len(self.records) == 1:
-                    raise SweepDefinitionError(
-                        f"hydra.sweeper.metric={metric}: {error.args[0]}"
-                    ) from None
-                self.failed.append(record)
-                return
-        self.recorder.finish(record, outcome, attrs)
-        if outcome.failed:
-            self.failed.append(record)
-
-    def _decide(self, step: int, size: int, decisions: dict[str, int]) -> None:
-        name = self.plan.stepping(step)
-        if name is None or not self.plan.use_best_param:
-            return
-        if name in decisions:
-            index = decisions[name]
-        else:
-            scores = self.recorder.step_scores(step, size)
-            best = best_index(scores, self.sweeper.direction)
-            index = 0 if best is None else best
-            self.recorder.decide(name, index)
-        value = self.plan.swept[name][index]
-        self.winners[name] = value
-        log.info(f"Chain: {name} is fixed at {value.text}")
-
-
 def _redacted_command() -> str:
-    from ivory_hydra.mirror import redact_text
+    from ivory_hydra.redact import redact_text
 
     return redact_text(" ".join(sys.argv))
 
@@ -523,23 +351,3 @@ def _plain_params(params: Any) -> dict[str, Any]:
     if isinstance(params, DictConfig):
         params = OmegaConf.to_container(params, resolve=True)
     return dict(params or {})
-
-
-def _contiguous(records: Sequence[RunRecord]) -> list[tuple[int, int]]:
-    """Runs of records whose trial numbers follow each other (one launch each)."""
-    spans: list[tuple[int, int]] = []
-    start = 0
-    for i in range(1, len(records) + 1):
-        if i == len(records) or records[i].trial_number != records[i - 1].trial_number + 1:
-            spans.append((start, i))
-            start = i
-    return spans
-
-
-def _output_dir(result: JobReturn) -> str | None:
-    from omegaconf import OmegaConf
-
-    if result.hydra_cfg is None:
-        return None
-    value = OmegaConf.select(result.hydra_cfg, "hydra.runtime.output_dir")
-    return None if value is None else str(value)

@@ -60,7 +60,7 @@ class Client:
         self.storage_url = storage_url(storage, self.directory)
         self.mlflow_enabled = mlflow
         self.tracking_uri = tracking_uri or f"sqlite:///{self.directory / 'mlflow.db'}"
-        from ivory_hydra.mirror import redact_url
+        from ivory_hydra.redact import redact_url
 
         stores = f"Optuna storage used by this client: {redact_url(self.storage_url)}"
         if mlflow:
@@ -227,7 +227,7 @@ def _drive(
 
 def _activate(recorder: Recorder, record: RunRecord) -> None:
     if recorder.mirror is not None and record.mlflow_run_id is not None:
-        from ivory_hydra.mirror import activate_child
+        from ivory_hydra.active_run import activate_child
 
         activate_child(recorder.mirror.tracking_uri, record.mlflow_run_id)
 
@@ -246,8 +246,10 @@ def _finish(recorder: Recorder, run: Run, metric: str | None, stopped: bool = Fa
         outcome = Outcome("fail", None, "the loop stopped before this run was reported")
     else:
         outcome = outcome_from_value(None, None)  # finished without a score
+    closed_failed = None
     if mirror is not None and run.mlflow_run_id is not None:
-        from ivory_hydra.mirror import deactivate_child
+        from ivory_hydra.active_run import deactivate_child
 
-        deactivate_child(failed=outcome.failed, error=outcome.reason)
-    recorder.finish(run._record, outcome)
+        if deactivate_child(failed=outcome.failed, error=outcome.reason):
+            closed_failed = outcome.failed
+    recorder.finish(run._record, outcome, closed_failed=closed_failed)

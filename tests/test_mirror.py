@@ -20,15 +20,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # the package may not be installed
     sys.path.insert(0, str(ROOT))
 
-from ivory_hydra import mirror  # noqa: E402
-from ivory_hydra.mirror import (  # noqa: E402
-    ChildSpec,
-    MlflowMirror,
-    activate_child,
-    deactivate_child,
-    redact_url,
-    safe_param_key,
-)
+from ivory_hydra import active_run, mlflow_store  # noqa: E402
+from ivory_hydra.active_run import activate_child, deactivate_child  # noqa: E402
+from ivory_hydra.mirror import ChildSpec, MlflowMirror  # noqa: E402
+from ivory_hydra.mlflow_store import safe_param_key  # noqa: E402
+from ivory_hydra.redact import redact_url  # noqa: E402
 
 # ------------------------------------------------------------------ fixtures
 
@@ -58,7 +54,7 @@ def fluent(monkeypatch):
     yield mlflow
     while mlflow.active_run() is not None:
         mlflow.end_run()
-    mirror._job_state.current = None
+    active_run._job_state.current = None
 
 
 def _client(uri: str):
@@ -90,7 +86,10 @@ def _artifact_paths(client, run_id: str, path: str | None = None) -> set[str]:
 
 def test_import_does_not_import_mlflow():
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path])}
-    code = "import ivory_hydra.mirror, sys; assert 'mlflow' not in sys.modules"
+    code = (
+        "import sys, ivory_hydra.mirror, ivory_hydra.active_run, ivory_hydra.job_callback; "
+        "assert 'mlflow' not in sys.modules"
+    )
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
     )
@@ -147,7 +146,7 @@ def test_ui_command(tmp_path):
 
 
 def test_retry_on_locked_is_bounded(monkeypatch):
-    monkeypatch.setattr(mirror, "_RETRY_BASE_DELAY", 0.001)
+    monkeypatch.setattr(mlflow_store, "_RETRY_BASE_DELAY", 0.001)
     calls = []
 
     def locked_twice():
@@ -156,7 +155,7 @@ def test_retry_on_locked_is_bounded(monkeypatch):
             raise sqlite3.OperationalError("database is locked")
         return "ok"
 
-    assert mirror._retry(locked_twice) == "ok" and len(calls) == 3
+    assert mlflow_store.retry(locked_twice) == "ok" and len(calls) == 3
 
     def always_locked():
         calls.append(1)
@@ -164,8 +163,8 @@ def test_retry_on_locked_is_bounded(monkeypatch):
 
     calls.clear()
     with pytest.raises(sqlite3.OperationalError):
-        mirror._retry(always_locked)
-    assert len(calls) == mirror._RETRY_ATTEMPTS
+        mlflow_store.retry(always_locked)
+    assert len(calls) == mlflow_store._RETRY_ATTEMPTS
 
     def other_error():
         calls.append(1)
@@ -173,7 +172,7 @@ def test_retry_on_locked_is_bounded(monkeypatch):
 
     calls.clear()
     with pytest.raises(ValueError):
-        mirror._retry(other_error)
+        mlflow_store.retry(other_error)
     assert len(calls) == 1
 
 
@@ -404,10 +403,10 @@ def test_leftovers_and_robust_deactivate(store, tmp_path, fluent, caplog):
     deactivate_child(failed=True, error="x" * 5000)
     run = client.get_run(third)
     assert run.info.status == "FAILED"
-    assert len(run.data.tags["ivory.error"]) == mirror.MAX_ERROR_TAG_LENGTH
+    assert len(run.data.tags["ivory.error"]) == mlflow_store.MAX_ERROR_TAG_LENGTH
 
     # a second deactivate (or one without activate) only warns
-    with caplog.at_level(logging.WARNING, logger="ivory_hydra.mirror"):
+    with caplog.at_level(logging.WARNING, logger="ivory_hydra.active_run"):
         deactivate_child(failed=False)
     assert "without activate_child" in caplog.text
 

@@ -234,3 +234,13 @@ def test_a_tracking_server_receives_a_whole_sweep(tmp_path, mlflow_server_url):
     assert ".hydra" in [a.path for a in client.list_artifacts(children[0].info.run_id)]
     assert not (tmp_path / "mlflow.db").exists()
     assert sys.executable  # the server ran from the same environment
+
+
+def test_a_nan_score_fails_the_run_the_job_had_finished(tmp_path, mlflow_db):
+    result = sweep(tmp_path, "a=1,2", "ret=nan_score")
+    assert result.returncode == 1
+    _, [parent], children = runs_of(mlflow_db)
+    assert [r.info.status for r in children] == ["FAILED", "FAILED"]
+    assert [r.data.tags["ivory.state"] for r in children] == ["fail", "fail"]
+    assert children[0].data.tags["ivory.reason"] == "score is nan"
+    assert children[1].data.tags["ivory.trial_number"] == "1"

@@ -1,0 +1,331 @@
+"""Talking to an MLflow store safely: its limits, keys, URIs, and lock retries.
+
+``import ivory_hydra.mlflow_store`` does not import :mod:`mlflow`.
+
+SQLite and concurrency: MLflow opens every SQLite session with
+``PRAGMA busy_timeout = 20000``, so concurrent writers normally wait for each
+other. SQLite may still answer ``database is locked`` at once when waiting
+could deadlock, or after the 20 s when a writer is very slow; MLflow turns it
+into an ``MlflowException`` (``TEMPORARILY_UNAVAILABLE``). Every call made
+through :func:`retry` is retried on that error with a bounded, jittered backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mlflow.tracking import MlflowClient
+
+_log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: MLflow's limits (``mlflow.utils.validation``).
+MAX_PARAM_VAL_LENGTH = 6000
+MAX_TAG_VAL_LENGTH = 8000
+MAX_KEY_LENGTH = 250
+MAX_PARAMS_TAGS_PER_BATCH = 100
+MAX_METRICS_PER_BATCH = 1000
+#: MLflow 3's default tracking URI, relative to the working directory.
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+#: How much of an error text goes into the ``ivory.error`` tag (the tail).
+MAX_ERROR_TAG_LENGTH = 1000
+
+PARENT_TAG = "mlflow.parentRunId"
+RUN_NAME_TAG = "mlflow.runName"
+USER_TAG = "mlflow.user"
+BEST_TAG_PREFIX = "ivory.best."
+ERROR_TAG = "ivory.error"
+
+_RETRY_ATTEMPTS = 8
+_RETRY_BASE_DELAY = 0.05
+_RETRY_MAX_DELAY = 2.0
+_RETRY_DEADLINE = 60.0  # seconds; each attempt may itself wait busy_timeout (20 s)
+_LOCK_MARKERS = ("database is locked", "database table is locked", "sqlite_busy")
+
+
+# --------------------------------------------------------------------------
+# Pure helpers
+# --------------------------------------------------------------------------
+
+
+def truncate(text: str, limit: int, *, tail: bool = False) -> str:
+    """Cut ``text`` to at most ``limit`` characters, marking the cut with ``...``.
+
+    ``tail=True`` keeps the end instead of the beginning (the useful part of a
+    traceback).
+
+    >>> truncate("abcdef", 10)
+    'abcdef'
+    >>> truncate("abcdefghij", 6)
+    'abc...'
+    >>> truncate("abcdefghij", 6, tail=True)
+    '...hij'
+    """
+    if len(text) <= limit:
+        return text
+    if limit <= 3:
+        return text[-limit:] if tail else text[:limit]
+    return "..." + text[-(limit - 3) :] if tail else text[: limit - 3] + "..."
+
+
+_BAD_KEY_CHARS = re.compile(r"[^\w./\- ]")
+
+
+def safe_key(key: str) -> str:
+    """Turn any string into a valid MLflow param, metric or tag key.
+
+    MLflow keys may only hold alphanumerics, ``_ - . / `` and spaces, must not
+    look like a non-normalised path and are at most 250 characters. Other
+    characters become ``_``. (Colons are allowed by MLflow except on Windows
+    servers; they are replaced for portability.)
+
+    >>> safe_key("optim.lr")
+    'optim.lr'
+    >>> safe_key("hydra/launcher")
+    'hydra/launcher'
+    >>> safe_key("a=b[0]")
+    'a_b_0_'
+    >>> safe_key("/a//b/")
+    'a/b'
+    >>> safe_key("../x")
+    '__/x'
+    >>> safe_key("")
+    '_'
+    """
+    key = _BAD_KEY_CHARS.sub("_", str(key))
+    parts = [p for p in key.split("/") if p]
+    parts = ["_" * len(p) if set(p) == {"."} else p for p in parts]
+    key = "/".join(parts)[:MAX_KEY_LENGTH].rstrip("/")
+    return key or "_"
+
+
+def safe_param_key(key: str) -> str:
+    """A Hydra override key as an MLflow param key.
+
+    Drops Hydra's leading ``+``, ``++`` and ``~`` markers, then applies
+    :func:`safe_key`.
+
+    >>> safe_param_key("+db.port")
+    'db.port'
+    >>> safe_param_key("++trainer.max_epochs")
+    'trainer.max_epochs'
+    >>> safe_param_key("~callbacks")
+    'callbacks'
+    >>> safe_param_key("model")
+    'model'
+    """
+    return safe_key(str(key).lstrip("+~"))
+
+
+def unique_keys(keys: Iterator[str] | Sequence[str]) -> list[str]:
+    """Make keys unique by suffixing ``_1``, ``_2``... to later duplicates.
+
+    >>> unique_keys(["a", "b", "a", "a"])
+    ['a', 'b', 'a_1', 'a_2']
+    """
+    seen: set[str] = set()
+    out = []
+    for key in keys:
+        candidate, n = key, 0
+        while candidate in seen:
+            n += 1
+            candidate = f"{key}_{n}"
+        seen.add(candidate)
+        out.append(candidate)
+    return out
+
+
+def resolve_tracking_uri(uri: str | None, cwd: str | os.PathLike[str] | None = None) -> str:
+    """The tracking URI as MLflow would resolve it, with local paths made absolute.
+
+    ``None`` means ``$MLFLOW_TRACKING_URI`` if set, else MLflow 3's default
+    ``sqlite:///mlflow.db``. A relative SQLite path or plain local path is made
+    absolute against ``cwd`` (default: the working directory), so that jobs
+    running in other directories (Hydra's ``chdir``) use the same store.
+
+    >>> resolve_tracking_uri("sqlite:///runs/mlflow.db", cwd="/work")
+    'sqlite:////work/runs/mlflow.db'
+    >>> resolve_tracking_uri("sqlite:////abs/mlflow.db")
+    'sqlite:////abs/mlflow.db'
+    >>> resolve_tracking_uri("http://127.0.0.1:5000/")
+    'http://127.0.0.1:5000'
+    >>> resolve_tracking_uri("postgresql://u:p@db/mlflow")
+    'postgresql://u:p@db/mlflow'
+    >>> resolve_tracking_uri("./mlruns", cwd="/work")
+    'file:///work/mlruns'
+    """
+    if uri is None:
+        uri = os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    base = Path(cwd) if cwd is not None else Path.cwd()
+    if uri.startswith("sqlite:///"):
+        path, q, query = uri[len("sqlite:///") :].partition("?")
+        if path and path != ":memory:" and not path.startswith("/"):
+            path = os.path.normpath(base / path)
+            return f"sqlite:///{path}{q}{query}"
+        return uri
+    if uri.startswith(("http://", "https://")):
+        return uri.rstrip("/")
+    if "://" not in uri and not uri.startswith(("file:", "databricks")):
+        return Path(os.path.normpath(base / uri)).as_uri()
+    return uri
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a local ``sqlite:///`` URI, else None.
+
+    >>> sqlite_path("sqlite:////tmp/x/mlflow.db?timeout=5")
+    PosixPath('/tmp/x/mlflow.db')
+    >>> sqlite_path("sqlite://") is None, sqlite_path("http://h") is None
+    (True, True)
+    """
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri[len("sqlite:///") :].partition("?")[0]
+    if not path or path == ":memory:":
+        return None
+    return Path(path)
+
+
+def stringify(value: Any) -> str:
+    """A param value as MLflow stores it.
+
+    >>> stringify(0.0001), stringify(None), stringify([1, 2])
+    ('0.0001', 'None', '[1, 2]')
+    """
+    return value if isinstance(value, str) else str(value)
+
+
+def finite(value: Any) -> float | None:
+    """``float(value)`` when it is a finite number, else None.
+
+    >>> finite(1), finite("0.5"), finite(float("nan")), finite("x"), finite(None)
+    (1.0, 0.5, None, None, None)
+    """
+    if isinstance(value, bool):
+        return float(value)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    """``items`` in slices of at most ``size``.
+
+    >>> [list(c) for c in chunks([1, 2, 3, 4, 5], 2)]
+    [[1, 2], [3, 4], [5]]
+    """
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+# --------------------------------------------------------------------------
+# Retrying on SQLite lock errors
+# --------------------------------------------------------------------------
+
+
+def is_locked_error(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) is SQLite's "database is locked".
+
+    >>> is_locked_error(RuntimeError("(sqlite3.OperationalError) database is locked"))
+    True
+    >>> is_locked_error(ValueError("nope"))
+    False
+    """
+    seen = 0
+    current: BaseException | None = exc
+    while current is not None and seen < 10:
+        text = str(current).lower()
+        if any(marker in text for marker in _LOCK_MARKERS):
+            return True
+        current = current.__cause__ or current.__context__
+        seen += 1
+    return False
+
+
+_retrying = threading.local()
+_quiet_installed = False
+
+
+class _QuietRetriedLocks(logging.Filter):
+    """Drop MLflow's ERROR log of a lock error that :func:`retry` handles.
+
+    MLflow logs every SQLAlchemy ``OperationalError`` with a traceback before
+    raising it; for a call that is retried that log is noise. Lock errors
+    outside :func:`retry` (e.g. user code) are still logged.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not getattr(_retrying, "active", False):
+            return True
+        exc = record.exc_info[1] if record.exc_info else None
+        text = record.getMessage().lower()
+        locked = any(m in text for m in _LOCK_MARKERS)
+        return not (locked or (exc is not None and is_locked_error(exc)))
+
+
+def _install_quiet_filter() -> None:
+    global _quiet_installed
+    if not _quiet_installed:
+        logging.getLogger("mlflow.store.db.utils").addFilter(_QuietRetriedLocks())
+        _quiet_installed = True
+
+
+def retry(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Call ``fn``, retrying on "database is locked" with a bounded backoff.
+
+    At most ``_RETRY_ATTEMPTS`` calls, and no new attempt after
+    ``_RETRY_DEADLINE`` seconds.
+    """
+    _install_quiet_filter()
+    outer = getattr(_retrying, "active", False)
+    _retrying.active = True
+    try:
+        return _retry_loop(fn, *args, **kwargs)
+    finally:
+        _retrying.active = outer
+
+
+def _retry_loop(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    deadline = time.monotonic() + _RETRY_DEADLINE
+    for attempt in range(_RETRY_ATTEMPTS):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            if not is_locked_error(exc):
+                raise
+            if attempt == _RETRY_ATTEMPTS - 1 or time.monotonic() > deadline:
+                _log.error("MLflow store still locked after %d attempts", attempt + 1)
+                raise
+            delay = min(_RETRY_MAX_DELAY, _RETRY_BASE_DELAY * 2**attempt)
+            delay *= random.uniform(0.5, 1.0)
+            _log.debug(
+                "MLflow store locked in %s, retry %d in %.2fs",
+                getattr(fn, "__name__", fn),
+                attempt + 1,
+                delay,
+            )
+            time.sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def client_for(tracking_uri: str) -> MlflowClient:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri)
+
+
+def error_code(exc: BaseException) -> str | None:
+    return getattr(exc, "error_code", None)
