@@ -379,3 +379,24 @@ def test_journal_file_storage(sweep, tmp_path):
     again = sweep("a=1-3", f"hydra.sweeper.storage={journal}")
     assert again.run_lines == []  # resume works on a journal too
     assert not (tmp_path / "optuna.db").exists()
+
+
+def test_params_written_in_the_apps_yaml_and_the_command_line_wins(sweep):
+    result = sweep("--config-name", "with_params")
+    assert result.returncode == 0, result.output
+    assert [line.split("] ", 1)[1] for line in result.run_lines] == [
+        "a=0",
+        "a=1",
+        "a=2",
+        "a=3",
+        "b=0.5 a=2",
+        "b=1.5 a=2",
+        "model=small a=2 b=0.5",
+        "model=large a=2 b=0.5",
+    ]
+    again = sweep("b=2.5", "--config-name", "with_params")  # overrides stay together
+    assert again.returncode == 0, again.output
+    assert [line.split("] ", 1)[1] for line in again.run_lines][-2:] == [
+        "b=2.5 model=small a=2",  # one value: fixed, and printed first
+        "b=2.5 model=large a=2",
+    ]
