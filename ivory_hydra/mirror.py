@@ -47,10 +47,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 _log = logging.getLogger(__name__)
 
-# --------------------------------------------------------------------------
-# Sweep side
-# --------------------------------------------------------------------------
-
 
 @dataclass(frozen=True)
 class ChildSpec:

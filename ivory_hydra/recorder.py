@@ -190,7 +190,7 @@ class Recorder:
 
     def _distribution(self, name: str, value: Any) -> BaseDistribution:
         if name not in self.distributions:
-            from ivory_hydra.store import distribution_for
+            from ivory_hydra.distributions import distribution_for
 
             self.distributions[name] = distribution_for([value])
         return self.distributions[name]

@@ -245,8 +245,8 @@ class IvorySweeperImpl:
         plan: Plan,
         mirror: MlflowMirror | None,
     ) -> Recorder:
+        from ivory_hydra.distributions import distribution_for
         from ivory_hydra.recorder import Recorder
-        from ivory_hydra.store import distribution_for
 
         distributions = {
             p.name: distribution_for([v.value for v in p.values], log=p.log) for p in params

@@ -9,9 +9,9 @@ from optuna.distributions import (
     IntDistribution,
 )
 
+from ivory_hydra.distributions import distribution_for
 from ivory_hydra.store import (
     allocate_numbers,
-    distribution_for,
     open_storage,
     open_study,
     storage_url,

@@ -1,0 +1,67 @@
+"""Optuna distributions for sweep values, so that optuna-dashboard can plot them."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from optuna.distributions import BaseDistribution
+
+
+def optuna_value(value: Any) -> Any:
+    """A param value as Optuna can store it (None, bool, int, float or str).
+
+    >>> optuna_value(3), optuna_value("vit"), optuna_value([1, 2])
+    (3, 'vit', '[1, 2]')
+    """
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def distribution_for(values: Sequence[Any], log: bool = False) -> BaseDistribution:
+    """The distribution that lets optuna-dashboard plot a param's values.
+
+    Ints give an IntDistribution, numbers a FloatDistribution (log scale when the
+    range was), and anything else a CategoricalDistribution.
+
+    >>> distribution_for([1, 3, 5])
+    IntDistribution(high=5, log=False, low=1, step=1)
+    >>> distribution_for([0.001, 0.1], log=True)
+    FloatDistribution(high=0.1, log=True, low=0.001, step=None)
+    >>> distribution_for(["resnet", "vit", "resnet"])
+    CategoricalDistribution(choices=('resnet', 'vit'))
+    """
+    from optuna.distributions import (
+        CategoricalDistribution,
+        FloatDistribution,
+        IntDistribution,
+    )
+
+    if values and all(_is_number(v) for v in values):
+        low, high = min(values), max(values)
+        if all(isinstance(v, int) for v in values):
+            return IntDistribution(int(low), int(high), log=log and low > 0)
+        return FloatDistribution(float(low), float(high), log=log and low > 0)
+    choices = list(dict.fromkeys(optuna_value(v) for v in values))
+    return CategoricalDistribution(choices)
+
+
+def trial_param(value: Any, distribution: BaseDistribution) -> Any:
+    """Convert a value to the type its distribution stores.
+
+    >>> from optuna.distributions import FloatDistribution
+    >>> trial_param(1, FloatDistribution(0.5, 2.0))
+    1.0
+    """
+    from optuna.distributions import FloatDistribution
+
+    if isinstance(distribution, FloatDistribution):
+        return float(value)
+    return optuna_value(value)
