@@ -150,6 +150,15 @@ def deactivate_child(
     return _end_child(client, run_id, status)
 
 
+def abandon_child(error: str) -> None:
+    """End, as FAILED, a child run left active in this process by an interrupted job.
+
+    Without this, MLflow's exit hook would end it as FINISHED.
+    """
+    if getattr(_job_state, "current", None) is not None:
+        deactivate_child(failed=True, error=error)
+
+
 def _end_child(client: MlflowClient, run_id: str, status: str) -> bool:
     try:
         import mlflow

@@ -64,6 +64,7 @@ class SweepRunner:
         self.settings = settings
         self.failed: list[RunRecord] = []
         self.records: list[RunRecord] = []
+        self.pending: list[RunRecord] = []
         self.probing = False
         self.launched = 0
         self.winners: dict[str, Any] = {}
@@ -146,6 +147,7 @@ class SweepRunner:
             attrs=[{"overrides": " ".join(o)} for o in overrides],
         )
         self.records.extend(records)
+        self.pending = list(records)
         for record in records:
             self._print(run_line(record.name, record.params))
         if self._callback is not None:
@@ -161,6 +163,7 @@ class SweepRunner:
             )
         self.launched += len(records)
         for record, result in zip(records, results, strict=True):
+            self.pending.remove(record)
             self._record(record, result)
         self._advance(len(records))
         return results
@@ -171,6 +174,16 @@ class SweepRunner:
             for name in self.by_name
             if name in point.params
         ]
+
+    def abandon(self, reason: str) -> None:
+        """Fail the jobs of the batch in flight (the sweep stops; a resume reruns them)."""
+        pending, self.pending = self.pending, []
+        if pending and self.mirror is not None:
+            from ivory_hydra.active_run import abandon_child
+
+            abandon_child(reason)
+        for record in pending:
+            self.recorder.finish(record, Outcome("fail", None, reason))
 
     def _record(self, record: RunRecord, result: JobReturn) -> None:
         from hydra.core.utils import JobStatus

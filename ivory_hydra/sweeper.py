@@ -175,8 +175,12 @@ class IvorySweeperImpl:
         url = storage_url(self.storage, cwd)
         experiment = self.experiment_name or job_name
         self._open_storage(url)
+        study_name = self.study_name or study_name_for(job_name, definition)
+        self._check_same_sweep(url, study_name, definition)
         mirror = self._mirror(experiment, cwd)
-        recorder = self._recorder(url, experiment, job_name, definition, params, plan, mirror)
+        recorder = self._recorder(
+            url, experiment, study_name, job_name, definition, params, plan, mirror
+        )
 
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -202,9 +206,10 @@ class IvorySweeperImpl:
             runner.close_bar()
             recorder.discard(runner.records)
             raise
-        except BaseException:
-            recorder.close(failed=True)
+        except BaseException as error:
             runner.close_bar()
+            runner.abandon(f"the sweep stopped: {type(error).__name__}: {error}")
+            recorder.close(failed=True)
             raise
         runner.close_bar()
         self._finish(recorder, runner, url, mirror, sweep_dir)
@@ -223,6 +228,30 @@ class IvorySweeperImpl:
                 f"{type(error).__name__}: {redact_url(str(error))}"
             ) from None
 
+    @staticmethod
+    def _check_same_sweep(url: str, study_name: str, definition: dict[str, Any]) -> None:
+        """A study holds one sweep: resuming it with another definition is an error."""
+        from ivory_hydra.store import find_study, open_storage
+
+        study = find_study(open_storage(url), study_name)
+        if study is None:
+            return
+        stored = study.user_attrs.get("definition")
+        wanted = json.loads(json.dumps(definition, default=str))
+        if stored is not None and stored != wanted:
+            changed = sorted(
+                key
+                for key in {**stored, **wanted}
+                if key != "params" and stored.get(key) != wanted.get(key)
+            )
+            old, new = stored.get("params", {}), wanted.get("params", {})
+            changed += [f"param {k}" for k in sorted({**old, **new}) if old.get(k) != new.get(k)]
+            raise SweepInputError(
+                f"hydra.sweeper.study_name={study_name}: this study holds another sweep "
+                f"(it differs in {', '.join(changed)}). Run that sweep's own command to "
+                "resume it, or choose a new study_name."
+            )
+
     def _mirror(self, experiment: str, cwd: Path) -> MlflowMirror | None:
         if not self.mlflow_enabled:
             return None
@@ -239,6 +268,7 @@ class IvorySweeperImpl:
         self,
         url: str,
         experiment: str,
+        study_name: str,
         job_name: str,
         definition: dict[str, Any],
         params: Sequence[SweepParam],
@@ -255,7 +285,7 @@ class IvorySweeperImpl:
         return Recorder(
             storage_url=url,
             experiment=experiment,
-            study_name=self.study_name or study_name_for(job_name, definition),
+            study_name=study_name,
             direction=self.direction,
             metric=self.metric,
             distributions=distributions,

@@ -240,6 +240,23 @@ def test_bad_input_fails_before_any_job_and_writes_nothing(sweep, tmp_path, args
     assert not (tmp_path / "mlflow.db").exists()
 
 
+def test_a_named_study_holds_one_sweep(sweep, tmp_path):
+    assert sweep("a=1,2", "hydra.sweeper.study_name=mine").returncode == 0
+    result = sweep("a=1,2,3", "b=0.5,1", "hydra.sweeper.study_name=mine")
+    assert result.returncode == 1
+    assert (
+        "hydra.sweeper.study_name=mine: this study holds another sweep "
+        "(it differs in param a, param b)"
+    ) in result.stderr
+    assert result.run_lines == []
+    assert [
+        t.params
+        for t in optuna.load_study(
+            study_name="mine", storage=f"sqlite:///{tmp_path}/optuna.db"
+        ).trials
+    ] == [{"a": 1}, {"a": 2}]
+
+
 def test_a_bad_value_in_a_late_job_is_found_before_the_first_job(tmp_path):
     from conftest import run_app
 

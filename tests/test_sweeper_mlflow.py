@@ -244,3 +244,20 @@ def test_a_nan_score_fails_the_run_the_job_had_finished(tmp_path, mlflow_db):
     assert [r.data.tags["ivory.state"] for r in children] == ["fail", "fail"]
     assert children[0].data.tags["ivory.reason"] == "score is nan"
     assert children[1].data.tags["ivory.trial_number"] == "1"
+
+
+def test_an_interrupted_sweep_leaves_nothing_running_and_resumes(tmp_path, mlflow_db):
+    result = sweep(tmp_path, "a=1-4", env={"INTERRUPT_AT": "2"})
+    assert result.returncode != 0
+    # The whole batch was in flight: its results are lost, so every job of it failed
+    # (a=1 had run, but its score never came back).
+    trials = study_of(tmp_path).trials
+    assert [t.state.name for t in trials] == ["FAIL"] * 4
+    assert trials[1].user_attrs["reason"] == "the sweep stopped: KeyboardInterrupt: "
+    _, [parent], children = runs_of(mlflow_db)
+    assert [r.info.status for r in [parent, *children]] == ["FAILED"] * 5
+    again = sweep(tmp_path, "a=1-4")  # the same command: a resume
+    assert again.returncode == 0, again.output
+    assert again.run_lines == [f"[run#{n}] a={n - 3}" for n in range(4, 8)]
+    _, [parent], children = runs_of(mlflow_db)
+    assert parent.info.status == "FINISHED" and len(children) == 8
