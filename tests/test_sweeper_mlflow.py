@@ -73,7 +73,13 @@ def test_parent_and_children_hold_params_metrics_tags_and_artifacts(tmp_path, ml
 
 
 @pytest.mark.parametrize(
-    "launcher", [[], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]], ids=["basic", "joblib"]
+    "launcher",
+    [
+        [],
+        ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+        ["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10"],  # own processes
+    ],
+    ids=["basic", "joblib", "submitit_local"],
 )
 def test_the_apps_own_log_metric_lands_in_its_child_run(tmp_path, mlflow_db, launcher):
     result = sweep(tmp_path, *launcher, "a=1-4", "log_metric=my_loss")
