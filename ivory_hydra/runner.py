@@ -66,7 +66,6 @@ class SweepRunner:
         self.records: list[RunRecord] = []
         self.pending: list[RunRecord] = []
         self.probing = False
-        self.launched = 0
         self.winners: dict[str, Any] = {}
         self._bar: ProgressBar | None = None
         self._done = 0
@@ -102,12 +101,21 @@ class SweepRunner:
         from ivory_hydra.progress import ProgressBar
 
         self._bar = ProgressBar(self.plan.total, self.settings.verbose)
-        self._install(self._bar.callback())
+        installed = [self._bar.callback()]
         if self.mirror is not None:
             from ivory_hydra.job_callback import MlflowJobCallback
 
             self._callback = MlflowJobCallback(self.mirror.tracking_uri)
-            self._install(self._callback)
+            installed.append(self._callback)
+        callbacks = self.hydra_context.callbacks.callbacks
+        callbacks.extend(installed)
+        try:
+            return self._run_steps()
+        finally:
+            # Jobs of a later sweep in this process must not see this sweep's runs.
+            callbacks[:] = [c for c in callbacks if not any(c is i for i in installed)]
+
+    def _run_steps(self) -> list[Sequence[JobReturn]]:
         done = self.recorder.finished_by_slot()
         decisions = self.recorder.decisions
         returns: list[Sequence[JobReturn]] = []
@@ -131,15 +139,7 @@ class SweepRunner:
             batches = [[batches[0][0]], batches[0][1:], *batches[1:]]
         return batches
 
-    def _install(self, callback: Any) -> None:
-        """Add ``callback`` to Hydra's callbacks, replacing one of its type from a former sweep."""
-        assert self.hydra_context is not None
-        callbacks = self.hydra_context.callbacks.callbacks
-        callbacks[:] = [c for c in callbacks if type(c) is not type(callback)]
-        callbacks.append(callback)
-
     def _launch(self, points: list[Point]) -> Sequence[JobReturn]:
-        assert self.launcher is not None
         overrides = [self._overrides(p) for p in points]
         records = self.recorder.start(
             points,
@@ -161,7 +161,6 @@ class SweepRunner:
                     overrides[start:end], initial_job_idx=records[start].trial_number
                 )
             )
-        self.launched += len(records)
         for record, result in zip(records, results, strict=True):
             self.pending.remove(record)
             self._record(record, result)

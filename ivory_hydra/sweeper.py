@@ -365,7 +365,7 @@ class IvorySweeperImpl:
             names = ", ".join(
                 f"{r.name} (job {r.trial_number}: {r.attrs.get('overrides', '')})" for r in failed
             )
-            raise SweepFailedError(f"{len(failed)} of {runner.launched} jobs failed: {names}")
+            raise SweepFailedError(f"{len(failed)} of {len(runner.records)} jobs failed: {names}")
 
 
 def _redacted_command() -> str:
