@@ -44,8 +44,15 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-bench: install
-	$(PY) benchmarks/bench_sweeper.py
+# Hydra's Optuna sweeper pins optuna<3 (and needs SQLAlchemy 1.4): a venv of its own.
+PEER := .venv-optuna-peer
+$(PEER)/.installed:
+	$(PYTHON) -m venv $(PEER)
+	$(PEER)/bin/python -m pip install -q "hydra-core==1.3.8" "hydra-optuna-sweeper==1.2.0" "optuna<3" "sqlalchemy<2"
+	touch $@
+
+bench: install $(PEER)/.installed
+	$(PY) benchmarks/bench_sweeper.py --optuna-python $(PEER)/bin/python
 
 clean:
 	rm -rf $(DEMO_DIR) build *.egg-info
