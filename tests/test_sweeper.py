@@ -417,3 +417,16 @@ def test_params_written_in_the_apps_yaml_and_the_command_line_wins(sweep):
         "b=2.5 model=small a=2",  # one value: fixed, and printed first
         "b=2.5 model=large a=2",
     ]
+
+
+def test_an_unusable_storage_is_named_without_its_password(sweep, tmp_path):
+    result = sweep("a=1,2", "hydra.sweeper.storage=postgresql://me:hunter2@127.0.0.1:1/nowhere")
+    assert result.returncode == 1
+    assert (
+        "hydra.sweeper.storage=postgresql://me:***@127.0.0.1:1/nowhere: "
+        "cannot open this Optuna storage"
+    ) in result.stderr
+    assert "hunter2" not in result.output
+    assert "Traceback" not in result.stderr
+    assert result.run_lines == []
+    assert not (tmp_path / "optuna.db").exists() and not (tmp_path / "mlflow.db").exists()
