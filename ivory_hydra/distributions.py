@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -51,6 +51,17 @@ def distribution_for(values: Sequence[Any], log: bool = False) -> BaseDistributi
         return FloatDistribution(float(low), float(high), log=log and low > 0)
     choices = list(dict.fromkeys(optuna_value(v) for v in values))
     return CategoricalDistribution(choices)
+
+
+def distributions_for(
+    values: Mapping[str, Sequence[Any]], log: Collection[str] = ()
+) -> dict[str, BaseDistribution]:
+    """One distribution per param, from all the values the sweep can give it.
+
+    >>> distributions_for({"fold": [0, 1, 2], "lr": [0.001, 0.1]}, log={"lr"})["lr"].log
+    True
+    """
+    return {name: distribution_for(list(vs), log=name in log) for name, vs in values.items()}
 
 
 def trial_param(value: Any, distribution: BaseDistribution) -> Any:

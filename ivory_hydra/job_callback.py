@@ -38,9 +38,9 @@ def redacted_copy(folder: Path, into: Path) -> Path:
 class MlflowJobCallback(Callback):
     """Activates the job's child run on start and closes it on end."""
 
-    def __init__(self, tracking_uri: str, run_ids: dict[int, str] | None = None) -> None:
+    def __init__(self, tracking_uri: str) -> None:
         self.tracking_uri = tracking_uri
-        self.run_ids: dict[int, str] = dict(run_ids or {})
+        self.run_ids: dict[int, str] = {}  # job number -> child run id, set per batch
         self._active = False
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -51,7 +51,7 @@ class MlflowJobCallback(Callback):
             return
         from ivory_hydra.active_run import activate_child
 
-        activate_child(self.tracking_uri, str(run_id))
+        activate_child(self.tracking_uri, run_id)
         self._active = True
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ivory_hydra.plan import Point, best_index
+from ivory_hydra.redact import redact_url
 from ivory_hydra.scores import Outcome
 from ivory_hydra.store import (
     StudyHandle,
@@ -71,11 +72,11 @@ class Recorder:
         *,
         storage_url: str,
         experiment: str,
-        study_name: str | None,
+        study_name: str,
         task_name: str | None = None,
         direction: str = "minimize",
         metric: str | None = None,
-        distributions: Mapping[str, BaseDistribution] | None = None,
+        distributions: Mapping[str, BaseDistribution],
         mirror: MlflowMirror | None = None,
         study_attrs: Mapping[str, Any] | None = None,
         parent_tags: Mapping[str, str] | None = None,
@@ -84,10 +85,10 @@ class Recorder:
         self.experiment = experiment
         self.direction = direction
         self.metric = metric
-        self.distributions = dict(distributions or {})
+        self.distributions = dict(distributions)
         self.mirror = mirror
         self.storage = open_storage(storage_url)
-        self._study_name = study_name
+        self.study_name = study_name
         self._study_attrs = dict(study_attrs or {})
         self._parent_tags = dict(parent_tags or {})
         self.study: StudyHandle | None = None
@@ -97,12 +98,12 @@ class Recorder:
     # ------------------------------------------------------------ task
 
     def open(self) -> Recorder:
-        """Create or load the study, number the task, and open the MLflow parent run."""
-        if self._study_name is None:
-            number = allocate_numbers(self.storage, self.experiment, "task", 1)
-            self.task_name = f"task#{number}"
-            self._study_name = f"{self.experiment}.{self.task_name}"
-        study = open_study(self.storage, self._study_name, self.direction, self.metric)
+        """Create or load the study, number the task, and open the MLflow parent run.
+
+        A new study gets the next task number of its experiment, unless the
+        caller numbered the task already (the task API numbers at create_task).
+        """
+        study = open_study(self.storage, self.study_name, self.direction, self.metric)
         self.study = study
         attrs = study.user_attrs
         if study.created or TASK_ATTR not in attrs:
@@ -121,7 +122,7 @@ class Recorder:
             tags = {
                 **self._parent_tags,
                 "ivory.study_name": study.name,
-                "ivory.storage": _redact(self.storage_url),
+                "ivory.storage": redact_url(self.storage_url),
             }
             self.parent_run_id = self.mirror.open_parent(
                 self.task_name, tags, run_id=attrs.get(PARENT_ATTR)
@@ -129,12 +130,6 @@ class Recorder:
             if attrs.get(PARENT_ATTR) != self.parent_run_id:
                 study.set_attr(PARENT_ATTR, self.parent_run_id)
         return self
-
-    @property
-    def study_name(self) -> str:
-        """The Optuna study's name."""
-        assert self._study_name is not None
-        return self._study_name
 
     def _study(self) -> StudyHandle:
         if self.study is None:
@@ -169,7 +164,7 @@ class Recorder:
             run_id = self._create_child(run_name, values, user_attrs)
             if run_id is not None:
                 user_attrs["mlflow_run_id"] = run_id
-            distributions = {k: self._distribution(k, v) for k, v in values.items()}
+            distributions = {k: self.distributions[k] for k in values}
             trial_id, trial_number = study.start_trial(values, distributions, user_attrs)
             record = RunRecord(
                 first + offset, point, dict(values), trial_id, trial_number, run_id, user_attrs
@@ -187,13 +182,6 @@ class Recorder:
         tags = {f"ivory.{k}": str(v) for k, v in attrs.items()}
         tags["ivory.study_name"] = self.study_name
         return self.mirror.create_child(self.parent_run_id, ChildSpec(run_name, params, tags))
-
-    def _distribution(self, name: str, value: Any) -> BaseDistribution:
-        if name not in self.distributions:
-            from ivory_hydra.distributions import distribution_for
-
-            self.distributions[name] = distribution_for([value])
-        return self.distributions[name]
 
     def finish(
         self,
@@ -227,6 +215,12 @@ class Recorder:
                 tags=tags,
                 terminate=closed_failed is None or closed_failed != outcome.failed,
             )
+
+    def logged_score(self, record: RunRecord) -> float | None:
+        """The last value of the metric that the run logged to its MLflow child run."""
+        if self.metric is None or self.mirror is None or record.mlflow_run_id is None:
+            return None
+        return self.mirror.latest_metric(record.mlflow_run_id, self.metric)
 
     # ------------------------------------------------------------ reading back
 
@@ -310,9 +304,13 @@ class Recorder:
         failed: bool = False,
         artifacts: Sequence[Path] = (),
         tags: Mapping[str, str] | None = None,
+        best: Best | None = None,
     ) -> Best | None:
-        """Write the best run to the MLflow parent and close it; return the best."""
-        best = self.best()
+        """Write the best run to the MLflow parent and close it; return the best.
+
+        ``best`` saves reading the trials again when the caller has it already.
+        """
+        best = best or self.best()
         if self.mirror is not None and self.parent_run_id is not None:
             metrics = {}
             params: dict[str, Any] = {}
@@ -330,9 +328,3 @@ class Recorder:
                 failed=failed,
             )
         return best
-
-
-def _redact(url: str) -> str:
-    from ivory_hydra.redact import redact_url
-
-    return redact_url(url)

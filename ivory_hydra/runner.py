@@ -116,6 +116,9 @@ class SweepRunner:
             callbacks[:] = [c for c in callbacks if not any(c is i for i in installed)]
 
     def _run_steps(self) -> list[Sequence[JobReturn]]:
+        # A fresh sweep with a metric runs its first job alone: a metric missing
+        # from that job's mapping stops the sweep before anything else starts.
+        self.probing = self.settings.metric is not None and not self.recorder.counts()
         done = self.recorder.finished_by_slot()
         decisions = self.recorder.decisions
         returns: list[Sequence[JobReturn]] = []
@@ -133,9 +136,7 @@ class SweepRunner:
     def _batches(self, points: list[Point]) -> list[list[Point]]:
         size = self.settings.max_batch_size or len(points) or 1
         batches = [points[i : i + size] for i in range(0, len(points), size)]
-        self.probing = self.settings.metric is not None and not self.recorder.counts()
-        if self.probing and batches and len(batches[0]) > 1:
-            # The first job alone: a metric missing from its result stops the sweep.
+        if self.probing and not self.records and batches and len(batches[0]) > 1:
             batches = [[batches[0][0]], batches[0][1:], *batches[1:]]
         return batches
 
@@ -193,27 +194,22 @@ class SweepRunner:
         if output_dir:
             attrs["output_dir"] = output_dir
         metric = self.settings.metric
+        missing: MissingMetricError | None = None
         if result.status == JobStatus.FAILED:
             error = result._return_value
             outcome = Outcome("fail", None, f"{type(error).__name__}: {error}")
         else:
             value = result._return_value
             logged = None
-            asks_mlflow = as_number(value) is None and not isinstance(value, Mapping)
-            if metric and asks_mlflow and self.mirror is not None and record.mlflow_run_id:
-                logged = self.mirror.latest_metric(record.mlflow_run_id, metric)
+            if as_number(value) is None and not isinstance(value, Mapping):
+                logged = self.recorder.logged_score(record)
             try:
                 outcome = outcome_from_value(value, metric, logged)
             except MissingMetricError as error:
-                outcome = Outcome("fail", None, str(error))
-                self.recorder.finish(record, outcome, attrs, closed)
-                if self.probing and len(self.records) == 1:
-                    raise SweepDefinitionError(
-                        f"hydra.sweeper.metric={metric}: {error.args[0]}"
-                    ) from None
-                self.failed.append(record)
-                return
+                outcome, missing = Outcome("fail", None, str(error)), error
         self.recorder.finish(record, outcome, attrs, closed)
+        if missing is not None and self.probing and len(self.records) == 1:
+            raise SweepDefinitionError(f"hydra.sweeper.metric={metric}: {missing.args[0]}")
         if outcome.failed:
             self.failed.append(record)
 

@@ -23,6 +23,7 @@ from ivory_hydra.overrides import (
     params_arguments,
 )
 from ivory_hydra.plan import Plan, check_direction, check_mode
+from ivory_hydra.redact import redact_text, redact_url
 from ivory_hydra.store import dashboard_command, storage_url
 
 if TYPE_CHECKING:
@@ -104,12 +105,11 @@ class IvorySweeperImpl:
     # ------------------------------------------------------------ definition
 
     def _check_settings(self) -> None:
-        try:
-            check_mode(self.mode)
-            check_direction(self.direction)
-        except ValueError as error:
-            key = "mode" if "mode" in str(error) else "direction"
-            raise SweepInputError(f"hydra.sweeper.{key}: {error}") from None
+        for key, check in (("mode", check_mode), ("direction", check_direction)):
+            try:
+                check(getattr(self, key))
+            except ValueError as error:
+                raise SweepInputError(f"hydra.sweeper.{key}: {error}") from None
         if self.max_batch_size is not None and self.max_batch_size < 1:
             raise SweepInputError(
                 f"hydra.sweeper.max_batch_size must be positive or null, not {self.max_batch_size}"
@@ -166,8 +166,7 @@ class IvorySweeperImpl:
         plan = self.plan(params)
         from ivory_hydra.validation import validate_sweep
 
-        first = [p.override(p.values[0]) for p in params]
-        validate_sweep(self.hydra_context.config_loader, self.config, params, first)
+        validate_sweep(self.hydra_context.config_loader, self.config, params)
 
         job_name = str(OmegaConf.select(self.config, "hydra.job.name") or "app")
         definition = self.definition(params)
@@ -217,7 +216,6 @@ class IvorySweeperImpl:
 
     @staticmethod
     def _open_storage(url: str) -> None:
-        from ivory_hydra.redact import redact_url
         from ivory_hydra.store import open_storage
 
         try:
@@ -256,13 +254,9 @@ class IvorySweeperImpl:
         if not self.mlflow_enabled:
             return None
         from ivory_hydra.mirror import MlflowMirror
+        from ivory_hydra.mlflow_store import resolve_tracking_uri
 
-        uri = self.tracking_uri
-        if uri is None:
-            import os
-
-            uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{cwd / 'mlflow.db'}"
-        return MlflowMirror(uri, experiment)
+        return MlflowMirror(resolve_tracking_uri(self.tracking_uri, cwd), experiment)
 
     def _recorder(
         self,
@@ -275,12 +269,13 @@ class IvorySweeperImpl:
         plan: Plan,
         mirror: MlflowMirror | None,
     ) -> Recorder:
-        from ivory_hydra.distributions import distribution_for
+        from ivory_hydra.distributions import distributions_for
         from ivory_hydra.recorder import Recorder
 
-        distributions = {
-            p.name: distribution_for([v.value for v in p.values], log=p.log) for p in params
-        }
+        distributions = distributions_for(
+            {p.name: [v.value for v in p.values] for p in params},
+            log={p.name for p in params if p.log},
+        )
         described = json.dumps(definition["params"])
         return Recorder(
             storage_url=url,
@@ -301,7 +296,6 @@ class IvorySweeperImpl:
     def _announce(
         self, recorder: Recorder, url: str, mirror: MlflowMirror | None, plan: Plan
     ) -> None:
-        from ivory_hydra.redact import redact_url
 
         log.info(
             f"Ivory sweeper: {plan.mode} of {plan.total} jobs as {recorder.task_name} "
@@ -319,7 +313,6 @@ class IvorySweeperImpl:
         mirror: MlflowMirror | None,
         sweep_dir: Path,
     ) -> None:
-        from ivory_hydra.redact import redact_url
         from ivory_hydra.summary import summary_table, write_results
 
         best = recorder.best()
@@ -352,7 +345,7 @@ class IvorySweeperImpl:
                 self.metric or "score": best.score,
             }
         path = write_results(sweep_dir / "results.yaml", results)
-        recorder.close(failed=bool(failed), artifacts=[path])
+        recorder.close(failed=bool(failed), artifacts=[path], best=best)
         if rows:
             log.info("Best params and score:\n" + summary_table(rows))
         else:
@@ -369,8 +362,6 @@ class IvorySweeperImpl:
 
 
 def _redacted_command() -> str:
-    from ivory_hydra.redact import redact_text
-
     return redact_text(" ".join(sys.argv))
 
 

@@ -17,7 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ivory_hydra.display import run_line
+from ivory_hydra.distributions import distributions_for
 from ivory_hydra.plan import Plan, best_index, check_direction
+from ivory_hydra.progress import ProgressBar
+from ivory_hydra.ranges import Range
 from ivory_hydra.recorder import Recorder, RunRecord
 from ivory_hydra.scores import Outcome, outcome_from_value
 from ivory_hydra.store import allocate_numbers, open_storage, storage_url
@@ -146,7 +149,7 @@ class Task:
     def product(self, verbose: int = 1, **params: Any) -> Iterator[Run]:
         """Runs over the cartesian product of the params; the last varies fastest."""
         plan = Plan.from_params("product", params)
-        return self._runs(plan, "minimize", None, verbose)
+        return self._runs(plan, _log_scaled(params), "minimize", None, verbose)
 
     def chain(
         self,
@@ -164,9 +167,12 @@ class Task:
         """
         check_direction(direction)
         plan = Plan.from_params("chain", params, use_best_param)
-        return self._runs(plan, direction, metric, verbose)
+        return self._runs(plan, _log_scaled(params), direction, metric, verbose)
 
-    def _runs(self, plan: Plan, direction: str, metric: str | None, verbose: int) -> Iterator[Run]:
+    def _runs(
+        self, plan: Plan, log: set[str], direction: str, metric: str | None, verbose: int
+    ) -> Iterator[Run]:
+        values = {**{k: [v] for k, v in plan.fixed.items()}, **plan.swept}
         recorder = Recorder(
             storage_url=self.client.storage_url,
             experiment=self.experiment,
@@ -174,11 +180,17 @@ class Task:
             task_name=self.name,
             direction=direction,
             metric=metric,
+            distributions=distributions_for(values, log),
             mirror=self.client.mirror(self.experiment),
             study_attrs={"mode": plan.mode, "params": _describe(plan)},
             parent_tags={"ivory.mode": plan.mode, "ivory.params": _describe(plan)},
         )
         return _drive(recorder.open(), plan, direction, metric, verbose)
+
+
+def _log_scaled(params: dict[str, Any]) -> set[str]:
+    """The params swept over a log-scale ``Range``."""
+    return {k for k, v in params.items() if isinstance(v, Range) and v.log}
 
 
 def _describe(plan: Plan) -> str:
@@ -190,9 +202,7 @@ def _describe(plan: Plan) -> str:
 def _drive(
     recorder: Recorder, plan: Plan, direction: str, metric: str | None, verbose: int
 ) -> Iterator[Run]:
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=plan.total, disable=not verbose, leave=False, file=sys.stderr)
+    bar = ProgressBar(plan.total, verbose)
     winners: dict[str, Any] = {}
     current: Run | None = None
     failed = False
@@ -202,13 +212,12 @@ def _drive(
             for point in points:
                 [record] = recorder.start([point])
                 current = Run(record)
-                line = run_line(current.name, current.params)
-                bar.write(line, file=sys.stdout) if verbose else print(line)
+                bar.write(run_line(current.name, current.params))
                 _activate(recorder, record)
                 yield current
                 _finish(recorder, current, metric)
                 current = None
-                bar.update()
+                bar.advance_to(bar.done + 1)
             name = plan.stepping(step)
             if name is not None and plan.use_best_param:
                 index = best_index(recorder.step_scores(step, len(points)), direction)
@@ -234,9 +243,7 @@ def _activate(recorder: Recorder, record: RunRecord) -> None:
 
 def _finish(recorder: Recorder, run: Run, metric: str | None, stopped: bool = False) -> None:
     mirror = recorder.mirror
-    logged = None
-    if not run.reported and metric and mirror is not None and run.mlflow_run_id:
-        logged = mirror.latest_metric(run.mlflow_run_id, metric)
+    logged = None if run.reported else recorder.logged_score(run._record)
     if run.reported or logged is not None:
         try:
             outcome = outcome_from_value(run._reported if run.reported else None, metric, logged)

@@ -25,24 +25,23 @@ def validate_sweep(
     config_loader: ConfigLoader,
     config: DictConfig,
     params: Sequence[SweepParam],
-    first_overrides: Sequence[str],
 ) -> int:
     """Check that every override of the sweep can be applied; return the compositions made.
 
-    ``first_overrides`` are the overrides of the first job; every other value
-    is checked against that job's config with only its own key changed.
+    The base is the config of every param at its first value; every other
+    value is checked against it with only its own key changed.
     """
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from omegaconf import open_dict, read_write
 
-    base = _compose(config_loader, config, list(first_overrides))
+    firsts = [p.override(p.values[0]) for p in params]
+    base = _compose(config_loader, config, firsts)
     compositions = 1
     task_base = copy.deepcopy(base)
     with read_write(task_base), open_dict(task_base):
         del task_base["hydra"]
     parser = OverridesParser.create(config_loader=config_loader)
-    first_by_key = {p.key: p.values[0] for p in params}
     for param in params:
         if param.delete or len(param.values) < 2:
             continue
@@ -51,8 +50,7 @@ def validate_sweep(
             override_text = param.override(value)
             if is_group or param.name.startswith("hydra"):
                 overrides = [
-                    override_text if key == param.key else p.override(first_by_key[key])
-                    for key, p in ((q.key, q) for q in params)
+                    override_text if q is param else o for o, q in zip(firsts, params, strict=True)
                 ]
                 _compose(config_loader, config, overrides)
                 compositions += 1

@@ -228,3 +228,19 @@ def test_tasks_and_runs_are_mirrored_to_mlflow(tmp_path):
     assert [t.value for t in study.trials] == [1.0, 0.1, 0.5, 1.5]
     assert study.trials[2].params == {"fold": 0, "lr": 0.01}
     assert study.trials[2].user_attrs["mlflow_run_id"] in {r.info.run_id for r in children}
+
+
+def test_trial_distributions_span_every_value_of_the_sweep(client):
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    task = client.create_task("dists")
+    for run in task.product(fold=range(3), lr=ivory.Range("1e-3_1e-1:3.log"), tag="a", verbose=0):
+        run.report(1.0)
+    study = optuna.load_study(study_name=task.study_name, storage=client.storage_url)
+    # every trial has the whole value space, as optuna-dashboard needs to plot them
+    assert {str(t.distributions) for t in study.trials} == {str(study.trials[0].distributions)}
+    assert study.trials[0].distributions == {
+        "tag": CategoricalDistribution(["a"]),
+        "fold": IntDistribution(0, 2),
+        "lr": FloatDistribution(0.001, 0.1, log=True),
+    }
