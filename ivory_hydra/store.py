@@ -82,7 +82,22 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 @functools.lru_cache(maxsize=8)
 def open_storage(url: str) -> BaseStorage:
-    """Open (and cache per process) the Optuna storage behind ``url``."""
+    """Open (and cache per process) the Optuna storage behind ``url``.
+
+    A storage that cannot be opened raises ``ValueError`` with the reason, and
+    with any password in the URL hidden.
+    """
+    try:
+        return _open_storage(url)
+    except Exception as error:  # noqa: BLE001 - drivers raise many kinds
+        from ivory_hydra.redact import redact_text
+
+        raise ValueError(
+            f"cannot open this Optuna storage: {type(error).__name__}: {redact_text(str(error))}"
+        ) from None
+
+
+def _open_storage(url: str) -> BaseStorage:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

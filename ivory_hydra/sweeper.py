@@ -220,11 +220,8 @@ class IvorySweeperImpl:
 
         try:
             open_storage(url)
-        except Exception as error:  # noqa: BLE001 - drivers raise many kinds
-            raise SweepInputError(
-                f"hydra.sweeper.storage={redact_url(url)}: cannot open this Optuna storage: "
-                f"{type(error).__name__}: {redact_url(str(error))}"
-            ) from None
+        except ValueError as error:
+            raise SweepInputError(f"hydra.sweeper.storage={redact_url(url)}: {error}") from None
 
     @staticmethod
     def _check_same_sweep(url: str, study_name: str, definition: dict[str, Any]) -> None:

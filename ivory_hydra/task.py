@@ -22,6 +22,7 @@ from ivory_hydra.plan import Plan, best_index, check_direction
 from ivory_hydra.progress import ProgressBar
 from ivory_hydra.ranges import Range
 from ivory_hydra.recorder import Recorder, RunRecord
+from ivory_hydra.redact import redact_url
 from ivory_hydra.scores import Outcome, outcome_from_value
 from ivory_hydra.store import allocate_numbers, open_storage, storage_url
 
@@ -61,10 +62,12 @@ class Client:
         self.directory = Path(directory).absolute()
         self.directory.mkdir(parents=True, exist_ok=True)
         self.storage_url = storage_url(storage, self.directory)
+        try:
+            open_storage(self.storage_url)  # fail here, before any task, if it cannot open
+        except ValueError as error:
+            raise ValueError(f"storage={redact_url(self.storage_url)}: {error}") from None
         self.mlflow_enabled = mlflow
         self.tracking_uri = tracking_uri or f"sqlite:///{self.directory / 'mlflow.db'}"
-        from ivory_hydra.redact import redact_url
-
         stores = f"Optuna storage used by this client: {redact_url(self.storage_url)}"
         if mlflow:
             stores += (

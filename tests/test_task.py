@@ -244,3 +244,12 @@ def test_trial_distributions_span_every_value_of_the_sweep(client):
         "fold": IntDistribution(0, 2),
         "lr": FloatDistribution(0.001, 0.1, log=True),
     }
+
+
+def test_an_unusable_storage_fails_at_create_client_without_its_password(tmp_path):
+    with pytest.raises(
+        ValueError, match=r"storage=postgresql://me:\*\*\*@127.0.0.1:1/x: cannot open"
+    ) as info:
+        ivory.create_client(tmp_path, storage="postgresql://me:hunter2@127.0.0.1:1/x", mlflow=False)
+    assert "hunter2" not in str(info.value)
+    assert list(tmp_path.iterdir()) == []  # nothing written
