@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 DEFAULT_FILENAME = "optuna.db"
 LEDGER_PREFIX = "ivory-hydra.numbers:"
+TOTALS_ATTR = "totals"
 SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 
 
@@ -245,9 +246,10 @@ def find_study(storage: BaseStorage, name: str) -> StudyHandle | None:
 def allocate_numbers(storage: BaseStorage, experiment: str, kind: str, count: int) -> int:
     """Reserve ``count`` consecutive ``kind`` numbers ("run" or "task"); return the first.
 
-    Each reservation is one trial of the experiment's ledger study, whose value
-    is the count. Trial numbers are assigned atomically by the storage, so the
-    first number is the sum of the counts reserved before it.
+    Each reservation is one trial of the experiment's ledger study, created
+    with its count. Trial numbers are assigned atomically by the storage, so the
+    first number is the sum of the counts reserved before it. Reading it costs
+    one trial (the previous one caches the running totals), not the whole ledger.
     """
     import datetime
 
@@ -265,23 +267,48 @@ def allocate_numbers(storage: BaseStorage, experiment: str, kind: str, count: in
             storage.set_study_user_attr(study_id, "ivory_hydra.role", "numbering ledger")
         except optuna.exceptions.DuplicatedStudyError:
             study_id = storage.get_study_id_from_name(name)
-    now = datetime.datetime.now()
     template = FrozenTrial(
         number=-1,
-        state=TrialState.COMPLETE,
-        value=float(count),
-        datetime_start=now,
-        datetime_complete=now,
+        state=TrialState.RUNNING,
+        value=None,
+        datetime_start=datetime.datetime.now(),
+        datetime_complete=None,
         params={},
         distributions={},
-        user_attrs={"kind": kind},
+        user_attrs={"kind": kind, "count": count},
         system_attrs={},
         intermediate_values={},
         trial_id=-1,
     )
     trial_id = storage.create_new_trial(study_id, template_trial=template)
     number = storage.get_trial_number_from_id(trial_id)
-    trials = storage.get_all_trials(study_id, deepcopy=False)
-    return sum(
-        int(t.value or 0) for t in trials if t.number < number and t.user_attrs.get("kind") == kind
+    totals = _totals_before(storage, study_id, number)
+    first = totals.get(kind, 0)
+    totals[kind] = first + count
+    # A cache for the next allocation, so that it reads one trial, not all.
+    storage.set_trial_user_attr(trial_id, TOTALS_ATTR, totals)
+    storage.set_trial_state_values(trial_id, TrialState.COMPLETE, [float(count)])
+    return first
+
+
+def _totals_before(storage: BaseStorage, study_id: int, number: int) -> dict[str, int]:
+    """How many numbers of each kind the ledger trials before ``number`` reserved.
+
+    The previous trial caches the running totals. Without the cache (an
+    allocation still in flight in another process), sum the counts instead:
+    each trial's count is fixed as it is created, so the sum is always right.
+    """
+    if number == 0:
+        return {}
+    previous = storage.get_trial(
+        storage.get_trial_id_from_study_id_trial_number(study_id, number - 1)
     )
+    cached = previous.user_attrs.get(TOTALS_ATTR)
+    if cached is not None:
+        return {str(k): int(v) for k, v in cached.items()}
+    totals: dict[str, int] = {}
+    for trial in storage.get_all_trials(study_id, deepcopy=False):
+        if trial.number < number:
+            kind = str(trial.user_attrs.get("kind"))
+            totals[kind] = totals.get(kind, 0) + int(trial.user_attrs.get("count", 0))
+    return totals

@@ -34,6 +34,35 @@ def test_numbers_continue_per_kind_and_experiment(storage):
         allocate_numbers(storage, "torch", "run", 0)
 
 
+def test_numbers_stay_right_while_another_allocation_is_in_flight(storage):
+    import datetime
+
+    from optuna.trial import FrozenTrial, TrialState
+
+    assert allocate_numbers(storage, "e", "run", 3) == 0
+    # Another process has created its ledger trial (2 runs) but not yet cached
+    # its totals: the next allocation must sum the counts instead.
+    study_id = storage.get_study_id_from_name("ivory-hydra.numbers:e")
+    now = datetime.datetime.now()
+    in_flight = FrozenTrial(
+        number=-1,
+        state=TrialState.RUNNING,
+        value=None,
+        datetime_start=now,
+        datetime_complete=None,
+        params={},
+        distributions={},
+        user_attrs={"kind": "run", "count": 2},
+        system_attrs={},
+        intermediate_values={},
+        trial_id=-1,
+    )
+    storage.create_new_trial(study_id, template_trial=in_flight)
+    assert allocate_numbers(storage, "e", "run", 1) == 5
+    assert allocate_numbers(storage, "e", "task", 1) == 0
+    assert allocate_numbers(storage, "e", "run", 1) == 6
+
+
 def test_numbers_continue_across_processes(tmp_path):
     url = storage_url(None, tmp_path)
     code = (
