@@ -187,10 +187,6 @@ class StudyHandle:
         values = [value] if trial_state == TrialState.COMPLETE else None
         self.storage.set_trial_state_values(trial_id, trial_state, values)
 
-    def set_trial_attr(self, trial_id: int, key: str, value: Any) -> None:
-        """Set one user attribute of a trial."""
-        self.storage.set_trial_user_attr(trial_id, key, value)
-
 
 def open_study(
     storage: BaseStorage,
