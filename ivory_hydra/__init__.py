@@ -9,19 +9,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
-__all__ = ["Client", "Range", "Run", "Task", "create_client"]
+__version__ = "0.2.0"
+__all__ = ["Client", "Range", "Run", "Task", "create_client", "trial"]
 
 if TYPE_CHECKING:
-    from ivory_hydra.ranges import Range
+    from ivory_hydra.core.ranges import Range
+    from ivory_hydra.job.trial import trial
     from ivory_hydra.task import Client, Run, Task, create_client
 
 _LAZY = {
-    "Range": "ivory_hydra.ranges",
+    "Range": "ivory_hydra.core.ranges",
     "Client": "ivory_hydra.task",
     "Run": "ivory_hydra.task",
     "Task": "ivory_hydra.task",
     "create_client": "ivory_hydra.task",
+    "trial": "ivory_hydra.job.trial",
 }
 
 

@@ -1,21 +1,21 @@
-"""Errors the sweeper shows to users: Hydra prints their message, not a stack trace."""
+"""Errors of the engine and the stores, for both front ends (no Hydra here).
+
+The sweeper shows them as Hydra's compact errors; the task API raises them.
+"""
 
 from __future__ import annotations
 
-from hydra.errors import CompactHydraException
+
+class IvoryError(Exception):
+    """Base class of ivory-hydra's own errors."""
 
 
-class SweepInputError(CompactHydraException, ValueError):
-    """Bad sweep input, found before any job starts and before anything is written."""
+class StoreError(IvoryError, ValueError):
+    """A store (Optuna storage or MLflow tracking store) cannot be used.
+
+    The message names the setting and shows the URL with its password hidden.
+    """
 
 
-class SweepDefinitionError(SweepInputError):
-    """A sweep override that cannot be turned into values (e.g. a malformed range)."""
-
-
-class InvalidOverrideError(SweepInputError):
-    """An override that no job config accepts."""
-
-
-class SweepFailedError(CompactHydraException):
-    """Some jobs of the sweep failed; the others finished and were recorded."""
+class SweepBusyError(IvoryError):
+    """Another live process drives this sweep; nothing was started or written."""

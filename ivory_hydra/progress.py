@@ -1,8 +1,9 @@
-"""The sweep's progress bar, advanced as each job ends.
+"""The progress bar of a sweep or task, advanced as each run ends (both front ends).
 
-Hydra ships its callbacks with every job. In the sweep's own process (the basic
-launcher) the callback finds the bar and advances it; in a worker process it
-finds none and does nothing, and the sweep catches up after the batch.
+The bar lives in the driving process. Each Hydra job calls a :class:`JobEnded`
+hook that the sweeper ships with its jobs: in the sweep's own process (the
+basic launcher) it finds the bar and advances it; in a worker process it finds
+none and does nothing, and the bar catches up when the batch returns.
 """
 
 from __future__ import annotations
@@ -11,26 +12,26 @@ import sys
 import uuid
 from typing import Any
 
-from hydra.experimental.callback import Callback
-
 _BARS: dict[str, Any] = {}
 
 
 class ProgressBar:
     """A tqdm bar over the whole sweep (shown on a terminal when verbose >= 1)."""
 
-    def __init__(self, total: int, verbose: int) -> None:
+    def __init__(self, total: int, verbose: int, done: int = 0) -> None:
         from tqdm.auto import tqdm
 
         disable = None if verbose >= 1 else True  # None: only on a terminal
-        self.bar = tqdm(total=total, desc="sweep", leave=False, file=sys.stderr, disable=disable)
+        self.bar = tqdm(
+            total=total, initial=done, desc="sweep", leave=False, file=sys.stderr, disable=disable
+        )
         self.key = uuid.uuid4().hex
-        self.done = 0
+        self.done = done
         _BARS[self.key] = self.bar
 
-    def callback(self) -> Callback:
-        """The callback that advances this bar from inside in-process jobs."""
-        return ProgressCallback(self.key)
+    def hook(self) -> JobEnded:
+        """The hook that advances this bar from inside in-process jobs."""
+        return JobEnded(self.key)
 
     def write(self, line: str) -> None:
         """Print a line to stdout above the bar."""
@@ -48,13 +49,13 @@ class ProgressBar:
         self.bar.close()
 
 
-class ProgressCallback(Callback):
-    """Advances the sweep's bar when a job ends in the sweep's own process."""
+class JobEnded:
+    """Advances the sweep's bar when a job ends in the sweep's own process (picklable)."""
 
     def __init__(self, key: str) -> None:
         self.key = key
 
-    def on_job_end(self, config: Any, job_return: Any, **kwargs: Any) -> None:
+    def __call__(self) -> None:
         """One more job is done."""
         bar = _BARS.get(self.key)
         if bar is not None:

@@ -1,4 +1,4 @@
-"""The Python task API, as in Ivory's "Multiple Runs" page.
+"""The Python task API, as in Ivory's "Multiple Runs" page: a thin driver of the engine.
 
 >>> import tempfile, ivory_hydra as ivory
 >>> client = ivory.create_client(tempfile.mkdtemp(), mlflow=False)
@@ -11,25 +11,30 @@
 
 from __future__ import annotations
 
+import atexit
 import sys
-from collections.abc import Iterator, Mapping
+import weakref
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ivory_hydra.display import run_line
-from ivory_hydra.distributions import distributions_for
-from ivory_hydra.plan import Plan, best_index, check_direction
-from ivory_hydra.progress import ProgressBar
-from ivory_hydra.ranges import Range
-from ivory_hydra.recorder import Recorder, RunRecord
-from ivory_hydra.redact import redact_url
-from ivory_hydra.scores import Outcome, outcome_from_value
-from ivory_hydra.store import allocate_numbers, open_storage, storage_url
+from ivory_hydra.core.outcomes import FAIL, Outcome, check_reported
+from ivory_hydra.core.plan import Plan, check_direction
+from ivory_hydra.core.ranges import Range
+from ivory_hydra.core.redact import redact_url
+from ivory_hydra.stores.format import TASK, StudyAttr, Tag
+from ivory_hydra.stores.liveness import GRACE_PERIOD, HEARTBEAT_INTERVAL
 
 if TYPE_CHECKING:
-    from ivory_hydra.mirror import MlflowMirror
+    from ivory_hydra.engine.engine import Opening
+    from ivory_hydra.job.session import JobSession
+    from ivory_hydra.job.ticket import Ticket
+    from ivory_hydra.stores.mlflow_mirror import MlflowMirror
+    from ivory_hydra.stores.trials import Claim
 
 _UNSET = object()
+#: Runs of tasks whose loop is still open; closed at exit so nothing stays RUNNING.
+_OPEN: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def create_client(
@@ -43,7 +48,8 @@ def create_client(
 
     ``storage`` is an Optuna storage URL (default: ``<directory>/optuna.db``);
     ``tracking_uri`` an MLflow tracking URI (default: ``<directory>/mlflow.db``).
-    ``mlflow=False`` turns the MLflow mirror off.
+    ``mlflow=False`` turns the MLflow mirror off. A store that cannot be
+    reached is a ``ValueError`` here, before anything is written.
     """
     return Client(directory, storage=storage, tracking_uri=tracking_uri, mlflow=mlflow)
 
@@ -59,15 +65,25 @@ class Client:
         tracking_uri: str | None = None,
         mlflow: bool = True,
     ) -> None:
+        from ivory_hydra.errors import StoreError
+        from ivory_hydra.stores.mlflow_client import check_tracking_uri, resolve_tracking_uri
+        from ivory_hydra.stores.optuna_storage import check_storage, storage_url
+
         self.directory = Path(directory).absolute()
-        self.directory.mkdir(parents=True, exist_ok=True)
         self.storage_url = storage_url(storage, self.directory)
-        try:
-            open_storage(self.storage_url)  # fail here, before any task, if it cannot open
-        except ValueError as error:
-            raise ValueError(f"storage={redact_url(self.storage_url)}: {error}") from None
         self.mlflow_enabled = mlflow
-        self.tracking_uri = tracking_uri or f"sqlite:///{self.directory / 'mlflow.db'}"
+        self.tracking_uri = resolve_tracking_uri(
+            tracking_uri or f"sqlite:///{self.directory / 'mlflow.db'}", self.directory
+        )
+        checks = [("storage", self.storage_url, check_storage)]
+        if mlflow:
+            checks.append(("tracking_uri", self.tracking_uri, check_tracking_uri))
+        for name, url, check in checks:
+            try:
+                check(url)
+            except StoreError as error:
+                raise ValueError(f"{name}={redact_url(url)}: {error}") from None
+        self.directory.mkdir(parents=True, exist_ok=True)
         stores = f"Optuna storage used by this client: {redact_url(self.storage_url)}"
         if mlflow:
             stores += (
@@ -80,55 +96,87 @@ class Client:
 
     def create_task(self, name: str) -> Task:
         """A new task in the experiment ``name``; tasks are numbered task#0, task#1, ..."""
+        from ivory_hydra.stores.ledger import ledger_for
+        from ivory_hydra.stores.numbering import allocate
+
         if not isinstance(name, str) or not name:
             raise ValueError(f"a task needs an experiment name, not {name!r}")
-        number = allocate_numbers(open_storage(self.storage_url), name, "task", 1)
+        number = allocate(ledger_for(self.storage_url), name, "task")
         return Task(self, name, f"task#{number}")
 
     def mirror(self, experiment: str) -> MlflowMirror | None:
         """The MLflow mirror for ``experiment``, or None when MLflow is off."""
         if not self.mlflow_enabled:
             return None
-        from ivory_hydra.mirror import MlflowMirror
+        from ivory_hydra.stores.mlflow_mirror import MlflowMirror
 
         return MlflowMirror(self.tracking_uri, experiment)
 
 
 class Run:
-    """One run of a task: ``name``, ``params``, and ``report(score)``."""
+    """One run of a task: ``name``, ``params``, ``report(score)``.
 
-    def __init__(self, record: RunRecord) -> None:
-        self._record = record
+    The run's trial and MLflow child run are started when the run is handed
+    out, and finished when the loop body hands control back.
+    """
+
+    def __init__(self, claim: Claim, session: JobSession) -> None:
+        self._claim = claim
+        self._session = session
         self._reported: Any = _UNSET
 
     @property
     def name(self) -> str:
         """``run#N``, numbered across the experiment."""
-        return self._record.name
+        return self._claim.run_name
 
     @property
     def params(self) -> dict[str, Any]:
-        """The run's params, in the order they are printed."""
-        return dict(self._record.params)
+        """The run's params, in the order they are printed.
+
+        In chain mode, as in Ivory, only the params stepped so far: later ones
+        are left at their defaults.
+        """
+        return dict(self._claim.params)
 
     @property
     def trial_number(self) -> int:
         """The run's Optuna trial number within its task's study."""
-        return self._record.trial_number
+        return self._claim.number
 
     @property
     def mlflow_run_id(self) -> str | None:
         """The id of the run's MLflow child run (None when MLflow is off)."""
-        return self._record.mlflow_run_id
+        return self._claim.mlflow_run_id
 
     @property
     def reported(self) -> bool:
-        """True once ``report`` was called."""
+        """True once a score was reported."""
         return self._reported is not _UNSET
 
-    def report(self, score: float | Mapping[str, float]) -> None:
-        """Report this run's score: a number, or a mapping read with the chain's metric."""
-        self._reported = score
+    def report(self, value: Any, step: int | None = None) -> None:
+        """Report this run's score, or with ``step`` an intermediate value.
+
+        A score is a number, a sequence of numbers or a mapping of numbers
+        (read with the chain's ``metric``); anything else raises ``TypeError``.
+        """
+        if step is not None:
+            self._session.report(value, step)
+            return
+        self._reported = check_reported(value)
+
+    def should_prune(self) -> bool:
+        """Whether the task's pruner would stop this run now (False without one)."""
+        return self._session.should_prune()
+
+    def _finish(self, stopped: bool = False, reason: str | None = None) -> None:
+        if self.reported:
+            outcome = self._session.score(self._reported)
+        elif stopped:
+            outcome = Outcome(FAIL, None, reason or "the loop stopped during this run", "Stopped")
+        else:
+            outcome = self._session.score(None)
+        self._session.finish(outcome)
 
     def __repr__(self) -> str:
         return f"Run(name={self.name!r}, params={self.params!r})"
@@ -152,7 +200,7 @@ class Task:
     def product(self, verbose: int = 1, **params: Any) -> Iterator[Run]:
         """Runs over the cartesian product of the params; the last varies fastest."""
         plan = Plan.from_params("product", params)
-        return self._runs(plan, _log_scaled(params), "minimize", None, verbose)
+        return self._runs(plan, params, "minimize", None, verbose)
 
     def chain(
         self,
@@ -170,96 +218,95 @@ class Task:
         """
         check_direction(direction)
         plan = Plan.from_params("chain", params, use_best_param)
-        return self._runs(plan, _log_scaled(params), direction, metric, verbose)
+        return self._runs(plan, params, direction, metric, verbose)
 
     def _runs(
-        self, plan: Plan, log: set[str], direction: str, metric: str | None, verbose: int
+        self,
+        plan: Plan,
+        params: dict[str, Any],
+        direction: str,
+        metric: str | None,
+        verbose: int,
     ) -> Iterator[Run]:
-        values = {**{k: [v] for k, v in plan.fixed.items()}, **plan.swept}
-        recorder = Recorder(
+        from ivory_hydra.engine.engine import Opening, Settings
+        from ivory_hydra.job.ticket import Ticket
+        from ivory_hydra.stores.distributions import distributions_for
+
+        log = {k for k, v in params.items() if isinstance(v, Range) and v.log}
+        described = " ".join(f"{k}={v!r}" for k, v in {**plan.fixed, **plan.swept}.items())
+        mirror = self.client.mirror(self.experiment)
+        opening = Opening(
             storage_url=self.client.storage_url,
-            experiment=self.experiment,
             study_name=self.study_name,
+            experiment=self.experiment,
+            kind=TASK,
+            plan=plan,
+            distributions=distributions_for(
+                {**{k: [v] for k, v in plan.fixed.items()}, **plan.swept}, log
+            ),
+            settings=Settings(
+                metric=metric,
+                direction=direction,
+                use_best_param=plan.use_best_param,
+                heartbeat_interval=HEARTBEAT_INTERVAL,
+                grace_period=GRACE_PERIOD,
+            ),
+            study_attrs={StudyAttr.DEFINITION: {"mode": plan.mode, "params": described}},
+            parent_tags={Tag.MODE: plan.mode, Tag.DEFINITION: described},
             task_name=self.name,
-            direction=direction,
-            metric=metric,
-            distributions=distributions_for(values, log),
-            mirror=self.client.mirror(self.experiment),
-            study_attrs={"mode": plan.mode, "params": _describe(plan)},
-            parent_tags={"ivory.mode": plan.mode, "ivory.params": _describe(plan)},
+            mirror=mirror,
+            lease=False,
         )
-        return _drive(recorder.open(), plan, direction, metric, verbose)
+        ticket = Ticket(
+            storage=self.client.storage_url,
+            tracking_uri=None if mirror is None else mirror.tracking_uri,
+            metric=metric,
+        )
+        runs = _drive(opening, ticket, verbose)
+        _OPEN.add(runs)
+        return runs
 
 
-def _log_scaled(params: dict[str, Any]) -> set[str]:
-    """The params swept over a log-scale ``Range``."""
-    return {k for k, v in params.items() if isinstance(v, Range) and v.log}
+def _drive(opening: Opening, ticket: Ticket, verbose: int) -> Iterator[Run]:
+    """Yield the engine's runs one at a time; each is finished when the loop body returns."""
+    from ivory_hydra.engine.engine import open_engine
+    from ivory_hydra.engine.signals import interrupts, received
+    from ivory_hydra.job.session import JobSession
+    from ivory_hydra.progress import ProgressBar
 
-
-def _describe(plan: Plan) -> str:
-    parts = [f"{k}={v!r}" for k, v in plan.fixed.items()]
-    parts += [f"{k}={v!r}" for k, v in plan.swept.items()]
-    return " ".join(parts)
-
-
-def _drive(
-    recorder: Recorder, plan: Plan, direction: str, metric: str | None, verbose: int
-) -> Iterator[Run]:
-    bar = ProgressBar(plan.total, verbose)
-    winners: dict[str, Any] = {}
+    engine = open_engine(opening)
+    bar = ProgressBar(opening.plan.total, verbose)
+    engine.show = bar.write
     current: Run | None = None
-    failed = False
+    status = "FINISHED"
     try:
-        for step in range(plan.num_steps):
-            points = plan.points(step, winners)
-            for point in points:
-                [record] = recorder.start([point])
-                current = Run(record)
-                bar.write(run_line(current.name, current.params))
-                _activate(recorder, record)
-                yield current
-                _finish(recorder, current, metric)
-                current = None
-                bar.advance_to(bar.done + 1)
-            name = plan.stepping(step)
-            if name is not None and plan.use_best_param:
-                index = best_index(recorder.step_scores(step, len(points)), direction)
-                index = 0 if index is None else index
-                winners[name] = plan.swept[name][index]
-                recorder.decide(name, index)
+        with interrupts():
+            try:
+                for [claim] in engine.walk(1):
+                    current = Run(claim, JobSession.begin(ticket, claim))
+                    yield current
+                    current._finish()
+                    current = None
+                    bar.advance_to(engine.claimed)
+            finally:
+                signum = received()
+                if current is not None:
+                    reason = f"stopped by signal {signum}" if signum else None
+                    current._finish(stopped=True, reason=reason)
+                if signum:
+                    status = "KILLED"
+    except GeneratorExit:
+        raise
     except BaseException:
-        failed = True
+        status = "FAILED"
         raise
     finally:
-        if current is not None:
-            _finish(recorder, current, metric, stopped=True)
-        recorder.close(failed=failed)
+        engine.close(engine.summary(), status=status)
         bar.close()
 
 
-def _activate(recorder: Recorder, record: RunRecord) -> None:
-    if recorder.mirror is not None and record.mlflow_run_id is not None:
-        from ivory_hydra.active_run import activate_child
-
-        activate_child(recorder.mirror.tracking_uri, record.mlflow_run_id)
-
-
-def _finish(recorder: Recorder, run: Run, metric: str | None, stopped: bool = False) -> None:
-    mirror = recorder.mirror
-    logged = None if run.reported else recorder.logged_score(run._record)
-    if run.reported or logged is not None:
-        try:
-            outcome = outcome_from_value(run._reported if run.reported else None, metric, logged)
-        except KeyError as error:
-            outcome = Outcome("fail", None, str(error.args[0]))
-    elif stopped:
-        outcome = Outcome("fail", None, "the loop stopped before this run was reported")
-    else:
-        outcome = outcome_from_value(None, None)  # finished without a score
-    closed_failed = None
-    if mirror is not None and run.mlflow_run_id is not None:
-        from ivory_hydra.active_run import deactivate_child
-
-        if deactivate_child(failed=outcome.failed, error=outcome.reason):
-            closed_failed = outcome.failed
-    recorder.finish(run._record, outcome, closed_failed=closed_failed)
+@atexit.register
+def _close_open_tasks() -> None:
+    """A loop left open (``break`` with the iterator still referenced) ends at exit."""
+    for runs in list(_OPEN):
+        runs.close()

@@ -37,6 +37,8 @@ class IvorySweeperConf:
     study_name: Optional[str] = None  # noqa: UP045
     mlflow: MlflowConf = field(default_factory=MlflowConf)
     verbose: int = 1
+    heartbeat_interval: float = 10.0
+    grace_period: float = 60.0
 
 
 def _sweeper_node() -> DictConfig:
@@ -56,7 +58,7 @@ class IvorySweeper(Sweeper):
     """Ivory's product and chain sweeps, recorded in Optuna and mirrored to MLflow."""
 
     def __init__(self, **kwargs: Any) -> None:
-        from ivory_hydra.sweeper import IvorySweeperImpl
+        from ivory_hydra.sweeper.impl import IvorySweeperImpl
 
         self.sweeper = IvorySweeperImpl(**kwargs)
 

@@ -6,9 +6,8 @@ the task API passes Python values and the sweeper passes parsed overrides.
 
 from __future__ import annotations
 
-import itertools
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +35,16 @@ class Point:
     def slot(self) -> str:
         """The run's stable place in the plan, ``"<step>.<index>"``."""
         return f"{self.step}.{self.index}"
+
+
+def parse_slot(slot: str) -> tuple[int, int]:
+    """The step and index of a slot (see :attr:`Point.slot`).
+
+    >>> parse_slot("2.5")
+    (2, 5)
+    """
+    step, _, index = str(slot).partition(".")
+    return int(step), int(index)
 
 
 def split_params(params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, list]]:
@@ -132,12 +141,16 @@ class Plan:
     """A product or chain plan over fixed values and swept value lists.
 
     Product mode has one step holding every combination; chain mode has one
-    step per swept param. ``points(step, winners)`` gives a step's runs, where
-    ``winners`` holds the values already chosen for earlier chain params.
+    step per swept param. Points are computed on demand, so a plan of a
+    million runs costs no more memory than its value lists: ``point(step,
+    index, winners)`` gives one run, ``points(step, winners)`` iterates a step,
+    where ``winners`` holds the values already chosen for earlier chain params.
 
     >>> plan = Plan("product", {"lr": 1e-4}, {"fold": [0, 1], "factor": [0.5, 0.7]})
     >>> [p.params for p in plan.points(0)][:2]
     [{'lr': 0.0001, 'fold': 0, 'factor': 0.5}, {'lr': 0.0001, 'fold': 0, 'factor': 0.7}]
+    >>> plan.point(0, 3).params
+    {'lr': 0.0001, 'fold': 1, 'factor': 0.7}
     >>> chain = Plan("chain", {}, {"fold": [0, 1], "factor": [0.5, 0.7]})
     >>> chain.num_steps, chain.stepping(1)
     (2, 'factor')
@@ -165,7 +178,7 @@ class Plan:
 
     @property
     def num_steps(self) -> int:
-        """How many batches the plan runs: 1 for product, one per swept param for chain."""
+        """How many steps the plan has: 1 for product, one per swept param for chain."""
         if self.mode == "product" or not self.swept:
             return 1
         return len(self.swept)
@@ -177,9 +190,19 @@ class Plan:
         >>> Plan.from_params("product", {"a": [1, 2, 3], "b": [4, 5]}).total
         6
         """
+        return sum(self.size(step) for step in range(self.num_steps))
+
+    def size(self, step: int) -> int:
+        """How many runs ``step`` makes.
+
+        >>> Plan.from_params("chain", {"a": [1, 2, 3], "b": [4, 5]}).size(1)
+        2
+        """
+        self._check_step(step)
         if self.mode == "product":
             return math.prod(len(v) for v in self.swept.values())
-        return sum(len(v) for v in self.swept.values()) or 1
+        name = self.stepping(step)
+        return 1 if name is None else len(self.swept[name])
 
     def stepping(self, step: int) -> str | None:
         """The chain param that ``step`` sweeps (None in product mode)."""
@@ -187,29 +210,37 @@ class Plan:
             return None
         return list(self.swept)[step]
 
-    def points(self, step: int, winners: Mapping[str, Any] | None = None) -> list[Point]:
-        """The runs of one step, each with its params in printing order."""
+    def _check_step(self, step: int) -> None:
         if not 0 <= step < self.num_steps:
             raise IndexError(f"step {step} is outside 0..{self.num_steps - 1}")
+
+    def point(self, step: int, index: int, winners: Mapping[str, Any] | None = None) -> Point:
+        """The ``index``-th run of ``step``, with its params in printing order."""
+        size = self.size(step)
+        if not 0 <= index < size:
+            raise IndexError(f"run {index} is outside 0..{size - 1} of step {step}")
         if self.mode == "product":
-            names = list(self.swept)
-            combos = itertools.product(*self.swept.values())
-            return [
-                Point(0, i, {**self.fixed, **dict(zip(names, combo, strict=True))})
-                for i, combo in enumerate(combos)
-            ]
+            combo: dict[str, Any] = {}
+            rest = index
+            for name, values in reversed(self.swept.items()):  # the last varies fastest
+                rest, position = divmod(rest, len(values))
+                combo[name] = values[position]
+            swept = {name: combo[name] for name in self.swept}
+            return Point(0, index, {**self.fixed, **swept})
         name = self.stepping(step)
         if name is None:
-            return [Point(0, 0, dict(self.fixed))]
+            return Point(0, 0, dict(self.fixed))
         earlier: dict[str, Any] = {}
         if self.use_best_param:
             winners = winners or {}
             for prior in list(self.swept)[:step]:
                 earlier[prior] = winners[prior] if prior in winners else self.swept[prior][0]
-        return [
-            Point(step, i, {**self.fixed, name: value, **earlier})
-            for i, value in enumerate(self.swept[name])
-        ]
+        return Point(step, index, {**self.fixed, name: self.swept[name][index], **earlier})
+
+    def points(self, step: int, winners: Mapping[str, Any] | None = None) -> Iterator[Point]:
+        """The runs of one step, in order, computed one at a time."""
+        for index in range(self.size(step)):
+            yield self.point(step, index, winners)
 
     def winner(self, step: int, scores: Sequence[float | None], direction: str = "minimize") -> Any:
         """The value of the step's param whose run scored best; first value if none scored.
@@ -220,9 +251,20 @@ class Plan:
         >>> chain.winner(0, [None, float("nan"), None])
         0.1
         """
+        return self.swept[self._stepping_or_raise(step)][self.winner_index(scores, direction)]
+
+    @staticmethod
+    def winner_index(scores: Sequence[float | None], direction: str = "minimize") -> int:
+        """The index of the winning value: the best score, or 0 if none scored.
+
+        >>> Plan.winner_index([None, 0.3, 0.2], "maximize")
+        1
+        """
+        best = best_index(scores, direction)
+        return 0 if best is None else best
+
+    def _stepping_or_raise(self, step: int) -> str:
         name = self.stepping(step)
         if name is None:
             raise ValueError("only a chain step has a winner")
-        values = self.swept[name]
-        best = best_index(scores, direction)
-        return values[0 if best is None else best]
+        return name

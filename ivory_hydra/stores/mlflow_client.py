@@ -1,6 +1,7 @@
-"""Talking to an MLflow store safely: its limits, keys, URIs, and lock retries.
+"""Talking to an MLflow tracking store safely: limits, keys, URIs, lock retries,
+reachability, and fresh local stores.
 
-``import ivory_hydra.mlflow_store`` does not import :mod:`mlflow`.
+``import ivory_hydra.stores.mlflow_client`` does not import :mod:`mlflow`.
 
 SQLite and concurrency: MLflow opens every SQLite session with
 ``PRAGMA busy_timeout = 20000``, so concurrent writers normally wait for each
@@ -12,6 +13,7 @@ through :func:`retry` is retried on that error with a bounded, jittered backoff.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -19,9 +21,11 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
+
+from ivory_hydra.stores.sqlite_files import create_once, sqlite_file
 
 if TYPE_CHECKING:  # pragma: no cover
     from mlflow.tracking import MlflowClient
@@ -41,11 +45,8 @@ DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 #: How much of an error text goes into the ``ivory.error`` tag (the tail).
 MAX_ERROR_TAG_LENGTH = 1000
 
-PARENT_TAG = "mlflow.parentRunId"
-RUN_NAME_TAG = "mlflow.runName"
-USER_TAG = "mlflow.user"
-BEST_TAG_PREFIX = "ivory.best."
-ERROR_TAG = "ivory.error"
+#: Seconds a tracking server gets to answer the start-up check.
+CONNECT_TIMEOUT = 5
 
 _RETRY_ATTEMPTS = 8
 _RETRY_BASE_DELAY = 0.05
@@ -181,22 +182,6 @@ def resolve_tracking_uri(uri: str | None, cwd: str | os.PathLike[str] | None = N
     return uri
 
 
-def sqlite_path(uri: str) -> Path | None:
-    """The database file of a local ``sqlite:///`` URI, else None.
-
-    >>> sqlite_path("sqlite:////tmp/x/mlflow.db?timeout=5")
-    PosixPath('/tmp/x/mlflow.db')
-    >>> sqlite_path("sqlite://") is None, sqlite_path("http://h") is None
-    (True, True)
-    """
-    if not uri.startswith("sqlite:///"):
-        return None
-    path = uri[len("sqlite:///") :].partition("?")[0]
-    if not path or path == ":memory:":
-        return None
-    return Path(path)
-
-
 def stringify(value: Any) -> str:
     """A param value as MLflow stores it.
 
@@ -322,10 +307,170 @@ def _retry_loop(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 
 def client_for(tracking_uri: str) -> MlflowClient:
+    """An ``MlflowClient`` on ``tracking_uri`` that prints no run links.
+
+    MLflow prints "View run ... at: <url>" lines for tracking servers, URL
+    password included; ivory-hydra prints its own, redacted, hints instead.
+    """
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri)
 
 
 def error_code(exc: BaseException) -> str | None:
+    """The ``error_code`` of an ``MlflowException`` (None for other errors)."""
     return getattr(exc, "error_code", None)
+
+
+# --------------------------------------------------------------------------
+# Reachability and fresh stores
+# --------------------------------------------------------------------------
+
+
+def check_tracking_uri(uri: str) -> None:
+    """Raise :class:`StoreError` if the tracking store cannot be reached; write nothing.
+
+    A server gets :data:`CONNECT_TIMEOUT` seconds (no retries); a local SQLite
+    file needs a folder that exists or can be made.
+    """
+    from ivory_hydra.core.redact import redact_text, redact_url
+    from ivory_hydra.errors import StoreError
+
+    def unusable(reason: str) -> StoreError:
+        return StoreError(
+            f"cannot reach this MLflow tracking store ({redact_url(uri)}): {redact_text(reason)}"
+        )
+
+    path = sqlite_file(uri)
+    if path is not None:
+        folder = next((p for p in path.parents if p.exists()), None)
+        if folder is None or not folder.is_dir() or not os.access(folder, os.W_OK):
+            raise unusable(f"no writable folder for {path}")
+        return
+    if uri.startswith(("http://", "https://")):
+        import urllib.error
+        import urllib.parse
+        import urllib.request
+
+        parts = urllib.parse.urlsplit(uri)
+        netloc = parts.netloc.rpartition("@")[2]  # reachability only: no credentials
+        url = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path + "/health", "", ""))
+        try:
+            with urllib.request.urlopen(url, timeout=CONNECT_TIMEOUT):
+                return
+        except urllib.error.HTTPError:
+            return  # it answered
+        except Exception as error:  # noqa: BLE001 - URLError, timeouts, resets
+            raise unusable(f"{type(error).__name__}: {getattr(error, 'reason', error)}") from None
+    if uri.startswith(("postgresql", "mysql", "mssql")):
+        try:
+            import sqlalchemy
+
+            engine = sqlalchemy.create_engine(
+                uri, connect_args={"connect_timeout": CONNECT_TIMEOUT}
+            )
+            try:
+                with engine.connect():
+                    return
+            finally:
+                engine.dispose()
+        except Exception as error:  # noqa: BLE001 - drivers raise many kinds
+            first = str(error).strip().splitlines()[:1]
+            raise unusable(f"{type(error).__name__}: {first[0] if first else ''}") from None
+
+
+def prepare_store(uri: str) -> None:
+    """Make sure a local SQLite tracking store exists, created in milliseconds.
+
+    MLflow builds a new SQLite store by running every schema migration (about
+    4 s), and two processes doing it at once break each other. Here a fresh
+    store is a copy of a pristine one, built once per MLflow version in the
+    user's cache folder, and linked into place so that one copy wins.
+    """
+    path = sqlite_file(uri)
+    if path is None or path.exists():
+        return
+    pristine = _pristine_store()
+    create_once(path, lambda tmp: _copy_store(pristine, tmp, path))
+
+
+def _pristine_store() -> Path:
+    import mlflow
+
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ivory-hydra"
+    pristine = cache / f"mlflow-{mlflow.__version__}.db"
+    create_once(pristine, lambda tmp: client_for(f"sqlite:///{tmp}").search_experiments())
+    return pristine
+
+
+def _copy_store(pristine: Path, tmp: Path, final: Path) -> None:
+    import shutil
+    import sqlite3
+
+    shutil.copyfile(pristine, tmp)
+    # MLflow points the Default experiment at ./mlruns of the process that
+    # made the store: make it the new store's folder, not the cache.
+    with contextlib.closing(sqlite3.connect(tmp)) as db, db:
+        db.execute(
+            "UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
+            (str(final.parent / "mlruns" / "0"),),
+        )
+
+
+# --------------------------------------------------------------------------
+# Batched writes
+# --------------------------------------------------------------------------
+
+
+def log_batch(
+    client: MlflowClient,
+    run_id: str,
+    *,
+    params: Mapping[str, Any] | None = None,
+    tags: Mapping[str, Any] | None = None,
+    metrics: Mapping[str, Any] | None = None,
+) -> None:
+    """Log params, tags and metrics in as few calls as MLflow's limits allow (usually one).
+
+    Keys are made MLflow-safe, values stringified and cut to MLflow's limits;
+    metrics that are not finite numbers are left out.
+    """
+    from mlflow.entities import Metric, Param, RunTag
+
+    param_items = list((params or {}).items())
+    param_keys = unique_keys([safe_param_key(k) for k, _ in param_items])
+    param_list = [
+        Param(k, truncate(stringify(v), MAX_PARAM_VAL_LENGTH))
+        for k, (_, v) in zip(param_keys, param_items, strict=True)
+    ]
+    tag_list = [
+        RunTag(safe_key(k), truncate(stringify(v), MAX_TAG_VAL_LENGTH))
+        for k, v in (tags or {}).items()
+    ]
+    now = int(time.time() * 1000)
+    metric_list = []
+    for key, value in (metrics or {}).items():
+        number = finite(value)
+        if number is not None:
+            metric_list.append(Metric(safe_key(key), number, now, 0))
+    groups = [
+        list(chunks(param_list, MAX_PARAMS_TAGS_PER_BATCH)),
+        list(chunks(tag_list, MAX_PARAMS_TAGS_PER_BATCH)),
+        list(chunks(metric_list, MAX_METRICS_PER_BATCH - 200)),
+    ]
+    for i in range(max(len(g) for g in groups)):
+        p, t, m = (g[i] if i < len(g) else () for g in groups)
+        retry(
+            client.log_batch,
+            run_id,
+            params=list(p),
+            tags=list(t),
+            metrics=list(m),
+            synchronous=True,
+        )
+
+
+def end_run(client: MlflowClient, run_id: str, status: str) -> None:
+    """Mark a run FINISHED, FAILED or KILLED, ending now."""
+    retry(client.set_terminated, run_id, status)

@@ -13,8 +13,9 @@ import copy
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ivory_hydra.errors import InvalidOverrideError
-from ivory_hydra.overrides import SweepParam
+from ivory_hydra._compat import apply_overrides
+from ivory_hydra.sweeper.errors import InvalidOverrideError
+from ivory_hydra.sweeper.overrides import SweepParam
 
 if TYPE_CHECKING:
     from hydra.core.config_loader import ConfigLoader
@@ -31,7 +32,6 @@ def validate_sweep(
     The base is the config of every param at its first value; every other
     value is checked against it with only its own key changed.
     """
-    from hydra._internal.config_loader_impl import ConfigLoaderImpl
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from omegaconf import open_dict, read_write
 
@@ -65,7 +65,7 @@ def validate_sweep(
             [override] = parser.parse_overrides([check_text])
             candidate = copy.deepcopy(task_base)
             try:
-                ConfigLoaderImpl._apply_overrides_to_config([override], candidate)
+                apply_overrides([override], candidate)
             except Exception as error:  # noqa: BLE001 - Hydra raises several kinds
                 raise InvalidOverrideError(
                     f"override {override_text!r} is not accepted by the job config: {error}"

@@ -12,8 +12,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ivory_hydra.errors import SweepDefinitionError
-from ivory_hydra.ranges import Range
+from ivory_hydra.core.ranges import Range
+from ivory_hydra.sweeper.errors import SweepDefinitionError
 
 if TYPE_CHECKING:
     from hydra.core.override_parser.types import Override
@@ -122,13 +122,9 @@ SweepValue(text='0.1', value=0.1)], True)
 
 
 def _element_value(element: Any) -> SweepValue:
-    from hydra.core.override_parser.types import Override, QuotedString
+    from ivory_hydra._compat import element_text, element_value
 
-    text = Override._get_value_element_as_str(element)
-    value = Override._convert_value(element)
-    if isinstance(element, QuotedString):
-        value = element.text
-    return SweepValue(text, value)
+    return SweepValue(element_text(element), element_value(element))
 
 
 def param_from_override(override: Override) -> SweepParam:
@@ -157,7 +153,9 @@ def param_from_override(override: Override) -> SweepParam:
             return SweepParam(key, tuple(_element_value(e) for e in elements))
         elements = list(override.sweep_iterator())
     else:
-        elements = [override._value]
+        from ivory_hydra._compat import override_element
+
+        elements = [override_element(override)]
     raw_elements = split_top_level(raw_value)
     if len(raw_elements) != len(elements):
         raw_elements = [""] * len(elements)

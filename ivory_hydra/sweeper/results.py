@@ -1,26 +1,10 @@
-"""The end of a sweep: the best run as a table, and ``results.yaml``."""
+"""The end of a sweep: ``results.yaml`` in the sweep folder."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-
-from ivory_hydra.display import format_value
-
-
-def summary_table(rows: Mapping[str, Any]) -> str:
-    """A two-column table of names and values.
-
-    >>> print(summary_table({"best run": "run#3", "lr": 0.001, "loss": 0.25}))
-    best run  run#3
-    lr        0.001
-    loss      0.25
-    """
-    if not rows:
-        return ""
-    width = max(len(str(key)) for key in rows)
-    return "\n".join(f"{key!s:<{width}}  {format_value(value)}" for key, value in rows.items())
 
 
 def plain(value: Any) -> Any:

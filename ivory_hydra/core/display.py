@@ -1,4 +1,4 @@
-"""How runs are printed: ``[run#N] k=v k=v``, with numbers as Ivory printed them."""
+"""How runs and results are printed: ``[run#N] k=v k=v``, numbers as Ivory printed them."""
 
 from __future__ import annotations
 
@@ -33,3 +33,17 @@ def run_line(run_name: str, params: Mapping[str, Any]) -> str:
     parts = [f"[{run_name}]"]
     parts += [f"{key}={format_value(value)}" for key, value in params.items()]
     return " ".join(parts)
+
+
+def summary_table(rows: Mapping[str, Any]) -> str:
+    """A two-column table of names and values.
+
+    >>> print(summary_table({"best run": "run#3", "lr": 0.001, "loss": 0.25}))
+    best run  run#3
+    lr        0.001
+    loss      0.25
+    """
+    if not rows:
+        return ""
+    width = max(len(str(key)) for key in rows)
+    return "\n".join(f"{key!s:<{width}}  {format_value(value)}" for key, value in rows.items())

@@ -1,0 +1,189 @@
+"""How a run ended, from what it returned, reported, logged or raised.
+
+Pure: the one place where a run's result becomes a state and a score, for the
+sweeper's jobs and the task API's runs alike.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+COMPLETE = "complete"
+FAIL = "fail"
+PRUNED = "pruned"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a run ended.
+
+    ``state`` is ``complete`` (scored), ``fail`` (an error, NaN, or a score that
+    was asked for and is missing) or ``pruned`` (finished without a score when
+    none was asked for, or stopped by a pruner; Optuna needs a value to call a
+    trial complete). ``error`` names the exception type of a failure.
+    """
+
+    state: str
+    score: float | None = None
+    reason: str | None = None
+    error: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        """True for a failed run."""
+        return self.state == FAIL
+
+
+class MissingMetricError(KeyError):
+    """A returned mapping lacks the configured metric."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+def as_number(value: Any) -> float | None:
+    """``value`` as a float if it is a real number (or a 0-d tensor/array), else None.
+
+    >>> as_number(3), as_number(0.5), as_number(True), as_number("1.0")
+    (3.0, 0.5, None, None)
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, numbers.Real):
+        return float(value)
+    item = getattr(value, "item", None)
+    if callable(item) and getattr(value, "ndim", 0) == 0:
+        try:
+            inner = item()
+        except (TypeError, ValueError, RuntimeError):
+            return None
+        return as_number(inner)
+    return None
+
+
+def check_reported(value: Any) -> Any:
+    """Return ``value`` if a run may report it, else raise :class:`TypeError`.
+
+    A run reports a number, a sequence of numbers (one per objective) or a
+    mapping whose values are numbers.
+
+    >>> check_reported(0.5), check_reported({"loss": 1}), check_reported([1.0, 2.0])
+    (0.5, {'loss': 1}, [1.0, 2.0])
+    >>> check_reported("abc")
+    Traceback (most recent call last):
+    ...
+    TypeError: report() takes a number, a sequence of numbers or a mapping of numbers, not 'abc'
+    >>> check_reported({"loss": "high"})
+    Traceback (most recent call last):
+    ...
+    TypeError: report() takes numbers; 'loss' is 'high'
+    """
+    if as_number(value) is not None:
+        return value
+    if isinstance(value, Mapping) and value:
+        for key, item in value.items():
+            if as_number(item) is None:
+                raise TypeError(f"report() takes numbers; {key!r} is {item!r}")
+        return value
+    if (
+        isinstance(value, Sequence)
+        and not isinstance(value, (str, bytes))
+        and value
+        and all(as_number(v) is not None for v in value)
+    ):
+        return value
+    raise TypeError(
+        f"report() takes a number, a sequence of numbers or a mapping of numbers, not {value!r}"[
+            :300
+        ]
+    )
+
+
+def score_outcome(score: float) -> Outcome:
+    """A finite score completes the run; NaN and infinities fail it.
+
+    >>> score_outcome(0.25)
+    Outcome(state='complete', score=0.25, reason=None, error=None)
+    >>> score_outcome(float("nan")).reason
+    'score is nan'
+    """
+    if not math.isfinite(score):
+        return Outcome(FAIL, None, f"score is {score}")
+    return Outcome(COMPLETE, score)
+
+
+def outcome_from_value(value: Any, metric: str | None, logged: float | None = None) -> Outcome:
+    """Score a run from its returned (or reported) value.
+
+    A number is the score; a one-element sequence of numbers too; a mapping
+    gives ``mapping[metric]``; otherwise the value ``logged`` to MLflow under
+    ``metric`` is used. With no metric set and nothing numeric returned, the
+    run finished without a score. A metric missing from a returned mapping
+    raises :class:`MissingMetricError`.
+
+    >>> outcome_from_value(0.5, None).score
+    0.5
+    >>> outcome_from_value({"loss": 0.2, "acc": 0.9}, "acc").score
+    0.9
+    >>> outcome_from_value(None, "loss", logged=0.3).score
+    0.3
+    >>> outcome_from_value(None, None).state
+    'pruned'
+    >>> outcome_from_value(None, "loss").reason
+    "no score: metric 'loss' was neither returned nor logged"
+    """
+    number = as_number(value)
+    if number is not None:
+        return score_outcome(number)
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)) and len(value) == 1:
+        number = as_number(value[0])
+        if number is not None:
+            return score_outcome(number)
+    if isinstance(value, Mapping) and metric is not None:
+        if metric not in value:
+            raise MissingMetricError(
+                f"metric {metric!r} is missing from the returned mapping "
+                f"(keys: {', '.join(map(str, value)) or 'none'})"
+            )
+        number = as_number(value[metric])
+        if number is None:
+            return Outcome(FAIL, None, f"metric {metric!r} is not a number: {value[metric]!r}")
+        return score_outcome(number)
+    if metric is None:
+        return Outcome(PRUNED)
+    if logged is not None:
+        return score_outcome(logged)
+    return Outcome(FAIL, None, f"no score: metric {metric!r} was neither returned nor logged")
+
+
+def outcome_from_error(error: BaseException) -> Outcome:
+    """A run that raised failed, with the exception's type and message.
+
+    >>> outcome_from_error(ValueError("bad lr"))
+    Outcome(state='fail', score=None, reason='ValueError: bad lr', error='ValueError')
+    >>> outcome_from_error(SystemExit(3)).reason
+    'the job called sys.exit(3)'
+    """
+    name = type(error).__name__
+    if isinstance(error, SystemExit):
+        return Outcome(FAIL, None, f"the job called sys.exit({error.code!r})", name)
+    if isinstance(error, MissingMetricError):
+        return Outcome(FAIL, None, str(error), name)
+    message = str(error)
+    return Outcome(FAIL, None, f"{name}: {message}" if message else name, name)
+
+
+def score_or_fail(value: Any, metric: str | None, logged: float | None = None) -> Outcome:
+    """:func:`outcome_from_value`, with a missing metric as a failed outcome.
+
+    >>> score_or_fail({"loss": 1.0}, "acc").error
+    'MissingMetricError'
+    """
+    try:
+        return outcome_from_value(value, metric, logged)
+    except MissingMetricError as error:
+        return outcome_from_error(error)

@@ -1,0 +1,645 @@
+"""The engine: one walk of a product or chain plan, for both front ends.
+
+It hands out the next points as claims (WAITING trials with their numbers,
+params and MLflow child runs), reads each finished run's outcome back from the
+storage, makes chain decisions, and knows what is finished for resume. The
+Hydra sweeper launches its batches through Hydra's launcher; the task API
+yields them one run at a time. Jobs own their trials
+(:mod:`ivory_hydra.job.session`): the engine never holds a result that the
+storage does not.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ivory_hydra.core.display import run_line
+from ivory_hydra.core.outcomes import COMPLETE, FAIL, Outcome
+from ivory_hydra.core.plan import Plan, Point, parse_slot
+from ivory_hydra.stores import numbering, trials
+from ivory_hydra.stores.format import StudyAttr, Tag, TrialAttr, metric_name
+from ivory_hydra.stores.liveness import GRACE_PERIOD, HEARTBEAT_INTERVAL, describe, is_stale
+from ivory_hydra.stores.study import Study, TrialSpec
+from ivory_hydra.stores.trials import Claim
+
+if TYPE_CHECKING:
+    from optuna.distributions import BaseDistribution
+    from optuna.trial import FrozenTrial
+
+    from ivory_hydra.engine.lease import Lease
+    from ivory_hydra.stores.ledger import Ledger
+    from ivory_hydra.stores.mlflow_mirror import MlflowMirror
+
+log = logging.getLogger(__name__)
+
+#: Batches never exceed this many runs when ``max_batch_size`` is not set, so
+#: that a sweep of a million jobs starts its first job in seconds.
+DEFAULT_BATCH_LIMIT = 1000
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How the engine scores and keeps runs alive."""
+
+    metric: str | None = None
+    direction: str = "minimize"
+    use_best_param: bool = True
+    heartbeat_interval: float = HEARTBEAT_INTERVAL
+    grace_period: float = GRACE_PERIOD
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A finished run as the storage records it."""
+
+    run_name: str
+    number: int
+    slot: str
+    outcome: Outcome
+    params: dict[str, Any]
+    attrs: dict[str, Any]
+
+    @classmethod
+    def from_trial(cls, trial: FrozenTrial) -> Finished:
+        """Read a finished trial."""
+        outcome = trials.trial_outcome(trial)
+        assert outcome is not None, "the trial is not finished"
+        return cls(
+            str(trial.user_attrs.get(TrialAttr.RUN_NAME, f"trial#{trial.number}")),
+            trial.number,
+            str(trial.user_attrs.get(TrialAttr.SLOT)),
+            outcome,
+            dict(trial.params),
+            dict(trial.user_attrs),
+        )
+
+
+@dataclass
+class Summary:
+    """What a sweep (or task) came to: the best run, the decisions, the failures."""
+
+    task: str
+    total: int
+    best: Finished | None = None
+    decisions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    failed: list[Finished] = field(default_factory=list)
+
+    @property
+    def finished(self) -> bool:
+        """Every run of the plan finished, none failed."""
+        return not self.failed and sum(self.counts.values()) == self.total
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data for ``results.yaml`` and the study's ``summary`` attribute."""
+        best = None
+        if self.best is not None:
+            best = {
+                "run": self.best.run_name,
+                "score": self.best.outcome.score,
+                "params": self.best.params,
+                "trial_number": self.best.number,
+                "overrides": self.best.attrs.get(TrialAttr.OVERRIDES),
+                "output_dir": self.best.attrs.get(TrialAttr.OUTPUT_DIR),
+            }
+        return {
+            "task": self.task,
+            "total": self.total,
+            "finished": self.finished,
+            "best": best,
+            "decisions": self.decisions,
+            "runs": self.counts,
+            "failed": [
+                {
+                    "run": f.run_name,
+                    "trial_number": f.number,
+                    "reason": f.outcome.reason,
+                    "overrides": f.attrs.get(TrialAttr.OVERRIDES),
+                    "traceback": f.attrs.get(TrialAttr.TRACEBACK),
+                }
+                for f in self.failed
+            ],
+        }
+
+
+class Engine:
+    """Walks one plan over one study; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        study: Study,
+        ledger: Ledger,
+        experiment: str,
+        task: str,
+        plan: Plan,
+        distributions: Mapping[str, BaseDistribution],
+        settings: Settings,
+        value_of: Callable[[Any], Any] = lambda value: value,
+        attrs_of: Callable[[Point], dict[str, Any]] = lambda point: {},
+        mirror: MlflowMirror | None = None,
+        parent_run_id: str | None = None,
+        show: Callable[[str], None] = print,
+    ) -> None:
+        self.study = study
+        self.ledger = ledger
+        self.experiment = experiment
+        self.task = task
+        self.plan = plan
+        self.distributions = dict(distributions)
+        self.settings = settings
+        self.value_of = value_of
+        self.attrs_of = attrs_of
+        self.mirror = mirror
+        self.parent_run_id = parent_run_id
+        self.show = show
+        self.winners: dict[str, Any] = {}
+        self.decisions: dict[str, dict[str, Any]] = {}
+        self._done: dict[str, Finished] = {}  # slot -> complete or unscored run
+        self._failed: dict[str, Finished] = {}  # slot -> its latest failed run
+        self._elsewhere: dict[str, int] = {}  # slot -> trial id run by a live process
+        self._best: Finished | None = None
+        self._collected: set[int] = set()
+        self.claimed = 0  # claims made by this process
+        self.lease: Lease | None = None
+
+    # ------------------------------------------------------------ reading back
+
+    def load(self) -> int:
+        """Read what earlier runs of this study left; return how many runs are done.
+
+        Finished trials map back to their slots; a trial left WAITING or
+        RUNNING by a process that died is failed in Optuna and its MLflow run
+        marked KILLED, so that its job runs again; one still run by a live
+        process elsewhere is waited for.
+        """
+        from optuna.trial import TrialState
+
+        stored = self.study.user_attrs.get(StudyAttr.DECISIONS) or {}
+        self.decisions = {str(k): dict(v) for k, v in stored.items() if isinstance(v, Mapping)}
+        for trial in self.study.trials():
+            slot = trial.user_attrs.get(TrialAttr.SLOT)
+            if slot is None:
+                continue
+            if trial.state in (TrialState.WAITING, TrialState.RUNNING):
+                record = trials.last_beat(trial)
+                if trial.state == TrialState.WAITING or is_stale(
+                    record, self.settings.grace_period
+                ):
+                    self._reap(trial, record)
+                    continue
+                self._elsewhere[str(slot)] = self._trial_id(trial)
+                continue
+            self._note(Finished.from_trial(trial))
+        return len(self._done)
+
+    def _trial_id(self, trial: FrozenTrial) -> int:
+        return self.study.storage.get_trial_id_from_study_id_trial_number(
+            self.study.study_id, trial.number
+        )
+
+    def _note(self, run: Finished) -> None:
+        if run.outcome.state == FAIL:
+            if run.slot not in self._done:
+                self._failed[run.slot] = run
+            return
+        self._failed.pop(run.slot, None)
+        self._done.setdefault(run.slot, run)
+        if run.outcome.state == COMPLETE and self._better(run):
+            self._best = run
+
+    def _better(self, run: Finished) -> bool:
+        if self._best is None:
+            return True
+        new, old = run.outcome.score, self._best.outcome.score
+        assert new is not None and old is not None
+        if new == old:
+            return run.number < self._best.number
+        return new < old if self.settings.direction == "minimize" else new > old
+
+    def _reap(self, trial: FrozenTrial, record: Mapping[str, Any] | None) -> None:
+        from optuna.trial import TrialState
+
+        if trial.state == TrialState.WAITING:
+            reason = "its sweeper stopped before the job started"
+        else:
+            reason = f"its process stopped beating ({describe(record)})"
+        run_name = trial.user_attrs.get(TrialAttr.RUN_NAME, f"trial#{trial.number}")
+        log.warning(
+            "%s (trial %d) was left unfinished: %s; it runs again", run_name, trial.number, reason
+        )
+        outcome = Outcome(FAIL, None, reason, "Interrupted")
+        trials.finish(self.study.storage, self._trial_id(trial), outcome, claimed=False)
+        self._kill_run(trial.user_attrs.get(TrialAttr.MLFLOW_RUN), reason)
+
+    def _kill_run(self, run_id: str | None, reason: str) -> None:
+        if self.mirror is None or not run_id:
+            return
+        try:
+            self.mirror.finish_child(run_id, "KILLED", tags={Tag.STATE: FAIL, Tag.REASON: reason})
+        except Exception as error:  # noqa: BLE001 - Optuna holds the truth; MLflow mirrors it
+            log.warning("Could not mark MLflow run %s KILLED: %s", run_id, error)
+
+    # ------------------------------------------------------------ walking
+
+    @property
+    def done(self) -> int:
+        """How many runs of the plan finished (complete or unscored)."""
+        return len(self._done)
+
+    def todo(self, step: int) -> Iterator[Point]:
+        """The points of ``step`` that still have to run here, computed lazily."""
+        for point in self.plan.points(step, self.winners):
+            if point.slot not in self._done and point.slot not in self._elsewhere:
+                yield point
+
+    def walk(
+        self, batch_size: int | None = None, first_alone: bool = False
+    ) -> Iterator[list[Claim]]:
+        """Hand out the plan's runs in batches, step by step.
+
+        The caller runs each batch (the jobs finish their own trials), then
+        may call :meth:`collect` with fallback outcomes; whatever it leaves
+        uncollected is collected when the walk goes on. ``first_alone`` runs
+        the sweep's very first job alone (a fresh sweep with a metric checks
+        its first result before starting the rest).
+        """
+        size = batch_size or DEFAULT_BATCH_LIMIT
+        alone = first_alone and not self._done and not self._failed
+        for step in range(self.plan.num_steps):
+            while True:
+                for points in _chunks(self.todo(step), size, 1 if alone else size):
+                    alone = False
+                    claims = self.claim(points)
+                    yield claims
+                    self.collect(claims)
+                if not self._wait_elsewhere(step):
+                    break
+            self.decide(step)
+
+    def claim(self, points: Sequence[Point]) -> list[Claim]:
+        """Number a batch, create its MLflow child runs and its WAITING trials."""
+        if not points:
+            return []
+        first = numbering.allocate(self.ledger, self.experiment, "run", len(points))
+        claims = []
+        specs = []
+        runs = []
+        for offset, point in enumerate(points):
+            run_name = f"run#{first + offset}"
+            params = {k: self.value_of(v) for k, v in point.params.items()}
+            attrs = {
+                TrialAttr.RUN_NAME: run_name,
+                TrialAttr.SLOT: point.slot,
+                TrialAttr.STEP: point.step,
+                **self.attrs_of(point),
+            }
+            run_id = self._create_child(run_name, params, attrs)
+            if run_id is not None:
+                attrs[TrialAttr.MLFLOW_RUN] = run_id
+            specs.append(TrialSpec(params, {k: self.distributions[k] for k in params}, attrs))
+            runs.append((run_name, point, params, run_id))
+        for (trial_id, number), (run_name, point, params, run_id) in zip(
+            self.study.create_trials(specs), runs, strict=True
+        ):
+            claims.append(Claim(trial_id, number, run_name, point, params, run_id))
+            self.show(run_line(run_name, params))
+        self.claimed += len(claims)
+        return claims
+
+    def _create_child(
+        self, run_name: str, params: Mapping[str, Any], attrs: Mapping[str, Any]
+    ) -> str | None:
+        if self.mirror is None or self.parent_run_id is None:
+            return None
+        from ivory_hydra.stores.mlflow_mirror import ChildSpec
+
+        tags = {f"ivory.{k}": str(v) for k, v in attrs.items() if k != TrialAttr.RUN_NAME}
+        tags[Tag.STUDY_NAME] = self.study.name
+        return self.mirror.create_child(self.parent_run_id, ChildSpec(run_name, params, tags))
+
+    def collect(
+        self, claims: Sequence[Claim], fallback: Mapping[int, Outcome] | None = None
+    ) -> list[Finished]:
+        """Read the batch's outcomes back from the storage.
+
+        A trial its job left unfinished is finished here: with the outcome in
+        ``fallback`` (by trial number) when the job could not reach the
+        storage, or failed when the job never reported.
+        """
+        results = []
+        unreachable = 0
+        for claim in claims:
+            if claim.trial_id in self._collected:
+                continue
+            self._collected.add(claim.trial_id)
+            trial = self.study.storage.get_trial(claim.trial_id)
+            if trial.state.is_finished():
+                run = Finished.from_trial(trial)
+            else:
+                outcome = (fallback or {}).get(claim.number)
+                if outcome is not None:
+                    unreachable += 1
+                else:
+                    outcome = Outcome(FAIL, None, "the job ended without recording an outcome")
+                run = self._finish_here(claim, outcome, trial.user_attrs)
+            self._note(run)
+            results.append(run)
+        if unreachable:
+            log.warning(
+                "%d job(s) of this batch could not reach the Optuna storage from their "
+                "process; their outcomes were recorded by the sweeper",
+                unreachable,
+            )
+        return results
+
+    def _finish_here(self, claim: Claim, outcome: Outcome, attrs: Mapping[str, Any]) -> Finished:
+        trials.finish(self.study.storage, claim.trial_id, outcome, claimed=False)
+        if self.mirror is not None and claim.mlflow_run_id:
+            from ivory_hydra.job.session import mlflow_status
+
+            metrics = {}
+            if outcome.state == COMPLETE and outcome.score is not None:
+                metrics[metric_name(self.settings.metric)] = outcome.score
+            tags = {Tag.STATE: outcome.state, Tag.TRIAL_NUMBER: str(claim.number)}
+            if outcome.reason:
+                tags[Tag.REASON] = outcome.reason
+            try:
+                self.mirror.finish_child(
+                    claim.mlflow_run_id, mlflow_status(outcome), metrics=metrics, tags=tags
+                )
+            except Exception as error:  # noqa: BLE001
+                log.warning("Could not end MLflow run %s: %s", claim.mlflow_run_id, error)
+        finished_attrs = {**attrs, **trials.outcome_attrs(outcome)}
+        return Finished(
+            claim.run_name, claim.number, claim.point.slot, outcome, claim.params, finished_attrs
+        )
+
+    def abandon(self, claims: Iterable[Claim], reason: str) -> None:
+        """Fail the unfinished trials of a batch that will not be run (the sweep stops)."""
+        outcome = Outcome(FAIL, None, reason, "Interrupted")
+        for claim in claims:
+            if claim.trial_id in self._collected:
+                continue
+            trial = self.study.storage.get_trial(claim.trial_id)
+            if trial.state.is_finished():
+                continue
+            self._collected.add(claim.trial_id)
+            if trials.finish(self.study.storage, claim.trial_id, outcome, claimed=False):
+                self._kill_run(claim.mlflow_run_id, reason)
+
+    def _wait_elsewhere(self, step: int) -> bool:
+        """Wait for this step's runs that live processes elsewhere still run.
+
+        Returns True if some of them died (their slots are to run again here).
+        """
+        waiting = {
+            slot: trial_id
+            for slot, trial_id in self._elsewhere.items()
+            if parse_slot(slot)[0] == step
+        }
+        rerun = False
+        announced: set[str] = set()
+        while waiting:
+            for slot, trial_id in list(waiting.items()):
+                trial = self.study.storage.get_trial(trial_id)
+                record = trials.last_beat(trial)
+                if trial.state.is_finished():
+                    self._note(Finished.from_trial(trial))
+                elif is_stale(record, self.settings.grace_period):
+                    self._reap(trial, record)
+                    rerun = True
+                elif slot not in announced:
+                    announced.add(slot)
+                    log.info(
+                        "Waiting for %s (trial %d), still running in %s",
+                        trial.user_attrs.get(TrialAttr.RUN_NAME),
+                        trial.number,
+                        describe(record),
+                    )
+                    continue
+                else:
+                    continue
+                del waiting[slot]
+                del self._elsewhere[slot]
+            if waiting:
+                time.sleep(min(1.0, self.settings.heartbeat_interval))
+        return rerun
+
+    # ------------------------------------------------------------ chain decisions
+
+    def decide(self, step: int) -> None:
+        """Fix the chain param of ``step`` at its best value (a decision made once stands)."""
+        name = self.plan.stepping(step)
+        if name is None or not self.settings.use_best_param:
+            return
+        values = self.plan.swept[name]
+        stored = self.decisions.get(name)
+        if stored is not None and 0 <= int(stored.get("index", -1)) < len(values):
+            index = int(stored["index"])
+        else:
+            runs = [self._done.get(f"{step}.{i}") for i in range(len(values))]
+            scores = [r.outcome.score if r and r.outcome.state == COMPLETE else None for r in runs]
+            index = Plan.winner_index(scores, self.settings.direction)
+            winner = runs[index]
+            self.decisions[name] = {
+                "value": self.value_of(values[index]),
+                "index": index,
+                "score": winner.outcome.score if winner else None,
+                "run": winner.run_name if winner else None,
+            }
+            self.study.set_attrs({StudyAttr.DECISIONS: self.decisions})
+        self.winners[name] = values[index]
+        log.info(f"Chain: {name} is fixed at {self.decisions[name]['value']}")
+
+    # ------------------------------------------------------------ the end
+
+    def summary(self) -> Summary:
+        """The best run, the decisions and the failures so far."""
+        counts: dict[str, int] = {}
+        for run in self._done.values():
+            counts[run.outcome.state] = counts.get(run.outcome.state, 0) + 1
+        if self._failed:
+            counts[FAIL] = len(self._failed)
+        failed = sorted(self._failed.values(), key=lambda r: r.number)
+        return Summary(self.task, self.plan.total, self._best, dict(self.decisions), counts, failed)
+
+    def close(
+        self,
+        summary: Summary,
+        *,
+        status: str = "FINISHED",
+        artifacts: Sequence[Any] = (),
+        tags: Mapping[str, str] | None = None,
+    ) -> None:
+        """Store the summary in the study, close the MLflow parent run, give up the lease."""
+        try:
+            self.study.set_attrs({StudyAttr.SUMMARY: summary.as_dict()})
+            if self.mirror is not None and self.parent_run_id is not None:
+                self._close_parent(summary, status, artifacts, tags)
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        """Give up the lease on the sweep (if this engine holds one)."""
+        if self.lease is not None:
+            self.lease.release()
+            self.lease = None
+
+    def discard(self, claims: Sequence[Claim], created: bool) -> None:
+        """Undo a sweep that must not have started: its MLflow runs, and its study if new.
+
+        Numbers taken from the experiment's ledger stay taken.
+        """
+        try:
+            if self.mirror is not None:
+                runs = [c.mlflow_run_id for c in claims if c.mlflow_run_id]
+                if created and self.parent_run_id:
+                    runs.append(self.parent_run_id)
+                self.mirror.delete_runs(runs)
+            if created:
+                self.study.delete()
+        finally:
+            self.release()
+
+    def _close_parent(
+        self,
+        summary: Summary,
+        status: str,
+        artifacts: Sequence[Any],
+        tags: Mapping[str, str] | None,
+    ) -> None:
+        assert self.mirror is not None and self.parent_run_id is not None
+        best = summary.best
+        metrics = {}
+        params: dict[str, Any] = {}
+        all_tags = dict(tags or {})
+        if (
+            best is not None
+            and best.outcome.score is not None
+            and math.isfinite(best.outcome.score)
+        ):
+            metrics[f"best_{metric_name(self.settings.metric)}"] = best.outcome.score
+            params = best.params
+            all_tags[Tag.BEST_RUN] = best.run_name
+        self.mirror.close_parent(
+            self.parent_run_id,
+            params=params,
+            metrics=metrics,
+            tags=all_tags,
+            artifacts=artifacts,
+            status=status,
+        )
+
+
+def _chunks(points: Iterator[Point], size: int, first: int) -> Iterator[list[Point]]:
+    """Lists of at most ``size`` points (the first of at most ``first``), drawn lazily.
+
+    >>> [len(c) for c in _chunks(iter(range(7)), 3, 1)]
+    [1, 3, 3]
+    """
+    limit = first
+    batch: list[Point] = []
+    for point in points:
+        batch.append(point)
+        if len(batch) >= limit:
+            yield batch
+            batch, limit = [], size
+    if batch:
+        yield batch
+
+
+@dataclass
+class Opening:
+    """Everything :func:`open_engine` needs to open (or resume) a sweep or task."""
+
+    storage_url: str
+    study_name: str
+    experiment: str
+    kind: str
+    plan: Plan
+    distributions: Mapping[str, BaseDistribution]
+    settings: Settings
+    study_attrs: Mapping[str, Any] = field(default_factory=dict)
+    parent_tags: Mapping[str, str] = field(default_factory=dict)
+    task_name: str | None = None
+    mirror: MlflowMirror | None = None
+    lease: bool = True
+    value_of: Callable[[Any], Any] = lambda value: value
+    attrs_of: Callable[[Point], dict[str, Any]] = lambda point: {}
+    show: Callable[[str], None] = print
+
+
+def open_engine(opening: Opening) -> Engine:
+    """Take the sweep's lease, open its study and MLflow parent run, and read it back.
+
+    A new study gets the experiment's next task number (unless the task API
+    numbered the task already) and the study attributes that describe it.
+    """
+    from ivory_hydra.engine.lease import Lease
+    from ivory_hydra.stores.format import StudyAttr
+    from ivory_hydra.stores.ledger import ledger_for
+    from ivory_hydra.stores.optuna_storage import open_storage
+
+    settings = opening.settings
+    storage = open_storage(opening.storage_url)
+    ledger = ledger_for(opening.storage_url)
+    lease = None
+    if opening.lease:
+        lease = Lease(
+            ledger,
+            opening.study_name,
+            interval=settings.heartbeat_interval,
+            grace=settings.grace_period,
+        )
+        lease.acquire()
+    try:
+        study = Study.open(storage, opening.study_name, settings.direction, settings.metric)
+        attrs = study.user_attrs
+        task = attrs.get(StudyAttr.TASK)
+        if study.created or task is None:
+            task = opening.task_name or (
+                f"task#{numbering.allocate(ledger, opening.experiment, 'task')}"
+            )
+            study.set_attrs(
+                {
+                    StudyAttr.KIND: opening.kind,
+                    StudyAttr.EXPERIMENT: opening.experiment,
+                    StudyAttr.TASK: task,
+                    **opening.study_attrs,
+                }
+            )
+        parent_run_id = None
+        if opening.mirror is not None:
+            previous = attrs.get(StudyAttr.PARENT_RUN)
+            parent_run_id = opening.mirror.open_parent(
+                str(task), {Tag.STUDY_NAME: study.name, **opening.parent_tags}, run_id=previous
+            )
+            if parent_run_id != previous:
+                study.set_attrs({StudyAttr.PARENT_RUN: parent_run_id})
+        engine = Engine(
+            study=study,
+            ledger=ledger,
+            experiment=opening.experiment,
+            task=str(task),
+            plan=opening.plan,
+            distributions=opening.distributions,
+            settings=settings,
+            value_of=opening.value_of,
+            attrs_of=opening.attrs_of,
+            mirror=opening.mirror,
+            parent_run_id=parent_run_id,
+            show=opening.show,
+        )
+        engine.lease = lease
+        engine.load()
+    except BaseException:
+        if lease is not None:
+            lease.release()
+        raise
+    return engine

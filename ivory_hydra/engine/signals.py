@@ -1,0 +1,77 @@
+"""SIGTERM and SIGHUP handled like Ctrl-C, so that a stopped sweep cleans up.
+
+``timeout``, SLURM's pre-emption and ``docker stop`` send SIGTERM, which by
+default kills Python without running ``finally`` blocks: the batch in flight
+would stay RUNNING. Inside :func:`interrupts`, the first SIGINT, SIGTERM or
+SIGHUP raises :class:`Interrupted` (a ``KeyboardInterrupt``) in the main
+thread; a second one exits at once with the signal's code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
+class Interrupted(KeyboardInterrupt):
+    """The process got a stop signal; ``exit_code`` is 128 + its number."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        """The exit code that says which signal stopped the process (143 for SIGTERM).
+
+        >>> Interrupted(signal.SIGTERM).exit_code
+        143
+        """
+        return 128 + self.signum
+
+
+def exit_code(error: BaseException) -> int:
+    """The exit code for a sweep stopped by ``error`` (130 for a plain Ctrl-C).
+
+    >>> exit_code(KeyboardInterrupt()), exit_code(Interrupted(signal.SIGHUP))
+    (130, 129)
+    """
+    return error.exit_code if isinstance(error, Interrupted) else 128 + signal.SIGINT
+
+
+_received: list[int] = []
+
+
+def received() -> int | None:
+    """The stop signal received inside the current :func:`interrupts` block, if any."""
+    return _received[-1] if _received else None
+
+
+@contextlib.contextmanager
+def interrupts() -> Iterator[None]:
+    """Turn stop signals into :class:`Interrupted` while the block runs (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _received.clear()
+
+    def handler(signum: int, _frame: Any) -> None:
+        if _received:
+            os._exit(128 + signum)
+        _received.append(signum)
+        raise Interrupted(signum)
+
+    previous = {signum: signal.signal(signum, handler) for signum in SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)

@@ -1,0 +1,1 @@
+"""What runs inside a job's own process: it owns the job's trial and MLflow child run."""

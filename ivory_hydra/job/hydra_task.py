@@ -1,0 +1,126 @@
+"""The app's task function, run as the owner of its trial: what runs inside each Hydra job.
+
+The sweeper hands Hydra's launcher a :class:`TrialTask` in place of the app's
+task function. Launchers ship it with every job (joblib, Ray and submitit
+pickle it), so in the job's own process it finds the job's claim by
+``hydra.job.num``, claims the trial, runs the app, and records the outcome in
+Optuna and MLflow as soon as the job ends. The app's return value is passed on
+unchanged; an exception fails the job only (``sys.exit(n)`` included).
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ivory_hydra.core.outcomes import outcome_from_error
+from ivory_hydra.core.redact import redact_text
+from ivory_hydra.errors import StoreError
+from ivory_hydra.job.session import JobSession
+from ivory_hydra.job.ticket import Ticket
+from ivory_hydra.stores.format import Tag, TrialAttr
+from ivory_hydra.stores.trials import Claim
+
+log = logging.getLogger(__name__)
+
+#: The file in a failed job's output folder that holds its full traceback.
+TRACEBACK_FILE = "error.txt"
+
+_warned_unreachable = False
+
+
+class JobExitError(RuntimeError):
+    """The app called ``sys.exit()``: that job failed, and the sweep goes on."""
+
+
+def redact_folder(folder: Path) -> None:
+    """Hide URL passwords in the text files of ``folder``, in place.
+
+    Hydra writes the job's overrides into ``.hydra/hydra.yaml`` before the
+    job starts, a storage URL's password included.
+    """
+    for path in folder.iterdir():
+        if not path.is_file():
+            continue
+        try:
+            text = path.read_text()
+        except (UnicodeDecodeError, OSError):
+            continue
+        hidden = redact_text(text)
+        if hidden != text:
+            path.write_text(hidden)
+
+
+class TrialTask:
+    """Wraps the app's task function so that each job owns its trial."""
+
+    def __init__(
+        self, task_function: Any, ticket: Ticket, on_end: Callable[[], None] | None = None
+    ) -> None:
+        self.task_function = task_function
+        self.ticket = ticket
+        self.on_end = on_end  # picklable; called after each job (e.g. a progress bar)
+        self.claims: dict[int, Claim] = {}  # by hydra.job.num, set before each launch
+
+    def __call__(self, cfg: Any) -> Any:
+        """Run one job of the sweep."""
+        from hydra.core.hydra_config import HydraConfig
+
+        hydra_cfg = HydraConfig.get()
+        claim = self.claims.get(hydra_cfg.job.num)
+        if claim is None:  # not a job of this sweep's batches
+            return self.task_function(cfg)
+        output_dir = Path(str(hydra_cfg.runtime.output_dir))
+        hydra_dir = output_dir / str(hydra_cfg.output_subdir) if hydra_cfg.output_subdir else None
+        if hydra_dir is not None and hydra_dir.is_dir():
+            redact_folder(hydra_dir)
+        try:
+            return self._run(cfg, claim, output_dir, hydra_dir)
+        finally:
+            if self.on_end is not None:
+                self.on_end()
+
+    def _run(self, cfg: Any, claim: Claim, output_dir: Path, hydra_dir: Path | None) -> Any:
+        session = self._begin(claim, output_dir)
+        finish: dict[str, Any] = {
+            "tags": {Tag.OUTPUT_DIR: str(output_dir)},
+            "artifact_dirs": [hydra_dir] if hydra_dir is not None and hydra_dir.is_dir() else [],
+        }
+        try:
+            value = self.task_function(cfg)
+        except BaseException as error:
+            outcome = outcome_from_error(error)
+            text = "".join(traceback.format_exception(error))
+            path = output_dir / TRACEBACK_FILE
+            try:
+                path.write_text(text)
+            except OSError:
+                path = None
+            where = f" (traceback: {path})" if path else ""
+            log.error("[%s] failed: %s%s", claim.run_name, outcome.reason, where)
+            if session is not None:
+                attrs = {TrialAttr.TRACEBACK: str(path)} if path else {}
+                session.finish(outcome, error=text, attrs=attrs, **finish)
+            if isinstance(error, SystemExit):
+                raise JobExitError(outcome.reason) from None
+            raise
+        if session is not None:
+            session.finish(session.score(value), **finish)
+        return value
+
+    def _begin(self, claim: Claim, output_dir: Path) -> JobSession | None:
+        global _warned_unreachable
+        try:
+            return JobSession.begin(self.ticket, claim, output_dir=str(output_dir))
+        except StoreError as error:
+            if not _warned_unreachable:
+                _warned_unreachable = True
+                log.warning(
+                    "This job's process cannot reach the Optuna storage (%s); "
+                    "the sweeper records its jobs' outcomes when their batch returns.",
+                    error,
+                )
+            return None

@@ -1,0 +1,204 @@
+"""A running job's ownership of its trial and its MLflow child run.
+
+:meth:`JobSession.begin` runs in the process that runs the job: it claims the
+trial (Optuna's WAITING-to-RUNNING compare-and-set, which stamps the job's own
+start time), makes the child run MLflow's active run, and starts beating.
+:meth:`JobSession.finish` records the outcome in both stores as soon as the job
+ends. The Hydra sweeper's jobs and the task API's runs both go through here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ivory_hydra.core.outcomes import COMPLETE, FAIL, Outcome, as_number, score_or_fail
+from ivory_hydra.errors import IvoryError
+from ivory_hydra.job.ticket import Ticket
+from ivory_hydra.stores import trials
+from ivory_hydra.stores.format import Tag, TrialAttr, metric_name
+from ivory_hydra.stores.liveness import HOST, Beater
+from ivory_hydra.stores.optuna_storage import open_storage
+
+if TYPE_CHECKING:
+    from optuna.storages import BaseStorage
+
+    from ivory_hydra.stores.trials import Claim
+
+log = logging.getLogger(__name__)
+
+_current = threading.local()
+
+
+class ClaimLostError(IvoryError):
+    """The job's trial was already started or finished by another process."""
+
+
+def current_session() -> JobSession | None:
+    """The session of the job running in this thread, if any."""
+    return getattr(_current, "session", None)
+
+
+def mlflow_status(outcome: Outcome) -> str:
+    """The MLflow status of a run that ended with ``outcome``.
+
+    >>> mlflow_status(Outcome("complete", 1.0)), mlflow_status(Outcome("fail"))
+    ('FINISHED', 'FAILED')
+    >>> mlflow_status(Outcome("fail", error="KeyboardInterrupt"))
+    'KILLED'
+    """
+    if outcome.error in ("KeyboardInterrupt", "Interrupted", "TrialPruned"):
+        return "KILLED"
+    return "FAILED" if outcome.state == FAIL else "FINISHED"
+
+
+class JobSession:
+    """The trial and MLflow child run of one running job, owned by its process."""
+
+    def __init__(self, ticket: Ticket, claim: Claim, storage: BaseStorage) -> None:
+        self.ticket = ticket
+        self.claim = claim
+        self.storage = storage
+        self.mlflow_active = False
+        self._beater: Beater | None = None
+        self._finished = False
+        self._lock = threading.Lock()
+
+    @classmethod
+    def begin(
+        cls,
+        ticket: Ticket,
+        claim: Claim,
+        *,
+        output_dir: str | None = None,
+    ) -> JobSession:
+        """Claim the trial, activate the child run, start beating.
+
+        Raises :class:`~ivory_hydra.errors.StoreError` when the storage cannot
+        be reached from this process and :class:`ClaimLostError` when another
+        process owns the trial.
+        """
+        storage = open_storage(ticket.storage_url)
+        if not trials.claim(storage, claim.trial_id):
+            raise ClaimLostError(
+                f"{claim.run_name} (trial {claim.number}) was started or finished elsewhere; "
+                "this job does not run it again"
+            )
+        session = cls(ticket, claim, storage)
+        if output_dir:
+            trials.set_attrs(storage, claim.trial_id, {TrialAttr.OUTPUT_DIR: output_dir})
+        uri = ticket.mlflow_uri
+        if uri and claim.mlflow_run_id:
+            from ivory_hydra.job.active_run import activate
+
+            try:
+                activate(uri, claim.mlflow_run_id)
+                session.mlflow_active = True
+            except Exception as error:  # noqa: BLE001 - the trial still records the job
+                log.warning(
+                    "%s: its MLflow run is not active in this job: %s", claim.run_name, error
+                )
+        session._beater = Beater(
+            ticket.heartbeat_interval,
+            session._beat,
+            check=session._watch_driver if session._watches_driver() else None,
+        ).start()
+        _current.session = session
+        return session
+
+    # ------------------------------------------------------------ liveness
+
+    def _beat(self) -> None:
+        with self._lock:
+            if not self._finished:
+                trials.beat(self.storage, self.claim.trial_id)
+
+    def _watches_driver(self) -> bool:
+        """True in a worker process the driver started itself (loky, submitit_local).
+
+        Such a worker outlives a killed driver; it must not run on unseen.
+        """
+        driver = self.ticket.driver_pid
+        return self.ticket.driver_host == HOST and os.getpid() != driver and os.getppid() == driver
+
+    def _watch_driver(self) -> None:
+        if os.getppid() == self.ticket.driver_pid:
+            return
+        reason = f"its sweeper process (pid {self.ticket.driver_pid}) died while the job ran"
+        log.error("%s: %s; stopping the job", self.claim.run_name, reason)
+        self.finish(Outcome(FAIL, None, reason, "Interrupted"))
+        os._exit(1)
+
+    # ------------------------------------------------------------ pruning
+
+    def report(self, value: float, step: int) -> None:
+        """Record an intermediate value of the job at ``step``."""
+        number = as_number(value)
+        if number is None:
+            raise TypeError(f"report() takes a number, not {value!r}")
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise TypeError(f"report() takes a step that is an int >= 0, not {step!r}")
+        self.storage.set_trial_intermediate_value(self.claim.trial_id, step, number)
+
+    def should_prune(self) -> bool:
+        """Whether the study's pruner would stop this job now (False without a pruner)."""
+        return False
+
+    # ------------------------------------------------------------ the end
+
+    def score(self, value: Any) -> Outcome:
+        """The outcome of a job that returned (or reported) ``value``."""
+        metric = self.ticket.metric
+        logged = None
+        if metric and as_number(value) is None and not isinstance(value, Mapping):
+            from ivory_hydra.job.active_run import latest_metric
+
+            logged = latest_metric(metric) if self.mlflow_active else None
+        return score_or_fail(value, metric, logged)
+
+    def finish(
+        self,
+        outcome: Outcome,
+        *,
+        error: str | None = None,
+        attrs: Mapping[str, Any] | None = None,
+        tags: Mapping[str, str] | None = None,
+        artifact_dirs: Sequence[Path] = (),
+    ) -> bool:
+        """Record the outcome in Optuna and MLflow; False if the trial was finished already.
+
+        ``attrs`` go to the trial (and, as ``ivory.<key>`` tags, to the child
+        run); ``tags`` to the child run only.
+        """
+        with self._lock:
+            if self._finished:
+                return False
+            self._finished = True
+        if self._beater is not None:
+            self._beater.stop()
+        if current_session() is self:
+            _current.session = None
+        recorded = trials.finish(self.storage, self.claim.trial_id, outcome, attrs)
+        if self.mlflow_active:
+            from ivory_hydra.job.active_run import deactivate
+
+            metrics = {}
+            if outcome.state == COMPLETE and outcome.score is not None:
+                metrics[metric_name(self.ticket.metric)] = outcome.score
+            all_tags = {Tag.STATE: outcome.state, Tag.TRIAL_NUMBER: str(self.claim.number)}
+            if outcome.reason:
+                all_tags[Tag.REASON] = outcome.reason
+            all_tags.update({f"ivory.{key}": str(value) for key, value in (attrs or {}).items()})
+            all_tags.update(tags or {})
+            deactivate(
+                mlflow_status(outcome),
+                metrics=metrics,
+                tags=all_tags,
+                error=error,
+                artifact_dirs=artifact_dirs,
+            )
+        return recorded

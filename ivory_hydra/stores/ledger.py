@@ -1,0 +1,245 @@
+"""The ledger: a few atomic records kept beside an Optuna storage.
+
+Optuna's storages number trials atomically and let a WAITING trial be claimed
+once, but they offer no counter or compare-and-set that is not a study, and a
+bookkeeping study would show up in optuna-dashboard beside the user's sweeps.
+The ledger fills that gap with the storage's own atomic operations:
+
+* on a database (SQLite, PostgreSQL, MySQL), one small table,
+  ``ivory_hydra_ledger``, in the same database, changed by single conditional
+  ``UPDATE``/``INSERT`` statements;
+* on a journal file, a second journal file beside it (``<journal>.ivory``),
+  written through Optuna's own ``JournalFileBackend`` (its lock and its
+  append-only log): the first record in the log wins, as in Optuna's journal.
+
+It holds run and task numbers (``add``) and leases (``compare_and_set``).
+Values are JSON; numbers are separate from values.
+"""
+
+from __future__ import annotations
+
+import abc
+import functools
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+TABLE_NAME = "ivory_hydra_ledger"
+JOURNAL_SUFFIX = ".ivory"
+
+
+def _canonical(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+class Ledger(abc.ABC):
+    """Atomic numbers and values by key, shared by every process of a storage."""
+
+    @abc.abstractmethod
+    def add(self, key: str, amount: int) -> int:
+        """Add ``amount`` to the number at ``key`` (0 if new); return the number before."""
+
+    @abc.abstractmethod
+    def get(self, key: str) -> Any:
+        """The value at ``key``, or None."""
+
+    @abc.abstractmethod
+    def compare_and_set(self, key: str, expected: Any, new: Any) -> bool:
+        """Set ``key`` to ``new`` if its value is ``expected`` (None: no value); True if set."""
+
+    @abc.abstractmethod
+    def items(self, prefix: str) -> Iterator[tuple[str, Any]]:
+        """Every key that starts with ``prefix`` and has a value, with its value."""
+
+
+# ---------------------------------------------------------------- databases
+
+
+@functools.lru_cache(maxsize=1)
+def _table() -> Any:
+    from sqlalchemy import BigInteger, Column, MetaData, String, Table, Text
+
+    return Table(
+        TABLE_NAME,
+        MetaData(),
+        Column("key", String(512), primary_key=True),
+        Column("number", BigInteger, nullable=False, default=0),
+        Column("value", Text, nullable=True),
+    )
+
+
+def create_ledger_table(engine: Engine) -> None:
+    """Create the ledger's table in a database if it is missing."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    table = _table()
+    try:
+        table.metadata.create_all(engine, tables=[table], checkfirst=True)
+    except SQLAlchemyError:
+        # Another process created it between the check and the create.
+        from sqlalchemy import inspect
+
+        if not inspect(engine).has_table(TABLE_NAME):
+            raise
+
+
+class SqlLedger(Ledger):
+    """The ledger as one table of the storage's own database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        create_ledger_table(engine)
+        self.table = _table()
+
+    def add(self, key: str, amount: int) -> int:
+        from sqlalchemy import insert, select, update
+        from sqlalchemy.exc import IntegrityError
+
+        t = self.table
+        for _ in range(5):
+            with self.engine.begin() as conn:
+                changed = conn.execute(
+                    update(t).where(t.c.key == key).values(number=t.c.number + amount)
+                )
+                if changed.rowcount:
+                    # the UPDATE holds the row (or the database) until commit
+                    after = conn.execute(select(t.c.number).where(t.c.key == key)).scalar_one()
+                    return int(after) - amount
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(insert(t).values(key=key, number=amount, value=None))
+                return 0
+            except IntegrityError:
+                continue  # created meanwhile: add to it
+        raise RuntimeError(f"ledger key {key!r}: could not add {amount}")
+
+    def get(self, key: str) -> Any:
+        from sqlalchemy import select
+
+        t = self.table
+        with self.engine.connect() as conn:
+            text = conn.execute(select(t.c.value).where(t.c.key == key)).scalar_one_or_none()
+        return None if text is None else json.loads(text)
+
+    def compare_and_set(self, key: str, expected: Any, new: Any) -> bool:
+        from sqlalchemy import insert, update
+        from sqlalchemy.exc import IntegrityError
+
+        t = self.table
+        old_text, new_text = _canonical(expected), _canonical(new)
+        condition = t.c.value.is_(None) if old_text is None else t.c.value == old_text
+        with self.engine.begin() as conn:
+            changed = conn.execute(
+                update(t).where(t.c.key == key, condition).values(value=new_text)
+            )
+            if changed.rowcount:
+                return True
+        if old_text is not None:
+            return False
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(t).values(key=key, number=0, value=new_text))
+            return True
+        except IntegrityError:
+            return False
+
+    def items(self, prefix: str) -> Iterator[tuple[str, Any]]:
+        from sqlalchemy import select
+
+        t = self.table
+        pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(t.c.key, t.c.value).where(
+                    t.c.key.like(pattern, escape="\\"), t.c.value.is_not(None)
+                )
+            ).all()
+        for key, text in rows:
+            yield key, json.loads(text)
+
+
+# ---------------------------------------------------------------- journal files
+
+
+class JournalLedger(Ledger):
+    """The ledger as an append-only journal beside a journal storage.
+
+    Every change is one appended record; replaying the log in order decides
+    it: a compare-and-set applies only if the value it expects is still
+    there, so when two processes race, the first record wins.
+    """
+
+    def __init__(self, path: str) -> None:
+        from optuna.storages.journal import JournalFileBackend
+
+        self.backend = JournalFileBackend(path)
+        self._lock = threading.Lock()
+        self._next = 0
+        self._numbers: dict[str, int] = {}
+        self._values: dict[str, str] = {}
+        self._results: dict[str, Any] = {}
+
+    def _sync(self) -> None:
+        for record in self.backend.read_logs(self._next):
+            self._next += 1
+            self._apply(record)
+
+    def _apply(self, record: dict[str, Any]) -> None:
+        key = record["key"]
+        if record["op"] == "add":
+            before = self._numbers.get(key, 0)
+            self._numbers[key] = before + int(record["amount"])
+            result: Any = before
+        else:
+            current = self._values.get(key)
+            result = current == record["expected"]
+            if result:
+                if record["new"] is None:
+                    self._values.pop(key, None)
+                else:
+                    self._values[key] = record["new"]
+        if record["id"] in self._results:
+            self._results[record["id"]] = result
+
+    def _write(self, record: dict[str, Any]) -> Any:
+        with self._lock:
+            record["id"] = uuid.uuid4().hex
+            self._results[record["id"]] = None
+            self.backend.append_logs([record])
+            self._sync()
+            return self._results.pop(record["id"])
+
+    def add(self, key: str, amount: int) -> int:
+        return int(self._write({"op": "add", "key": key, "amount": amount}))
+
+    def get(self, key: str) -> Any:
+        with self._lock:
+            self._sync()
+            text = self._values.get(key)
+        return None if text is None else json.loads(text)
+
+    def compare_and_set(self, key: str, expected: Any, new: Any) -> bool:
+        record = {"op": "cas", "key": key, "expected": _canonical(expected), "new": _canonical(new)}
+        return bool(self._write(record))
+
+    def items(self, prefix: str) -> Iterator[tuple[str, Any]]:
+        with self._lock:
+            self._sync()
+            found = [(k, v) for k, v in self._values.items() if k.startswith(prefix)]
+        for key, text in found:
+            yield key, json.loads(text)
+
+
+@functools.lru_cache(maxsize=8)
+def ledger_for(url: str) -> Ledger:
+    """The ledger kept beside the storage at ``url`` (one per process)."""
+    from ivory_hydra.stores.optuna_storage import is_journal, open_storage
+
+    if is_journal(url):
+        return JournalLedger(url + JOURNAL_SUFFIX)
+    return SqlLedger(open_storage(url).engine)  # type: ignore[attr-defined]

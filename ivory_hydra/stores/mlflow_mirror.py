@@ -1,0 +1,236 @@
+"""The MLflow mirror of a sweep: one parent run, one nested child run per job.
+
+MLflow mirrors what the Optuna storage holds and decides nothing. The engine
+creates the parent and, before each batch, the batch's child runs; each job
+ends its own child run (:mod:`ivory_hydra.job.active_run`). The mirror ends a
+child run only for a job that could not reach the store, and marks KILLED the
+runs of jobs whose process died.
+
+:class:`MlflowMirror` uses an explicit ``MlflowClient(tracking_uri)`` and
+touches no global MLflow state. ``import ivory_hydra.stores.mlflow_mirror``
+does not import :mod:`mlflow`.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ivory_hydra.core.redact import redact_url
+from ivory_hydra.stores.format import Tag
+from ivory_hydra.stores.mlflow_client import (
+    client_for,
+    end_run,
+    error_code,
+    log_batch,
+    prepare_store,
+    resolve_tracking_uri,
+    retry,
+    safe_param_key,
+    stringify,
+)
+from ivory_hydra.stores.sqlite_files import sqlite_file
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mlflow.tracking import MlflowClient
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ChildSpec:
+    """What a child run records when it is created."""
+
+    run_name: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+def user_name() -> str:
+    """The user MLflow records as a run's owner.
+
+    >>> isinstance(user_name(), str)
+    True
+    """
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user name in containers without passwd entries
+        return "unknown"
+
+
+class MlflowMirror:
+    """Mirror one sweep (or task) into MLflow; every store call retries SQLite's locks."""
+
+    def __init__(self, tracking_uri: str | None, experiment_name: str) -> None:
+        self.tracking_uri = resolve_tracking_uri(tracking_uri)
+        self.experiment_name = experiment_name
+        self._client_obj: MlflowClient | None = None
+        self._experiment_id: str | None = None
+
+    def __repr__(self) -> str:
+        return f"MlflowMirror({redact_url(self.tracking_uri)!r}, {self.experiment_name!r})"
+
+    @property
+    def client(self) -> MlflowClient:
+        """The ``MlflowClient`` of the tracking store (creating a local store if needed)."""
+        if self._client_obj is None:
+            prepare_store(self.tracking_uri)
+            self._client_obj = client_for(self.tracking_uri)
+        return self._client_obj
+
+    def _artifact_location(self) -> str | None:
+        """Artifacts of a local SQLite store go next to the database file.
+
+        For MLflow's default ``./mlflow.db`` that is its default ``./mlruns``;
+        other stores (servers, PostgreSQL) decide themselves.
+        """
+        path = sqlite_file(self.tracking_uri)
+        return None if path is None else (path.parent / "mlruns").as_uri()
+
+    def experiment_id(self) -> str:
+        """The experiment's id, creating the experiment if needed."""
+        if self._experiment_id is not None:
+            return self._experiment_id
+        from mlflow.exceptions import MlflowException
+
+        client = self.client
+        experiment = retry(client.get_experiment_by_name, self.experiment_name)
+        if experiment is None:
+            try:
+                self._experiment_id = retry(
+                    client.create_experiment,
+                    self.experiment_name,
+                    artifact_location=self._artifact_location(),
+                )
+                return self._experiment_id
+            except MlflowException as exc:
+                if error_code(exc) != "RESOURCE_ALREADY_EXISTS":
+                    raise
+                # Another process created it between our lookup and create.
+                experiment = retry(client.get_experiment_by_name, self.experiment_name)
+                if experiment is None:
+                    raise
+        if experiment.lifecycle_stage == "deleted":
+            raise RuntimeError(
+                f"MLflow experiment {self.experiment_name!r} (id "
+                f"{experiment.experiment_id}) is deleted in "
+                f"{redact_url(self.tracking_uri)}. Restore it in the MLflow UI, "
+                "delete it permanently (mlflow gc), or pick another experiment name."
+            )
+        self._experiment_id = experiment.experiment_id
+        return self._experiment_id
+
+    def open_parent(self, run_name: str, tags: Mapping[str, str], run_id: str | None = None) -> str:
+        """Create (or, with ``run_id``, resume) the sweep's top-level run; return its id.
+
+        A resumed run is set back to RUNNING and gets ``tags``. If ``run_id``
+        no longer exists in the store, a new parent run is created.
+        """
+        from mlflow.exceptions import MlflowException
+
+        client = self.client
+        if run_id is not None:
+            try:
+                run = retry(client.get_run, run_id)
+            except MlflowException as exc:
+                if error_code(exc) != "RESOURCE_DOES_NOT_EXIST":
+                    raise
+                _log.warning(
+                    "MLflow parent run %s not found in %s; creating a new one",
+                    run_id,
+                    redact_url(self.tracking_uri),
+                )
+            else:
+                if run.info.lifecycle_stage == "deleted":
+                    retry(client.restore_run, run_id)
+                retry(client.update_run, run_id, status="RUNNING")
+                log_batch(client, run_id, tags=tags)
+                return run_id
+        run = retry(
+            client.create_run,
+            self.experiment_id(),
+            run_name=run_name,
+            tags={Tag.USER: user_name(), **tags},
+        )
+        return run.info.run_id
+
+    def create_child(self, parent_run_id: str, spec: ChildSpec) -> str:
+        """Create a nested RUNNING run under ``parent_run_id``; return its id.
+
+        One ``create_run`` and one ``log_batch`` (more only past 100 params).
+        """
+        client = self.client
+        run = retry(
+            client.create_run,
+            self.experiment_id(),
+            run_name=spec.run_name,
+            tags={Tag.PARENT: parent_run_id, Tag.USER: user_name()},
+        )
+        log_batch(client, run.info.run_id, params=spec.params, tags=spec.tags)
+        return run.info.run_id
+
+    def finish_child(
+        self,
+        run_id: str,
+        status: str,
+        *,
+        metrics: Mapping[str, float] | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> None:
+        """Log a run's score and tags, then end it with ``status`` (FINISHED, FAILED, KILLED)."""
+        log_batch(self.client, run_id, metrics=metrics, tags=tags)
+        end_run(self.client, run_id, status)
+
+    def close_parent(
+        self,
+        run_id: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, float] | None = None,
+        tags: Mapping[str, str] | None = None,
+        artifacts: Sequence[Path] = (),
+        status: str = "FINISHED",
+    ) -> None:
+        """Record the sweep's outcome and end the parent run.
+
+        Best params become tags ``ivory.best.<key>`` (tags may change on a
+        resumed sweep; MLflow params may not). Each artifact file or folder is
+        uploaded, and the run ends with ``status``.
+        """
+        client = self.client
+        all_tags = {
+            Tag.BEST_PREFIX + safe_param_key(k): stringify(v) for k, v in (params or {}).items()
+        }
+        all_tags.update(tags or {})
+        log_batch(client, run_id, metrics=metrics, tags=all_tags)
+        for artifact in artifacts:
+            path = Path(artifact)
+            if path.is_dir():
+                retry(client.log_artifacts, run_id, str(path), artifact_path=path.name)
+            elif path.is_file():
+                retry(client.log_artifact, run_id, str(path))
+            else:
+                _log.warning("Artifact %s does not exist; not logged to MLflow", path)
+        end_run(client, run_id, status)
+
+    def delete_runs(self, run_ids: Sequence[str]) -> None:
+        """Delete runs (MLflow keeps them as deleted until ``mlflow gc``)."""
+        for run_id in run_ids:
+            retry(self.client.delete_run, run_id)
+
+    def latest_metric(self, run_id: str, key: str) -> float | None:
+        """The latest value of metric ``key`` in a run (highest step, then newest), or None."""
+        value = retry(self.client.get_run, run_id).data.metrics.get(key)
+        return None if value is None else float(value)
+
+    def ui_command(self) -> str:
+        """A shell command that shows what was written (password redacted)."""
+        uri = self.tracking_uri
+        if uri.startswith(("http://", "https://")):
+            return f"open {redact_url(uri)}"
+        return f"mlflow ui --backend-store-uri {shlex.quote(redact_url(uri))}"

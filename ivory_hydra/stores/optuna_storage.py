@@ -1,0 +1,173 @@
+"""Optuna storages: where a sweep's truth lives.
+
+``storage_url`` turns what a user gives into a URL (an SQLite file by
+default, any SQLAlchemy URL, or a journal file); ``check_storage`` tells
+whether it can be reached without writing anything; ``open_storage`` opens it
+once per process. A fresh local SQLite file is created race-free, so two
+processes that start on the same new folder both work.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ivory_hydra.core.redact import redact_text, redact_url
+from ivory_hydra.errors import StoreError
+from ivory_hydra.stores.sqlite_files import create_once, sqlite_file
+
+if TYPE_CHECKING:
+    from optuna.storages import BaseStorage
+
+DEFAULT_FILENAME = "optuna.db"
+SQLITE_PREFIX = "sqlite:///"
+SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+#: Seconds to wait for a database server before calling it unreachable.
+CONNECT_TIMEOUT = 5
+
+
+def storage_url(storage: str | None, directory: str | Path = ".") -> str:
+    """Resolve what the user gave as ``storage`` into a URL or a journal path.
+
+    None means the embedded default, an SQLite file in ``directory``. A bare
+    path ending in ``.db``/``.sqlite`` is an SQLite file; any other bare path
+    is an Optuna journal file.
+
+    >>> storage_url(None, "/tmp/x")
+    'sqlite:////tmp/x/optuna.db'
+    >>> storage_url("/tmp/runs.db")
+    'sqlite:////tmp/runs.db'
+    >>> storage_url("postgresql://u:p@127.0.0.1/db")
+    'postgresql://u:p@127.0.0.1/db'
+    >>> storage_url("/tmp/journal.log")
+    '/tmp/journal.log'
+    """
+    if storage is None or storage == "":
+        return f"{SQLITE_PREFIX}{(Path(directory) / DEFAULT_FILENAME).absolute()}"
+    if "://" in storage:
+        return storage
+    path = Path(directory, storage).absolute()
+    if path.suffix in SQLITE_SUFFIXES:
+        return f"{SQLITE_PREFIX}{path}"
+    return str(path)
+
+
+def is_journal(url: str) -> bool:
+    """True when ``url`` names an Optuna journal file rather than a database.
+
+    >>> is_journal("/tmp/journal.log"), is_journal("sqlite:///x.db")
+    (True, False)
+    """
+    return "://" not in url
+
+
+def dashboard_command(url: str) -> str:
+    """The command that opens optuna-dashboard on a storage (password hidden).
+
+    >>> dashboard_command("sqlite:////tmp/optuna.db")
+    'optuna-dashboard sqlite:////tmp/optuna.db'
+    """
+    return f"optuna-dashboard {redact_url(url)}"
+
+
+def _unusable(url: str, error: BaseException) -> StoreError:
+    message = redact_text(str(error)).strip().splitlines()
+    reason = message[0] if message else ""
+    return StoreError(
+        f"cannot open this Optuna storage ({redact_url(url)}): {type(error).__name__}: {reason}"
+    )
+
+
+def check_storage(url: str) -> None:
+    """Raise :class:`StoreError` if the storage cannot be reached; write nothing.
+
+    A database server gets :data:`CONNECT_TIMEOUT` seconds to answer; a local
+    file needs a folder that exists or can be made.
+    """
+    local = Path(url) if is_journal(url) else sqlite_file(url)
+    if local is not None:
+        folder = next((p for p in local.parents if p.exists()), None)
+        if folder is None or not folder.is_dir():
+            raise _unusable(url, FileNotFoundError(f"no folder for {local}"))
+        import os
+
+        if not os.access(folder, os.W_OK):
+            raise _unusable(url, PermissionError(f"{folder} is not writable"))
+        return
+    try:
+        import sqlalchemy
+
+        engine = sqlalchemy.create_engine(url, connect_args=_connect_args(url))
+        try:
+            with engine.connect():
+                pass
+        finally:
+            engine.dispose()
+    except Exception as error:  # noqa: BLE001 - drivers raise many kinds
+        raise _unusable(url, error) from None
+
+
+def _connect_args(url: str) -> dict[str, Any]:
+    if url.startswith(("postgresql", "mysql")):
+        return {"connect_timeout": CONNECT_TIMEOUT}
+    return {}
+
+
+@functools.lru_cache(maxsize=8)
+def open_storage(url: str) -> BaseStorage:
+    """Open (and cache per process) the Optuna storage behind ``url``.
+
+    A storage that cannot be opened raises :class:`StoreError` with the
+    reason, and with any password in the URL hidden.
+    """
+    try:
+        return _open_storage(url)
+    except Exception as error:  # noqa: BLE001 - drivers raise many kinds
+        raise _unusable(url, error) from None
+
+
+def _open_storage(url: str) -> BaseStorage:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if is_journal(url):
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        Path(url).parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(url))
+    path = sqlite_file(url)
+    if path is None:
+        return optuna.storages.RDBStorage(
+            url, engine_kwargs={"connect_args": _connect_args(url), "pool_pre_ping": True}
+        )
+    create_once(path, _build_sqlite)
+    storage = optuna.storages.RDBStorage(
+        url, engine_kwargs={"connect_args": {"timeout": 60}}, skip_table_creation=True
+    )
+    from sqlalchemy import event
+
+    event.listen(storage.engine, "connect", _sqlite_pragmas)
+    storage.engine.dispose()  # later connections get the pragmas
+    return storage
+
+
+def _build_sqlite(path: Path) -> None:
+    """A new Optuna SQLite file with every table, built where no one else looks."""
+    import optuna
+
+    storage = optuna.storages.RDBStorage(f"{SQLITE_PREFIX}{path}")
+    from ivory_hydra.stores.ledger import create_ledger_table
+
+    create_ledger_table(storage.engine)
+    storage.engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers (optuna-dashboard) work beside the sweep, and
+    # synchronous=NORMAL drops an fsync per transaction, which is most of the
+    # cost of a write.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()

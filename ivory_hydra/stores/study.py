@@ -1,0 +1,124 @@
+"""A sweep's (or task's) Optuna study: its attributes and the trials it holds."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Container, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ivory_hydra.stores.distributions import trial_param
+
+if TYPE_CHECKING:
+    from optuna.distributions import BaseDistribution
+    from optuna.storages import BaseStorage
+    from optuna.trial import FrozenTrial, TrialState
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """What a new trial holds before its job starts."""
+
+    params: Mapping[str, Any]
+    distributions: Mapping[str, BaseDistribution]
+    user_attrs: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Study:
+    """One study in a storage, with the few operations a sweep needs."""
+
+    storage: BaseStorage
+    study_id: int
+    name: str
+    created: bool = False
+
+    @classmethod
+    def open(
+        cls, storage: BaseStorage, name: str, direction: str, metric: str | None = None
+    ) -> Study:
+        """Load the study called ``name``, or create it with ``direction``.
+
+        A study that exists with the other direction is an error, since
+        Optuna cannot change it.
+        """
+        import optuna
+        from optuna.study import StudyDirection
+
+        wanted = StudyDirection.MINIMIZE if direction == "minimize" else StudyDirection.MAXIMIZE
+        study = cls.find(storage, name)
+        if study is None:
+            try:
+                study = cls(storage, storage.create_new_study([wanted], name), name, True)
+                if metric:
+                    from ivory_hydra._compat import set_metric_names
+
+                    set_metric_names(storage, study.study_id, [metric])
+            except optuna.exceptions.DuplicatedStudyError:
+                study = cls(storage, storage.get_study_id_from_name(name), name)
+        existing = storage.get_study_directions(study.study_id)
+        if list(existing) != [wanted]:
+            have = existing[0].name.lower()
+            raise ValueError(
+                f"study {name!r} already exists with direction {have!r}, not {direction!r}; "
+                "choose another study_name"
+            )
+        return study
+
+    @classmethod
+    def find(cls, storage: BaseStorage, name: str) -> Study | None:
+        """The study called ``name`` if it exists."""
+        try:
+            return cls(storage, storage.get_study_id_from_name(name), name)
+        except KeyError:
+            return None
+
+    @property
+    def user_attrs(self) -> dict[str, Any]:
+        """The study's user attributes (see :mod:`ivory_hydra.stores.format`)."""
+        return self.storage.get_study_user_attrs(self.study_id)
+
+    def set_attrs(self, attrs: Mapping[str, Any]) -> None:
+        """Set study user attributes."""
+        for key, value in attrs.items():
+            self.storage.set_study_user_attr(self.study_id, key, value)
+
+    def trials(self, states: Container[TrialState] | None = None) -> list[FrozenTrial]:
+        """The study's trials (those in ``states`` only, if given), oldest first."""
+        return self.storage.get_all_trials(self.study_id, deepcopy=False, states=states)
+
+    def create_trials(self, specs: Sequence[TrialSpec]) -> list[tuple[int, int]]:
+        """Create WAITING trials, one per spec; return their (trial id, number) pairs.
+
+        A WAITING trial has no start time: its job claims it when it starts
+        (see :func:`ivory_hydra.stores.trials.claim`), which stamps the job's own.
+        """
+        from optuna.trial import FrozenTrial, TrialState
+
+        created = []
+        for spec in specs:
+            template = FrozenTrial(
+                number=-1,
+                state=TrialState.WAITING,
+                value=None,
+                datetime_start=None,
+                datetime_complete=None,
+                params={k: trial_param(v, spec.distributions[k]) for k, v in spec.params.items()},
+                distributions=dict(spec.distributions),
+                user_attrs=dict(spec.user_attrs),
+                system_attrs={},
+                intermediate_values={},
+                trial_id=-1,
+            )
+            trial_id = self.storage.create_new_trial(self.study_id, template_trial=template)
+            created.append((trial_id, self.storage.get_trial_number_from_id(trial_id)))
+        return created
+
+    def delete(self) -> None:
+        """Delete the study and its trials."""
+        self.storage.delete_study(self.study_id)
+
+
+def now() -> datetime.datetime:
+    """The local time, as Optuna stamps trials."""
+    return datetime.datetime.now()

@@ -1,0 +1,126 @@
+"""One run's trial: claimed, kept alive and finished by the process that runs it.
+
+Every function here takes the storage and a trial id, so that a job can own
+its trial from any process that reaches the storage. Claiming is Optuna's own
+compare-and-set (WAITING to RUNNING succeeds once); finishing an already
+finished trial is refused by the storage, and returns False here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ivory_hydra.core.outcomes import COMPLETE, FAIL, PRUNED, Outcome
+from ivory_hydra.core.plan import Point
+from ivory_hydra.stores.format import BEAT, TrialAttr
+from ivory_hydra.stores.liveness import beat_record
+
+if TYPE_CHECKING:
+    from optuna.storages import BaseStorage
+    from optuna.trial import FrozenTrial
+
+
+def claim(storage: BaseStorage, trial_id: int) -> bool:
+    """Start a WAITING trial (its start time is now); False if someone else did."""
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    try:
+        claimed = storage.set_trial_state_values(trial_id, TrialState.RUNNING)
+    except UpdateFinishedTrialError:
+        return False
+    if claimed:
+        beat(storage, trial_id)
+    return claimed
+
+
+def beat(storage: BaseStorage, trial_id: int) -> None:
+    """Record that this process is alive and running the trial."""
+    storage.set_trial_system_attr(trial_id, BEAT, beat_record())
+
+
+def last_beat(trial: FrozenTrial) -> dict[str, Any] | None:
+    """The last liveness record of the process running ``trial``, if any."""
+    record = trial.system_attrs.get(BEAT)
+    return dict(record) if isinstance(record, Mapping) else None
+
+
+def set_attrs(storage: BaseStorage, trial_id: int, attrs: Mapping[str, Any]) -> None:
+    """Set user attributes of an unfinished trial."""
+    for key, value in attrs.items():
+        storage.set_trial_user_attr(trial_id, key, value)
+
+
+def outcome_attrs(outcome: Outcome) -> dict[str, Any]:
+    """The trial attributes that record an outcome's reason and error type.
+
+    >>> outcome_attrs(Outcome("fail", None, "ValueError: x", "ValueError"))
+    {'reason': 'ValueError: x', 'error': 'ValueError'}
+    """
+    attrs = {}
+    if outcome.reason:
+        attrs[TrialAttr.REASON] = outcome.reason
+    if outcome.error:
+        attrs[TrialAttr.ERROR] = outcome.error
+    return attrs
+
+
+def finish(
+    storage: BaseStorage,
+    trial_id: int,
+    outcome: Outcome,
+    attrs: Mapping[str, Any] | None = None,
+    *,
+    claimed: bool = True,
+) -> bool:
+    """Finish a trial with ``outcome``; False if it was finished already.
+
+    ``claimed=False`` is for a trial that may still be WAITING (its job never
+    claimed it): it is started first, so that it has a start time.
+    """
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    state = {COMPLETE: TrialState.COMPLETE, FAIL: TrialState.FAIL, PRUNED: TrialState.PRUNED}
+    values = None if outcome.state == FAIL or outcome.score is None else [outcome.score]
+    try:
+        if not claimed:
+            storage.set_trial_state_values(trial_id, TrialState.RUNNING)
+        set_attrs(storage, trial_id, {**(attrs or {}), **outcome_attrs(outcome)})
+        storage.set_trial_state_values(trial_id, state[outcome.state], values)
+    except UpdateFinishedTrialError:
+        return False
+    return True
+
+
+def trial_outcome(trial: FrozenTrial) -> Outcome | None:
+    """The outcome a finished trial records (None while it is unfinished)."""
+    from optuna.trial import TrialState
+
+    names = {TrialState.COMPLETE: COMPLETE, TrialState.FAIL: FAIL, TrialState.PRUNED: PRUNED}
+    if trial.state not in names:
+        return None
+    return Outcome(
+        names[trial.state],
+        trial.value if trial.state != TrialState.FAIL else None,
+        trial.user_attrs.get(TrialAttr.REASON),
+        trial.user_attrs.get(TrialAttr.ERROR),
+    )
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One run handed out to be run: its trial, numbers, params and MLflow child run.
+
+    ``number`` is the trial's number in its study; a sweep launches the job
+    with it as ``hydra.job.num``, so job numbers continue across resumes.
+    """
+
+    trial_id: int
+    number: int
+    run_name: str
+    point: Point
+    params: dict[str, Any]
+    mlflow_run_id: str | None = None
