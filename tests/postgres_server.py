@@ -137,3 +137,15 @@ def _server(base: Path, timeout: float) -> Iterator[str]:
             proc.kill()
             proc.wait(timeout=20)
         log.close()
+
+
+def fresh_database(url: str) -> str:
+    """Create an empty database on the server of ``url``; return its URL."""
+    import uuid
+
+    import psycopg
+
+    name = f"ivory_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return url.rsplit("/", 1)[0] + "/" + name

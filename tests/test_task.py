@@ -87,7 +87,8 @@ def test_runs_are_trials_with_params_and_scores(client):
     assert [t.value for t in study.trials] == [0.5, 0.7, 1.5, 1.7]
     assert study.trials[1].params == {"lr": 1e-4, "fold": 0, "factor": 0.7}
     assert study.trials[1].user_attrs["run_name"] == "run#1"
-    assert study.user_attrs["task_name"] == "task#0"
+    assert study.user_attrs["task"] == "task#0"
+    assert study.user_attrs["kind"] == "task" and study.user_attrs["experiment"] == "torch"
 
 
 def test_run_params_match_the_contract(client, capsys):

@@ -44,7 +44,7 @@ from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
 from fractions import Fraction
 from typing import overload
 
-__all__ = ["GRAMMAR", "Range", "is_range_string", "parse_range"]
+__all__ = ["GRAMMAR", "Range", "is_range_string"]
 
 #: Human-readable grammar of range strings, shown in every parse error.
 GRAMMAR = (
@@ -96,23 +96,6 @@ def is_range_string(text: str) -> bool:
     True
     """
     return isinstance(text, str) and _PATTERN.fullmatch(text) is not None
-
-
-def parse_range(text: str) -> Range:
-    """Parse a range string; the same as ``Range(text)``.
-
-    >>> parse_range('3-7-2')
-    Range('3-7-2')
-    >>> list(parse_range('3--1'))
-    [3, 2, 1, 0, -1]
-    >>> parse_range('3-7-2:3')  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    ValueError: invalid range string '3-7-2:3': give a step or a num, not both; ...
-    """
-    if not isinstance(text, str):
-        raise ValueError(f"invalid range string {text!r}: not a string; expected {GRAMMAR}")
-    return Range(text)
 
 
 def _short_repr(text: str, limit: int = 200) -> str:
@@ -575,11 +558,3 @@ class Range:
         if self._log:
             text += ".log"
         return text
-
-    def describe(self) -> str:
-        """Return :attr:`spec`, the canonical string form.
-
-        >>> Range(3, 10, num=4).describe()
-        '3_10:4'
-        """
-        return self.spec

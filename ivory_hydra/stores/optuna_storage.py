@@ -138,9 +138,7 @@ def _open_storage(url: str) -> BaseStorage:
         return JournalStorage(JournalFileBackend(url))
     path = sqlite_file(url)
     if path is None:
-        return optuna.storages.RDBStorage(
-            url, engine_kwargs={"connect_args": _connect_args(url), "pool_pre_ping": True}
-        )
+        return _open_server(url)
     create_once(path, _build_sqlite)
     storage = optuna.storages.RDBStorage(
         url, engine_kwargs={"connect_args": {"timeout": 60}}, skip_table_creation=True
@@ -150,6 +148,31 @@ def _open_storage(url: str) -> BaseStorage:
     event.listen(storage.engine, "connect", _sqlite_pragmas)
     storage.engine.dispose()  # later connections get the pragmas
     return storage
+
+
+def _open_server(url: str) -> BaseStorage:
+    """An RDB storage on a database server.
+
+    Processes that meet a fresh database at the same moment race to create
+    Optuna's tables; the losers see a duplicate-key or already-exists error
+    and simply open what the winner made.
+    """
+    import random
+    import time
+
+    import optuna
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    for attempt in range(5):
+        try:
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs={"connect_args": _connect_args(url), "pool_pre_ping": True}
+            )
+        except (IntegrityError, ProgrammingError):
+            if attempt == 4:
+                raise
+            time.sleep(random.uniform(0.1, 0.5))
+    raise AssertionError("unreachable")
 
 
 def _build_sqlite(path: Path) -> None:

@@ -51,9 +51,7 @@ class Study:
             try:
                 study = cls(storage, storage.create_new_study([wanted], name), name, True)
                 if metric:
-                    from ivory_hydra._compat import set_metric_names
-
-                    set_metric_names(storage, study.study_id, [metric])
+                    study.name_metrics([metric])
             except optuna.exceptions.DuplicatedStudyError:
                 study = cls(storage, storage.get_study_id_from_name(name), name)
         existing = storage.get_study_directions(study.study_id)
@@ -72,6 +70,16 @@ class Study:
             return cls(storage, storage.get_study_id_from_name(name), name)
         except KeyError:
             return None
+
+    def name_metrics(self, names: list[str]) -> None:
+        """Name the objectives, as optuna-dashboard shows them."""
+        import warnings
+
+        import optuna
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.load_study(study_name=self.name, storage=self.storage).set_metric_names(names)
 
     @property
     def user_attrs(self) -> dict[str, Any]:

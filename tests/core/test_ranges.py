@@ -1,4 +1,4 @@
-"""Tests for ivory_hydra.ranges (CONTRACT.md section 1)."""
+"""Tests for ivory_hydra.core.ranges (CONTRACT.md section 1)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from ivory_hydra.ranges import GRAMMAR, Range, is_range_string, parse_range
+from ivory_hydra.core.ranges import GRAMMAR, Range, is_range_string
 
 # -- the seed (Ivory's "Multiple Runs" page) -------------------------------
 
@@ -48,7 +48,6 @@ def test_contract_table(text, expected):
     r = Range(text)
     assert list(r) == expected
     assert [type(v) for v in r] == [type(v) for v in expected]
-    assert parse_range(text) == r
     assert is_range_string(text)
     assert repr(r) == f"Range({text!r})"
 
@@ -166,7 +165,6 @@ def test_properties():
         False,
     )
     assert Range(3, 10, num=4).spec == "3_10:4"
-    assert Range(3, 10, num=4).describe() == "3_10:4"
     assert Range("3--1").spec == "3_-1"
     assert Range(0, 1, 0.2).spec == "0.0_1.0_0.2"
 
@@ -228,13 +226,6 @@ def test_malformed_strings(text):
     message = str(info.value)
     assert repr(text[:200]) in message
     assert GRAMMAR in message
-    with pytest.raises(ValueError):
-        parse_range(text)
-
-
-def test_parse_range_rejects_non_strings():
-    with pytest.raises(ValueError, match="not a string"):
-        parse_range(3)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

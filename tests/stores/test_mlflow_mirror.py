@@ -16,15 +16,16 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # the package may not be installed
     sys.path.insert(0, str(ROOT))
 
-from ivory_hydra import active_run, mlflow_store  # noqa: E402
-from ivory_hydra.active_run import activate_child, deactivate_child  # noqa: E402
-from ivory_hydra.mirror import ChildSpec, MlflowMirror  # noqa: E402
-from ivory_hydra.mlflow_store import safe_param_key  # noqa: E402
-from ivory_hydra.redact import redact_url  # noqa: E402
+from ivory_hydra.core.redact import redact_url  # noqa: E402
+from ivory_hydra.job import active_run  # noqa: E402
+from ivory_hydra.job.active_run import activate, deactivate  # noqa: E402
+from ivory_hydra.stores import mlflow_client  # noqa: E402
+from ivory_hydra.stores.mlflow_client import safe_param_key  # noqa: E402
+from ivory_hydra.stores.mlflow_mirror import ChildSpec, MlflowMirror  # noqa: E402
 
 # ------------------------------------------------------------------ fixtures
 
@@ -57,6 +58,18 @@ def fluent(monkeypatch):
     active_run._job_state.current = None
 
 
+def _status(failed: bool) -> str:
+    return "FAILED" if failed else "FINISHED"
+
+
+def _children(client, parent: str) -> dict[str, str]:
+    run = client.get_run(parent)
+    found = client.search_runs(
+        [run.info.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'"
+    )
+    return {r.info.run_name: r.info.run_id for r in found}
+
+
 def _client(uri: str):
     from mlflow.tracking import MlflowClient
 
@@ -87,7 +100,8 @@ def _artifact_paths(client, run_id: str, path: str | None = None) -> set[str]:
 def test_import_does_not_import_mlflow():
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path])}
     code = (
-        "import sys, ivory_hydra.mirror, ivory_hydra.active_run, ivory_hydra.job_callback; "
+        "import sys, ivory_hydra.stores.mlflow_mirror, ivory_hydra.job.active_run, "
+        "ivory_hydra.job.hydra_task, ivory_hydra.engine.engine, ivory_hydra.sweeper.impl; "
         "assert 'mlflow' not in sys.modules"
     )
     result = subprocess.run(
@@ -146,7 +160,7 @@ def test_ui_command(tmp_path):
 
 
 def test_retry_on_locked_is_bounded(monkeypatch):
-    monkeypatch.setattr(mlflow_store, "_RETRY_BASE_DELAY", 0.001)
+    monkeypatch.setattr(mlflow_client, "_RETRY_BASE_DELAY", 0.001)
     calls = []
 
     def locked_twice():
@@ -155,7 +169,7 @@ def test_retry_on_locked_is_bounded(monkeypatch):
             raise sqlite3.OperationalError("database is locked")
         return "ok"
 
-    assert mlflow_store.retry(locked_twice) == "ok" and len(calls) == 3
+    assert mlflow_client.retry(locked_twice) == "ok" and len(calls) == 3
 
     def always_locked():
         calls.append(1)
@@ -163,8 +177,8 @@ def test_retry_on_locked_is_bounded(monkeypatch):
 
     calls.clear()
     with pytest.raises(sqlite3.OperationalError):
-        mlflow_store.retry(always_locked)
-    assert len(calls) == mlflow_store._RETRY_ATTEMPTS
+        mlflow_client.retry(always_locked)
+    assert len(calls) == mlflow_client._RETRY_ATTEMPTS
 
     def other_error():
         calls.append(1)
@@ -172,7 +186,7 @@ def test_retry_on_locked_is_bounded(monkeypatch):
 
     calls.clear()
     with pytest.raises(ValueError):
-        mlflow_store.retry(other_error)
+        mlflow_client.retry(other_error)
     assert len(calls) == 1
 
 
@@ -222,18 +236,18 @@ def test_parent_children_roundtrip(store, tmp_path, fluent):
         assert len(params["long"]) == 6000 and params["long"].endswith("...")
 
         failed = i == 2
-        activate_child(mir.tracking_uri, ids[i])
+        activate(mir.tracking_uri, ids[i])
         assert fluent.active_run().info.run_id == ids[i]
         for step, loss in enumerate([0.9, 0.5, 0.3]):
             fluent.log_metric("loss", loss + i, step=step)
         error = "Traceback (most recent call last):\nValueError: boom"
-        deactivate_child(failed=failed, error=error if failed else None, artifact_dirs=[hydra_dir])
+        deactivate(_status(failed), error=error if failed else None, artifact_dirs=[hydra_dir])
         assert fluent.active_run() is None
         assert mir.latest_metric(ids[i], "loss") == pytest.approx(0.3 + i)
         assert mir.latest_metric(ids[i], "missing") is None
         mir.finish_child(
             ids[i],
-            failed=failed,
+            _status(failed),
             metrics={"score": 0.3 + i, "nan": math.nan, "inf": math.inf},
             tags={"ivory.state": "fail" if failed else "complete"},
         )
@@ -254,7 +268,7 @@ def test_parent_children_roundtrip(store, tmp_path, fluent):
         else:
             assert "error.txt" not in files and "ivory.error" not in run.data.tags
 
-    assert mir.find_children(parent) == {f"run#{i}": ids[i] for i in ids}
+    assert _children(client, parent) == {f"run#{i}": ids[i] for i in ids}
 
 
 def test_many_params_and_tags_are_chunked(store):
@@ -282,8 +296,8 @@ def test_resume_reuses_parent(store):
     parent = mir.open_parent("task#3", {"ivory.sweep": "1"})
     a = mir.create_child(parent, ChildSpec("run#0", {"lr": 0.1}, {}))
     b = mir.create_child(parent, ChildSpec("run#1", {"lr": 0.2}, {}))
-    mir.finish_child(a, failed=False, metrics={"score": 1.0})
-    mir.close_parent(parent, failed=True)
+    mir.finish_child(a, _status(False), metrics={"score": 1.0})
+    mir.close_parent(parent, status="FAILED")
     assert client.get_run(parent).info.status == "FAILED"
 
     again = MlflowMirror(store, "resume")  # a new sweep process
@@ -291,7 +305,7 @@ def test_resume_reuses_parent(store):
     run = client.get_run(parent)
     assert run.info.status == "RUNNING"
     assert run.data.tags["ivory.resumed"] == "1" and run.data.tags["ivory.sweep"] == "1"
-    assert again.find_children(parent) == {"run#0": a, "run#1": b}
+    assert _children(client, parent) == {"run#0": a, "run#1": b}
     assert len(client.search_runs([run.info.experiment_id])) == 3  # nothing new
 
     # a parent id the store does not know (e.g. the database was removed)
@@ -367,11 +381,11 @@ def test_activate_child_in_process(store, tmp_path, fluent):
     mir = MlflowMirror(store, "activate")
     parent = mir.open_parent("task#0", {})
     child = mir.create_child(parent, ChildSpec("run#0", {"lr": 0.1}, {}))
-    activate_child(mir.tracking_uri, child)
+    activate(mir.tracking_uri, child)
     assert fluent.active_run().info.run_id == child
     fluent.log_metric("acc", 0.9)
     fluent.log_param("seed", 7)
-    deactivate_child(failed=False)
+    deactivate(_status(False))
     run = _client(mir.tracking_uri).get_run(child)
     assert run.data.metrics["acc"] == 0.9 and run.data.params["seed"] == "7"
     assert run.info.status == "FINISHED"
@@ -386,38 +400,36 @@ def test_leftovers_and_robust_deactivate(store, tmp_path, fluent, caplog):
         mir.create_child(parent, ChildSpec(f"run#{i}", {}, {})) for i in range(3)
     )
     # a job that never deactivated (crashed) leaves its run active in the worker
-    activate_child(mir.tracking_uri, first)
-    activate_child(mir.tracking_uri, second)
+    activate(mir.tracking_uri, first)
+    activate(mir.tracking_uri, second)
     assert fluent.active_run().info.run_id == second
     assert client.get_run(first).info.status == "KILLED"
 
     # user code opens a nested run and forgets it; a missing artifact dir
     fluent.start_run(run_name="user-nested", nested=True)
-    deactivate_child(failed=False, artifact_dirs=[tmp_path / "nope"])
+    deactivate(_status(False), artifact_dirs=[tmp_path / "nope"])
     assert fluent.active_run() is None
     assert client.get_run(second).info.status == "FINISHED"
 
     # user code ends the run itself
-    activate_child(mir.tracking_uri, third)
+    activate(mir.tracking_uri, third)
     fluent.end_run()
-    deactivate_child(failed=True, error="x" * 5000)
+    deactivate(_status(True), error="x" * 5000)
     run = client.get_run(third)
     assert run.info.status == "FAILED"
-    assert len(run.data.tags["ivory.error"]) == mlflow_store.MAX_ERROR_TAG_LENGTH
+    assert len(run.data.tags["ivory.error"]) == mlflow_client.MAX_ERROR_TAG_LENGTH
 
-    # a second deactivate (or one without activate) only warns
-    with caplog.at_level(logging.WARNING, logger="ivory_hydra.active_run"):
-        deactivate_child(failed=False)
-    assert "without activate_child" in caplog.text
+    # a second deactivate (or one without activate) does nothing
+    assert deactivate(_status(False)) is False
 
     # user code switched the active experiment in this worker
     other = MlflowMirror(store, "leftovers-other")
     other_parent = other.open_parent("task#0", {})
     fluent.set_experiment(experiment_id=other.experiment_id())
     fourth = mir.create_child(parent, ChildSpec("run#3", {}, {}))
-    activate_child(mir.tracking_uri, fourth)
+    activate(mir.tracking_uri, fourth)
     assert fluent.active_run().info.run_id == fourth
-    deactivate_child(failed=False)
+    deactivate(_status(False))
     assert other_parent
 
 
@@ -426,14 +438,14 @@ def test_cost_per_child(store, tmp_path, fluent):
     mir = MlflowMirror(store, "cost")
     parent = mir.open_parent("task#0", {})
     spec = ChildSpec("run#0", {"lr": 0.1, "+model": "vit", "fold": 1}, {"ivory.x": "y"})
-    mir.finish_child(mir.create_child(parent, spec), failed=False)  # warm-up
+    mir.finish_child(mir.create_child(parent, spec), _status(False))  # warm-up
     n = 20
     start = time.perf_counter()
     for i in range(n):
         child = mir.create_child(parent, ChildSpec(f"run#{i}", spec.params, spec.tags))
-        activate_child(mir.tracking_uri, child)
-        deactivate_child(failed=False)
-        mir.finish_child(child, failed=False, metrics={"score": 0.5})
+        activate(mir.tracking_uri, child)
+        deactivate(_status(False))
+        mir.finish_child(child, _status(False), metrics={"score": 0.5})
     per_child = (time.perf_counter() - start) / n
     print(f"\nMLflow mirror on SQLite: {per_child * 1000:.1f} ms per child run")
     assert per_child < 2.0  # generous: shared CI machines are slow
@@ -471,14 +483,14 @@ def _job_worker(tracking_uri: str, run_ids: list[str], workdir: str) -> dict:
         job_dir = Path(workdir) / run_id
         hydra_dir = _hydra_dir(job_dir)
         try:
-            activate_child(tracking_uri, run_id)
+            activate(tracking_uri, run_id)
             for step in range(5):
                 mlflow.log_metric("loss", 1.0 / (step + 1), step=step)
             mlflow.log_metric("acc", 0.5)
             mlflow.log_param("pid", os.getpid())
         except Exception as exc:  # must not happen: reported to the test
             errors.append(repr(exc))
-        deactivate_child(failed=False, artifact_dirs=[hydra_dir])
+        deactivate(_status(False), artifact_dirs=[hydra_dir])
     return {"start": start, "end": time.time(), "errors": errors, "locked": locked}
 
 
@@ -523,9 +535,9 @@ def test_concurrent_workers_share_sqlite(tmp_path):
     busy = max(r["end"] for r in results) - min(r["start"] for r in results)
     print(f"\n4 workers x 10 children on one SQLite file: {busy:.1f} s of logging")
     for run_id in ids:
-        mir.finish_child(run_id, failed=False, metrics={"score": 0.2})
+        mir.finish_child(run_id, _status(False), metrics={"score": 0.2})
     _check_children(mir.tracking_uri, parent, ids)
-    assert mir.find_children(parent) == {f"run#{i}": ids[i] for i in range(40)}
+    assert _children(_client(mir.tracking_uri), parent) == {f"run#{i}": ids[i] for i in range(40)}
 
 
 # ------------------------------------------------------------ a real server
@@ -542,13 +554,13 @@ def test_against_mlflow_server(mlflow_server_url, tmp_path, fluent):
     for i in range(3):
         child = mir.create_child(parent, ChildSpec(f"run#{i}", {"+lr": i}, {"k": "v"}))
         ids.append(child)
-        activate_child(mir.tracking_uri, child)
+        activate(mir.tracking_uri, child)
         assert fluent.active_run().info.run_id == child
         fluent.log_metric("acc", 0.1 * i)
         fluent.log_metric("acc", 0.5 + i, step=1)
-        deactivate_child(failed=i == 1, error="boom", artifact_dirs=[hydra_dir])
+        deactivate(_status(i == 1), error="boom" if i == 1 else None, artifact_dirs=[hydra_dir])
         assert mir.latest_metric(child, "acc") == pytest.approx(0.5 + i)
-        mir.finish_child(child, failed=i == 1, metrics={"score": float(i)})
+        mir.finish_child(child, _status(i == 1), metrics={"score": float(i)})
     mir.close_parent(parent, params={"lr": 2}, metrics={"best_score": 2.0})
 
     for i, child in enumerate(ids):
@@ -562,4 +574,4 @@ def test_against_mlflow_server(mlflow_server_url, tmp_path, fluent):
         assert ("error.txt" in files) == (i == 1)
     prun = client.get_run(parent)
     assert prun.info.status == "FINISHED" and prun.data.tags["ivory.best.lr"] == "2"
-    assert mir.find_children(parent) == {f"run#{i}": c for i, c in enumerate(ids)}
+    assert _children(client, parent) == {f"run#{i}": c for i, c in enumerate(ids)}

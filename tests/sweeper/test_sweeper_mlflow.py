@@ -254,16 +254,23 @@ def test_a_nan_score_fails_the_run_the_job_had_finished(tmp_path, mlflow_db):
 
 def test_an_interrupted_sweep_leaves_nothing_running_and_resumes(tmp_path, mlflow_db):
     result = sweep(tmp_path, "a=1-4", env={"INTERRUPT_AT": "2"})
-    assert result.returncode != 0
-    # The whole batch was in flight: its results are lost, so every job of it failed
-    # (a=1 had run, but its score never came back).
+    assert result.returncode == 130  # as for Ctrl-C
+    # a=1 finished and recorded itself; a=2 was interrupted; a=3 and a=4 never started.
     trials = study_of(tmp_path).trials
-    assert [t.state.name for t in trials] == ["FAIL"] * 4
-    assert trials[1].user_attrs["reason"] == "the sweep stopped: KeyboardInterrupt: "
+    assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "FAIL", "FAIL"]
+    assert trials[0].value == 1.5
+    assert trials[1].user_attrs["error"] == "KeyboardInterrupt"
+    assert trials[2].user_attrs["reason"].startswith("the sweep stopped: KeyboardInterrupt")
     _, [parent], children = runs_of(mlflow_db)
-    assert [r.info.status for r in [parent, *children]] == ["FAILED"] * 5
+    assert [r.info.status for r in [parent, *children]] == [
+        "KILLED",
+        "FINISHED",
+        "KILLED",
+        "KILLED",
+        "KILLED",
+    ]
     again = sweep(tmp_path, "a=1-4")  # the same command: a resume
     assert again.returncode == 0, again.output
-    assert again.run_lines == [f"[run#{n}] a={n - 3}" for n in range(4, 8)]
+    assert again.run_lines == [f"[run#{n}] a={n - 2}" for n in range(4, 7)]
     _, [parent], children = runs_of(mlflow_db)
-    assert parent.info.status == "FINISHED" and len(children) == 8
+    assert parent.info.status == "FINISHED" and len(children) == 7

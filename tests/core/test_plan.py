@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ivory_hydra.plan import Plan, best_index, check_direction, check_mode, split_params
-from ivory_hydra.ranges import Range
+from ivory_hydra.core.plan import Plan, best_index, check_direction, check_mode, split_params
+from ivory_hydra.core.ranges import Range
 
 
 def test_product_is_itertools_product_in_argument_order():
@@ -49,7 +49,7 @@ def test_chain_with_best_param_carries_winners_after_the_stepping_param():
         [("c", 6), ("a", 2), ("b", 3)],
     ]
     # a winner not decided yet falls back to the first value
-    assert plan.points(1, {})[0].params == {"b": 3, "a": 1}
+    assert next(plan.points(1, {})).params == {"b": 3, "a": 1}
 
 
 def test_slots_are_unique_across_the_plan():
@@ -108,4 +108,34 @@ def test_bad_input():
     with pytest.raises(ValueError, match="param 'x' has no values"):
         Plan.from_params("product", {"x": []})
     with pytest.raises(IndexError):
-        Plan.from_params("product", {"x": [1, 2]}).points(1)
+        list(Plan.from_params("product", {"x": [1, 2]}).points(1))
+    with pytest.raises(IndexError):
+        Plan.from_params("product", {"x": [1, 2]}).point(0, 2)
+
+
+def test_a_million_point_plan_is_computed_point_by_point():
+    import itertools
+    import tracemalloc
+
+    values = list(range(1000))
+    tracemalloc.start()
+    plan = Plan.from_params("product", {"lr": values, "fold": values})
+    assert plan.total == 1_000_000
+    assert plan.point(0, 999_999).params == {"lr": 999, "fold": 999}
+    assert plan.point(0, 1234).params == {"lr": 1, "fold": 234}
+    first = list(itertools.islice(plan.points(0), 3))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert [p.params["fold"] for p in first] == [0, 1, 2]
+    assert peak < 5_000_000  # bytes: nothing proportional to the million points
+
+
+def test_point_by_index_is_the_product_order():
+    import itertools
+
+    swept = {"a": [1, 2, 3], "b": ["x", "y"], "c": [0.5, 0.7]}
+    plan = Plan("product", {"k": 9}, swept)
+    expected = [
+        dict(zip(swept, combo, strict=True)) for combo in itertools.product(*swept.values())
+    ]
+    assert [plan.point(0, i).params for i in range(plan.total)] == [{"k": 9, **e} for e in expected]
