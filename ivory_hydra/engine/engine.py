@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 #: Batches never exceed this many runs when ``max_batch_size`` is not set, so
 #: that a sweep of a million jobs starts its first job in seconds.
-DEFAULT_BATCH_LIMIT = 1000
+DEFAULT_BATCH_LIMIT = 100
 
 
 @dataclass(frozen=True)

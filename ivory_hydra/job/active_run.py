@@ -165,6 +165,16 @@ def deactivate(
     return _end_child(tracking_uri, run_id, status)
 
 
+def end_elsewhere(tracking_uri: str, run_id: str, status: str, tags: Mapping[str, str]) -> None:
+    """End a child run from a thread other than the one it is active in (never raises)."""
+    try:
+        client = client_for(tracking_uri)
+        log_batch(client, run_id, tags=tags)
+        end_run(client, run_id, status)
+    except Exception as exc:  # noqa: BLE001
+        _log.warning("Could not end MLflow run %s as %s: %s", run_id, status, exc)
+
+
 def _end_child(tracking_uri: str, run_id: str, status: str) -> bool:
     try:
         import mlflow

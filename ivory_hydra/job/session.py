@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ivory_hydra.core.outcomes import COMPLETE, FAIL, Outcome, as_number, score_or_fail
-from ivory_hydra.errors import IvoryError
+from ivory_hydra.errors import IvoryError, StoreError
 from ivory_hydra.job.ticket import Ticket
 from ivory_hydra.stores import trials
 from ivory_hydra.stores.format import Tag, TrialAttr, metric_name
@@ -66,7 +66,9 @@ class JobSession:
         self.mlflow_active = False
         self._beater: Beater | None = None
         self._finished = False
+        self._recorded = threading.Event()
         self._lock = threading.Lock()
+        self._thread = threading.current_thread()  # where the child run is active
 
     @classmethod
     def begin(
@@ -82,7 +84,11 @@ class JobSession:
         be reached from this process and :class:`ClaimLostError` when another
         process owns the trial.
         """
-        storage = open_storage(ticket.storage_url)
+        try:
+            url = ticket.storage_url
+        except Exception as error:  # noqa: BLE001 - e.g. ${oc.env:...} unset in this process
+            raise StoreError(f"cannot resolve storage={ticket.storage!r}: {error}") from None
+        storage = open_storage(url)
         if not trials.claim(storage, claim.trial_id):
             raise ClaimLostError(
                 f"{claim.run_name} (trial {claim.number}) was started or finished elsewhere; "
@@ -129,8 +135,10 @@ class JobSession:
         if os.getppid() == self.ticket.driver_pid:
             return
         reason = f"its sweeper process (pid {self.ticket.driver_pid}) died while the job ran"
-        log.error("%s: %s; stopping the job", self.claim.run_name, reason)
-        self.finish(Outcome(FAIL, None, reason, "Interrupted"))
+        if self.finish(Outcome(FAIL, None, reason, "Interrupted")):
+            log.error("%s: %s; the job stops", self.claim.run_name, reason)
+        else:  # the job itself is recording its outcome: let it end
+            self._recorded.wait(timeout=60)
         os._exit(1)
 
     # ------------------------------------------------------------ pruning
@@ -178,13 +186,26 @@ class JobSession:
             if self._finished:
                 return False
             self._finished = True
+        try:
+            return self._record(outcome, error, attrs, tags, artifact_dirs)
+        finally:
+            self._recorded.set()
+
+    def _record(
+        self,
+        outcome: Outcome,
+        error: str | None,
+        attrs: Mapping[str, Any] | None,
+        tags: Mapping[str, str] | None,
+        artifact_dirs: Sequence[Path],
+    ) -> bool:
         if self._beater is not None:
             self._beater.stop()
         if current_session() is self:
             _current.session = None
         recorded = trials.finish(self.storage, self.claim.trial_id, outcome, attrs)
         if self.mlflow_active:
-            from ivory_hydra.job.active_run import deactivate
+            from ivory_hydra.job.active_run import deactivate, end_elsewhere
 
             metrics = {}
             if outcome.state == COMPLETE and outcome.score is not None:
@@ -194,11 +215,13 @@ class JobSession:
                 all_tags[Tag.REASON] = outcome.reason
             all_tags.update({f"ivory.{key}": str(value) for key, value in (attrs or {}).items()})
             all_tags.update(tags or {})
-            deactivate(
-                mlflow_status(outcome),
-                metrics=metrics,
-                tags=all_tags,
-                error=error,
-                artifact_dirs=artifact_dirs,
-            )
+            status = mlflow_status(outcome)
+            if threading.current_thread() is self._thread:
+                deactivate(
+                    status, metrics=metrics, tags=all_tags, error=error, artifact_dirs=artifact_dirs
+                )
+            else:  # a watchdog: MLflow's active run belongs to the job's thread
+                end_elsewhere(
+                    str(self.ticket.mlflow_uri), str(self.claim.mlflow_run_id), status, all_tags
+                )
         return recorded

@@ -12,14 +12,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ivory_hydra.core.ranges import Range
+from ivory_hydra.core.ranges import Range, is_range_string
 from ivory_hydra.sweeper.errors import SweepDefinitionError
 
 if TYPE_CHECKING:
     from hydra.core.override_parser.types import Override
 
 PLAIN_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
-RANGE_LIKE = re.compile(r"[+-]?[\d.][\d.eE+\-_]*(:[^.]*)?(\.log)?")
+#: A number (or nan/inf), a range separator, and the start of another: meant as a range.
+RANGE_ATTEMPT = re.compile(
+    r"[+-]?(?:nan|inf|\d|\.\d)[\w.+]*?[-_][+-]?(?:nan|inf|\d|\.\d)", re.IGNORECASE
+)
 PARAMS_PREFIX = "hydra.sweeper.params."
 
 
@@ -67,15 +70,21 @@ class SweepParam:
 def looks_like_range(text: str) -> bool:
     """True when unquoted ``text`` is meant as an Ivory range string.
 
+    Either it is one, or it starts like one (a number, ``-`` or ``_``, another
+    number) and then goes wrong, as ``1e-3_1e2:6.lg`` or ``nan-1`` do: that is
+    an error to report, not a literal string to pass on.
+
     >>> [looks_like_range(t) for t in ["1e-3_1e2:6.log", "3-7", "-1_1", "1e-3", "0.5"]]
     [True, True, True, False, False]
-    >>> [looks_like_range(t) for t in ["resnet-50", "'3-7'", "abc", "-3"]]
-    [False, False, False, False]
+    >>> [looks_like_range(t) for t in ["1e-3_1e2:6.lg", "0-1:5.LOG", "nan-1", "3-7:"]]
+    [True, True, True, True]
+    >>> [looks_like_range(t) for t in ["resnet-50", "'3-7'", "abc", "-3", "1.2.3", "10:30"]]
+    [False, False, False, False, False, False]
     """
     text = text.strip()
     if PLAIN_NUMBER.fullmatch(text):
         return False
-    return bool(RANGE_LIKE.fullmatch(text))
+    return is_range_string(text) or RANGE_ATTEMPT.match(text) is not None
 
 
 def split_top_level(text: str, sep: str = ",") -> list[str]:
@@ -166,7 +175,10 @@ def param_from_override(override: Override) -> SweepParam:
             try:
                 expanded, is_log = range_values(raw.strip())
             except ValueError as error:
-                raise SweepDefinitionError(f"override {line!r}: {error}") from None
+                raise SweepDefinitionError(
+                    f"override {line!r}: {error}. To pass it as a literal string, "
+                    f"quote it: {key}='{raw.strip()}'"
+                ) from None
             values.extend(expanded)
             log = log or (is_log and len(raw_elements) == 1)
         else:
