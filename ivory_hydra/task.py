@@ -293,6 +293,7 @@ def _drive(opening: Opening, ticket: Ticket, verbose: int) -> Iterator[Run]:
                 if current is not None:
                     reason = f"stopped by signal {signum}" if signum else None
                     current._finish(stopped=True, reason=reason)
+                    engine.collect([current._claim])
                 if signum:
                     status = "KILLED"
     except GeneratorExit:

@@ -254,3 +254,86 @@ def test_an_unusable_storage_fails_at_create_client_without_its_password(tmp_pat
         ivory.create_client(tmp_path, storage="postgresql://me:hunter2@127.0.0.1:1/x", mlflow=False)
     assert "hunter2" not in str(info.value)
     assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def states(client, task):
+    study = optuna.load_study(study_name=task.study_name, storage=client.storage_url)
+    return [t.state.name for t in study.trials]
+
+
+def test_report_takes_numbers_only(client):
+    task = client.create_task("report")
+    for run in task.product(a=[1, 2, 3, 4], verbose=0):
+        for bad in ("abc", [1.0, "x"], {"loss": "high"}, None, True, {}):
+            with pytest.raises(TypeError, match="report"):
+                run.report(bad)
+        good = {1: 0.5, 2: [1.5], 3: {"loss": 2.5}, 4: 3}[run.params["a"]]
+        run.report(good)
+    study = optuna.load_study(study_name=task.study_name, storage=client.storage_url)
+    # a one-element sequence is the score of a one-objective task; a mapping needs a metric
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE", "PRUNED", "COMPLETE"]
+    assert [t.value for t in study.trials] == [0.5, 1.5, None, 3.0]
+
+
+def test_intermediate_values_are_recorded(client):
+    task = client.create_task("steps")
+    for run in task.product(a=[1, 2], verbose=0):
+        for step in range(3):
+            run.report(0.1 * step + run.params["a"], step=step)
+        assert run.should_prune() is False
+        with pytest.raises(TypeError, match="step"):
+            run.report(1.0, step=-1)
+        run.report(run.params["a"])
+    study = optuna.load_study(study_name=task.study_name, storage=client.storage_url)
+    assert study.trials[1].intermediate_values == {0: 2.0, 1: 2.1, 2: 2.2}
+
+
+def test_break_finishes_the_task_and_leaves_nothing_running(client):
+    task = client.create_task("brk")
+    for run in task.product(a=[1, 2, 3], verbose=0):
+        run.report(0.5)
+        break
+    assert states(client, task) == ["COMPLETE"]
+    # an unreported run that the loop left by break: it never finished its work
+    runs = task.client.create_task("brk2").product(a=[1, 2, 3], verbose=0)
+    for _run in runs:
+        break
+    runs.close()  # what the garbage collector does when the loop's iterator goes away
+    study = optuna.load_study(study_name="brk2.task#0", storage=client.storage_url)
+    assert [t.state.name for t in study.trials] == ["FAIL"]
+    assert "loop stopped" in study.trials[0].user_attrs["reason"]
+    assert study.user_attrs["summary"]["runs"] == {"fail": 1}
+
+
+@pytest.mark.slow
+def test_break_with_the_iterator_still_referenced_ends_at_exit(tmp_path):
+    """The loop is left by break while ``runs`` still holds the iterator; the process exits."""
+    script = f"""
+import ivory_hydra as ivory
+client = ivory.create_client({str(tmp_path)!r})
+runs = client.create_task("held").product(a=[1, 2, 3], verbose=0)
+for run in runs:
+    run.report(1.0)
+    break
+"""
+    subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, timeout=120)
+    from mlflow.tracking import MlflowClient
+
+    study = optuna.load_study(study_name="held.task#0", storage=f"sqlite:///{tmp_path}/optuna.db")
+    assert [t.state.name for t in study.trials] == ["COMPLETE"]
+    store = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    experiment = store.get_experiment_by_name("held")
+    runs = store.search_runs([experiment.experiment_id])
+    assert sorted((r.info.run_name, r.info.status) for r in runs) == [
+        ("run#0", "FINISHED"),
+        ("task#0", "FINISHED"),
+    ]
+
+
+def test_only_tasks_are_studies(client):
+    for run in client.create_task("one").product(a=[1, 2], verbose=0):
+        run.report(1.0)
+    for run in client.create_task("two").chain(a=[1, 2], verbose=0):
+        run.report(1.0)
+    names = {s.study_name for s in optuna.get_all_study_summaries(client.storage_url)}
+    assert names == {"one.task#0", "two.task#0"}  # numbering is not a study
