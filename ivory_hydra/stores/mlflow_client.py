@@ -45,8 +45,6 @@ DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 #: How much of an error text goes into the ``ivory.error`` tag (the tail).
 MAX_ERROR_TAG_LENGTH = 1000
 
-#: Seconds a tracking server gets to answer the start-up check.
-CONNECT_TIMEOUT = 5
 
 _RETRY_ATTEMPTS = 8
 _RETRY_BASE_DELAY = 0.05
@@ -331,53 +329,25 @@ def error_code(exc: BaseException) -> str | None:
 def check_tracking_uri(uri: str) -> None:
     """Raise :class:`StoreError` if the tracking store cannot be reached; write nothing.
 
-    A server gets :data:`CONNECT_TIMEOUT` seconds (no retries); a local SQLite
-    file needs a folder that exists or can be made.
+    See :mod:`ivory_hydra.stores.reachability`.
     """
     from ivory_hydra.core.redact import redact_text, redact_url
     from ivory_hydra.errors import StoreError
-
-    def unusable(reason: str) -> StoreError:
-        return StoreError(
-            f"cannot reach this MLflow tracking store ({redact_url(uri)}): {redact_text(reason)}"
-        )
+    from ivory_hydra.stores.reachability import database_problem, folder_problem, server_problem
 
     path = sqlite_file(uri)
     if path is not None:
-        folder = next((p for p in path.parents if p.exists()), None)
-        if folder is None or not folder.is_dir() or not os.access(folder, os.W_OK):
-            raise unusable(f"no writable folder for {path}")
-        return
-    if uri.startswith(("http://", "https://")):
-        import urllib.error
-        import urllib.parse
-        import urllib.request
-
-        parts = urllib.parse.urlsplit(uri)
-        netloc = parts.netloc.rpartition("@")[2]  # reachability only: no credentials
-        url = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path + "/health", "", ""))
-        try:
-            with urllib.request.urlopen(url, timeout=CONNECT_TIMEOUT):
-                return
-        except urllib.error.HTTPError:
-            return  # it answered
-        except Exception as error:  # noqa: BLE001 - URLError, timeouts, resets
-            raise unusable(f"{type(error).__name__}: {getattr(error, 'reason', error)}") from None
-    if uri.startswith(("postgresql", "mysql", "mssql")):
-        try:
-            import sqlalchemy
-
-            engine = sqlalchemy.create_engine(
-                uri, connect_args={"connect_timeout": CONNECT_TIMEOUT}
-            )
-            try:
-                with engine.connect():
-                    return
-            finally:
-                engine.dispose()
-        except Exception as error:  # noqa: BLE001 - drivers raise many kinds
-            first = str(error).strip().splitlines()[:1]
-            raise unusable(f"{type(error).__name__}: {first[0] if first else ''}") from None
+        problem = folder_problem(path)
+    elif uri.startswith(("http://", "https://")):
+        problem = server_problem(uri)
+    elif uri.startswith(("postgresql", "mysql", "mssql")):
+        problem = database_problem(uri)
+    else:
+        problem = None
+    if problem is not None:
+        raise StoreError(
+            f"cannot reach this MLflow tracking store ({redact_url(uri)}): {redact_text(problem)}"
+        )
 
 
 def prepare_store(uri: str) -> None:

@@ -23,8 +23,6 @@ if TYPE_CHECKING:
 DEFAULT_FILENAME = "optuna.db"
 SQLITE_PREFIX = "sqlite:///"
 SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
-#: Seconds to wait for a database server before calling it unreachable.
-CONNECT_TIMEOUT = 5
 
 
 def storage_url(storage: str | None, directory: str | Path = ".") -> str:
@@ -82,36 +80,22 @@ def _unusable(url: str, error: BaseException) -> StoreError:
 def check_storage(url: str) -> None:
     """Raise :class:`StoreError` if the storage cannot be reached; write nothing.
 
-    A database server gets :data:`CONNECT_TIMEOUT` seconds to answer; a local
-    file needs a folder that exists or can be made.
+    See :mod:`ivory_hydra.stores.reachability`.
     """
+    from ivory_hydra.stores.reachability import database_problem, folder_problem
+
     local = Path(url) if is_journal(url) else sqlite_file(url)
-    if local is not None:
-        folder = next((p for p in local.parents if p.exists()), None)
-        if folder is None or not folder.is_dir():
-            raise _unusable(url, FileNotFoundError(f"no folder for {local}"))
-        import os
-
-        if not os.access(folder, os.W_OK):
-            raise _unusable(url, PermissionError(f"{folder} is not writable"))
-        return
-    try:
-        import sqlalchemy
-
-        engine = sqlalchemy.create_engine(url, connect_args=_connect_args(url))
-        try:
-            with engine.connect():
-                pass
-        finally:
-            engine.dispose()
-    except Exception as error:  # noqa: BLE001 - drivers raise many kinds
-        raise _unusable(url, error) from None
+    problem = folder_problem(local) if local is not None else database_problem(url)
+    if problem is not None:
+        raise StoreError(
+            f"cannot open this Optuna storage ({redact_url(url)}): {redact_text(problem)}"
+        )
 
 
 def _connect_args(url: str) -> dict[str, Any]:
-    if url.startswith(("postgresql", "mysql")):
-        return {"connect_timeout": CONNECT_TIMEOUT}
-    return {}
+    from ivory_hydra.stores.reachability import CONNECT_TIMEOUT
+
+    return {"connect_timeout": CONNECT_TIMEOUT} if url.startswith(("postgresql", "mysql")) else {}
 
 
 @functools.lru_cache(maxsize=8)
