@@ -110,7 +110,8 @@ class Client:
             return None
         from ivory_hydra.stores.mlflow_mirror import MlflowMirror
 
-        return MlflowMirror(self.tracking_uri, experiment)
+        script = getattr(sys.modules.get("__main__"), "__file__", None)
+        return MlflowMirror(self.tracking_uri, experiment, script)
 
 
 class Run:

@@ -42,6 +42,57 @@ if TYPE_CHECKING:  # pragma: no cover
 _log = logging.getLogger(__name__)
 
 
+#: MLflow 3's experiment tag that picks the UI's default view.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+
+
+def git_commit(path: Path) -> str | None:
+    """The commit checked out in the git work tree that holds ``path`` (None if none).
+
+    Read from ``.git`` directly: no ``git`` process, no GitPython.
+    """
+    for folder in [path, *path.parents]:
+        git = folder / ".git"
+        if git.is_file():  # a worktree or submodule: "gitdir: <path>"
+            text = git.read_text().strip()
+            git = (folder / text.removeprefix("gitdir:").strip()).resolve()
+        if not git.is_dir():
+            continue
+        try:
+            head = (git / "HEAD").read_text().strip()
+            if not head.startswith("ref:"):
+                return head or None
+            ref = head.removeprefix("ref:").strip()
+            common = git / "commondir"
+            base = (git / common.read_text().strip()).resolve() if common.exists() else git
+            for root in (git, base):
+                if (root / ref).is_file():
+                    return (root / ref).read_text().strip() or None
+            for line in (base / "packed-refs").read_text().splitlines():
+                if line.endswith(" " + ref):
+                    return line.split(" ", 1)[0]
+        except OSError:
+            return None
+        return None
+    return None
+
+
+def source_tags(script: str | None) -> dict[str, str]:
+    """MLflow's standard source tags for runs made by ``script`` (the app's file).
+
+    >>> source_tags(None)["mlflow.source.type"]
+    'LOCAL'
+    """
+    tags = {Tag.SOURCE_TYPE: "LOCAL", Tag.USER: user_name()}
+    if script:
+        path = Path(script).absolute()
+        tags[Tag.SOURCE_NAME] = str(path)
+        commit = git_commit(path.parent)
+        if commit:
+            tags[Tag.GIT_COMMIT] = commit
+    return tags
+
+
 @dataclass(frozen=True)
 class ChildSpec:
     """What a child run records when it is created."""
@@ -66,9 +117,12 @@ def user_name() -> str:
 class MlflowMirror:
     """Mirror one sweep (or task) into MLflow; every store call retries SQLite's locks."""
 
-    def __init__(self, tracking_uri: str | None, experiment_name: str) -> None:
+    def __init__(
+        self, tracking_uri: str | None, experiment_name: str, script: str | None = None
+    ) -> None:
         self.tracking_uri = resolve_tracking_uri(tracking_uri)
         self.experiment_name = experiment_name
+        self.source = source_tags(script)  # on every run it creates
         self._client_obj: MlflowClient | None = None
         self._experiment_id: str | None = None
 
@@ -106,6 +160,8 @@ class MlflowMirror:
                     client.create_experiment,
                     self.experiment_name,
                     artifact_location=self._artifact_location(),
+                    # mlflow ui then opens the experiment on its training runs
+                    tags={EXPERIMENT_KIND_TAG: "custom_model_development"},
                 )
                 return self._experiment_id
             except MlflowException as exc:
@@ -155,7 +211,7 @@ class MlflowMirror:
             client.create_run,
             self.experiment_id(),
             run_name=run_name,
-            tags={Tag.USER: user_name(), **tags},
+            tags={**self.source, **tags},
         )
         return run.info.run_id
 
@@ -169,7 +225,7 @@ class MlflowMirror:
             client.create_run,
             self.experiment_id(),
             run_name=spec.run_name,
-            tags={Tag.PARENT: parent_run_id, Tag.USER: user_name()},
+            tags={**self.source, Tag.PARENT: parent_run_id},
         )
         log_batch(client, run.info.run_id, params=spec.params, tags=spec.tags)
         return run.info.run_id

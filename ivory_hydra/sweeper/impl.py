@@ -230,7 +230,7 @@ class IvorySweeperImpl:
         if tracking_uri is not None:
             from ivory_hydra.stores.mlflow_mirror import MlflowMirror
 
-            mirror = MlflowMirror(tracking_uri, self.experiment_name or job_name)
+            mirror = MlflowMirror(tracking_uri, self.experiment_name or job_name, sys.argv[0])
         engine = self._open_engine(url, study_name, job_name, definition, params, plan, mirror)
         log.info(f"Optuna storage used by this sweep: {redact_url(url)}")
         if mirror is not None:
