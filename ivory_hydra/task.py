@@ -26,7 +26,7 @@ from ivory_hydra.stores.format import TASK, StudyAttr, Tag
 from ivory_hydra.stores.liveness import GRACE_PERIOD, HEARTBEAT_INTERVAL
 
 if TYPE_CHECKING:
-    from ivory_hydra.engine.engine import Opening
+    from ivory_hydra.engine.engine import Finished, Opening, Summary
     from ivory_hydra.job.session import JobSession
     from ivory_hydra.job.ticket import Ticket
     from ivory_hydra.stores.mlflow_mirror import MlflowMirror
@@ -191,6 +191,12 @@ class Task:
         self.experiment = experiment
         self.name = name
         self.study_name = f"{experiment}.{name}"
+        self.summary: Summary | None = None  # set when the task's loop ends
+
+    @property
+    def best(self) -> Finished | None:
+        """The best run once the loop ended (``run_name``, ``score``, ``params``), else None."""
+        return None if self.summary is None else self.summary.best
 
     def __repr__(self) -> str:
         return (
@@ -263,12 +269,12 @@ class Task:
             tracking_uri=None if mirror is None else mirror.tracking_uri,
             metric=metric,
         )
-        runs = _drive(opening, ticket, verbose)
+        runs = _drive(self, opening, ticket, verbose)
         _OPEN.add(runs)
         return runs
 
 
-def _drive(opening: Opening, ticket: Ticket, verbose: int) -> Iterator[Run]:
+def _drive(task: Task, opening: Opening, ticket: Ticket, verbose: int) -> Iterator[Run]:
     """Yield the engine's runs one at a time; each is finished when the loop body returns."""
     from ivory_hydra.engine.engine import open_engine
     from ivory_hydra.engine.signals import interrupts, received
@@ -303,8 +309,13 @@ def _drive(opening: Opening, ticket: Ticket, verbose: int) -> Iterator[Run]:
         status = "FAILED"
         raise
     finally:
-        engine.close(engine.summary(), status=status)
+        task.summary = engine.summary()
+        engine.close(task.summary, status=status)
         bar.close()
+        if verbose:
+            from ivory_hydra.core.display import summary_lines
+
+            print("\n".join(summary_lines(task.summary.as_dict(), ticket.metric, "run")))
 
 
 @atexit.register

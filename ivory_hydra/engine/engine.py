@@ -64,6 +64,11 @@ class Finished:
     params: dict[str, Any]
     attrs: dict[str, Any]
 
+    @property
+    def score(self) -> float | None:
+        """The run's score (None for a failed or unscored run)."""
+        return self.outcome.score
+
     @classmethod
     def from_trial(cls, trial: FrozenTrial) -> Finished:
         """Read a finished trial."""
@@ -142,6 +147,7 @@ class Engine:
         settings: Settings,
         value_of: Callable[[Any], Any] = lambda value: value,
         attrs_of: Callable[[Point], dict[str, Any]] = lambda point: {},
+        defaults: Mapping[str, Any] | None = None,
         mirror: MlflowMirror | None = None,
         parent_run_id: str | None = None,
         show: Callable[[str], None] = print,
@@ -155,6 +161,7 @@ class Engine:
         self.settings = settings
         self.value_of = value_of
         self.attrs_of = attrs_of
+        self.defaults = dict(defaults or {})
         self.mirror = mirror
         self.parent_run_id = parent_run_id
         self.show = show
@@ -292,7 +299,9 @@ class Engine:
         runs = []
         for offset, point in enumerate(points):
             run_name = f"run#{first + offset}"
-            params = {k: self.value_of(v) for k, v in point.params.items()}
+            shown = {k: self.value_of(v) for k, v in point.params.items()}
+            # the job ran at the config default of every swept param not in its point
+            params = {**shown, **{k: v for k, v in self.defaults.items() if k not in shown}}
             attrs = {
                 TrialAttr.RUN_NAME: run_name,
                 TrialAttr.SLOT: point.slot,
@@ -303,12 +312,12 @@ class Engine:
             if run_id is not None:
                 attrs[TrialAttr.MLFLOW_RUN] = run_id
             specs.append(TrialSpec(params, {k: self.distributions[k] for k in params}, attrs))
-            runs.append((run_name, point, params, run_id))
-        for (trial_id, number), (run_name, point, params, run_id) in zip(
+            runs.append((run_name, point, params, run_id, shown))
+        for (trial_id, number), (run_name, point, params, run_id, shown) in zip(
             self.study.create_trials(specs), runs, strict=True
         ):
             claims.append(Claim(trial_id, number, run_name, point, params, run_id))
-            self.show(run_line(run_name, params))
+            self.show(run_line(run_name, shown))
         self.claimed += len(claims)
         return claims
 
@@ -572,6 +581,7 @@ class Opening:
     lease: bool = True
     value_of: Callable[[Any], Any] = lambda value: value
     attrs_of: Callable[[Point], dict[str, Any]] = lambda point: {}
+    defaults: Mapping[str, Any] = field(default_factory=dict)
     show: Callable[[str], None] = print
 
 
@@ -632,6 +642,7 @@ def open_engine(opening: Opening) -> Engine:
             settings=settings,
             value_of=opening.value_of,
             attrs_of=opening.attrs_of,
+            defaults=opening.defaults,
             mirror=opening.mirror,
             parent_run_id=parent_run_id,
             show=opening.show,

@@ -76,3 +76,21 @@ def trial_param(value: Any, distribution: BaseDistribution) -> Any:
     if isinstance(distribution, FloatDistribution):
         return float(value)
     return optuna_value(value)
+
+
+def fits(values: Sequence[Any], default: Any, log: bool = False) -> bool:
+    """Whether a param's config default can join its swept values in one distribution.
+
+    A number joins numbers (widening their range; a log scale needs it
+    positive); a plain value joins non-numeric choices. Anything else (None
+    beside numbers, a list, a number beside strings) would turn a plot the
+    dashboard can draw into one it cannot, so it stays out.
+
+    >>> fits([0.1, 0.2], 0.5), fits([1e-3, 1e-2], 0.0, log=True), fits([1, 2], None)
+    (True, False, False)
+    >>> fits(["resnet", "vit"], "mlp"), fits(["resnet", "vit"], [1, 2])
+    (True, False)
+    """
+    if values and all(_is_number(v) for v in values):
+        return _is_number(default) and not (log and default <= 0)
+    return default is None or isinstance(default, (bool, str)) or _is_number(default)

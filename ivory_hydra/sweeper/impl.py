@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ivory_hydra.core.display import plural
 from ivory_hydra.core.plan import Plan, Point, check_direction, check_mode
 from ivory_hydra.core.redact import redact_text, redact_url
 from ivory_hydra.errors import StoreError, SweepBusyError
@@ -216,8 +217,7 @@ class IvorySweeperImpl:
         stored = self._stored_summary(url, study_name, definition)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         log.info(
-            f"Ivory sweeper: {plan.mode} of {plan.total:,} {_jobs(plan.total)} "
-            f"(study {study_name!r})"
+            f"Ivory sweeper: {plan.mode} of {plural(plan.total, 'job')} (study {study_name!r})"
         )
         if stored is not None and stored.get("finished"):
             log.info("Every job of this sweep finished already: nothing to run")
@@ -304,9 +304,16 @@ class IvorySweeperImpl:
         mirror: MlflowMirror | None,
     ) -> Engine:
         from ivory_hydra.engine.engine import Opening, Settings, open_engine
-        from ivory_hydra.stores.distributions import distributions_for
+        from ivory_hydra.stores.distributions import distributions_for, fits
 
         self.by_name = {p.name: p for p in params}
+        values = {p.name: [v.value for v in p.values] for p in params}
+        logs = {p.name for p in params if p.log}
+        defaults = {
+            name: default
+            for name, default in self.defaults(plan).items()
+            if fits(values[name], default, name in logs)
+        }
 
         opening = Opening(
             storage_url=url,
@@ -315,9 +322,9 @@ class IvorySweeperImpl:
             kind=SWEEP,
             plan=plan,
             distributions=distributions_for(
-                {p.name: [v.value for v in p.values] for p in params},
-                log={p.name for p in params if p.log},
+                {k: [*v, defaults[k]] if k in defaults else v for k, v in values.items()}, logs
             ),
+            defaults=defaults,
             settings=Settings(
                 metric=self.metric,
                 direction=self.direction,
@@ -340,6 +347,41 @@ class IvorySweeperImpl:
             return open_engine(opening)
         except SweepBusyError as error:
             raise SweepInputError(f"hydra.sweeper: {error}") from None
+
+    def defaults(self, plan: Plan) -> dict[str, Any]:
+        """The config value of each swept param, for jobs that run before its chain step.
+
+        A config group's default is its chosen option; an addition (``+key``)
+        has none. Hydra applied the range strings to the primary config as plain
+        strings, so the defaults come from one composition without the swept keys.
+        """
+        from omegaconf import OmegaConf
+
+        assert self.config is not None and self.hydra_context is not None
+        if plan.mode != "chain":
+            return {}
+        swept = set(plan.swept)
+        task = OmegaConf.to_container(self.config.hydra.overrides.task, resolve=False)
+        kept = [o for o in task if str(o).split("=", 1)[0].lstrip("+~") not in swept]
+        try:
+            config = self.hydra_context.config_loader.load_sweep_config(
+                master_config=self.config, sweep_overrides=kept
+            )
+        except Exception:  # noqa: BLE001 - validation already passed; defaults are extras
+            return {}
+        choices = OmegaConf.select(config, "hydra.runtime.choices") or {}
+        found: dict[str, Any] = {}
+        for name in plan.swept:
+            if name in choices:
+                found[name] = choices[name]
+                continue
+            try:
+                node = OmegaConf.select(config, name, throw_on_missing=True)
+            except Exception:  # noqa: BLE001 - missing, or an interpolation that fails
+                continue
+            if node is not None and not OmegaConf.is_config(node):
+                found[name] = node
+        return found
 
     def overrides(self, point: Point) -> list[str]:
         """The job overrides of a point, in argument order."""
@@ -382,7 +424,7 @@ class IvorySweeperImpl:
         assert self.config is not None and self.hydra_context is not None
         done = engine.done
         if done:
-            log.info(f"Resuming: {done} finished {_jobs(done)} are not run again")
+            log.info(f"Resuming: {plural(done, 'finished job')} not run again")
         bar = ProgressBar(plan.total, self.verbose, done=done)
         engine.show = bar.write
         task = TrialTask(self.task_function, self._ticket(url, mirror), on_end=bar.hook())
@@ -460,7 +502,8 @@ class IvorySweeperImpl:
         tracking_uri: str | None,
         sweep_dir: Path,
     ) -> Path:
-        from ivory_hydra.core.display import summary_table
+        """Write ``results.yaml`` and log the sweep's story and where to look."""
+        from ivory_hydra.core.display import summary_lines
         from ivory_hydra.stores.optuna_storage import dashboard_command
         from ivory_hydra.sweeper.results import write_results
 
@@ -473,35 +516,14 @@ class IvorySweeperImpl:
             "metric": self.metric,
         }
         path = write_results(sweep_dir / "results.yaml", results)
-        best = result.get("best")
-        if best:
-            rows = {
-                "best run": best["run"],
-                **best["params"],
-                self.metric or "score": best["score"],
-            }
-            log.info("Best params and score:\n" + summary_table(rows))
-        else:
-            log.info("No job reported a score.")
-        for failed in result.get("failed", []):
-            where = f" (traceback: {failed['traceback']})" if failed.get("traceback") else ""
-            log.info(f"Failed: {failed['run']}: {failed['reason']}{where}")
-        log.info(f"Results: {path}")
-        log.info(f"Look at the study: {dashboard_command(url)}")
+        lines = summary_lines(result, self.metric)
+        lines += [f"Results: {path}", f"Optuna:  {dashboard_command(url)}"]
         if tracking_uri is not None:
             from ivory_hydra.stores.mlflow_mirror import MlflowMirror
 
-            log.info(f"Look at the runs: {MlflowMirror(tracking_uri, '').ui_command()}")
+            lines.append(f"MLflow:  {MlflowMirror(tracking_uri, '').ui_command()}")
+        log.info("\n".join(lines))
         return path
-
-
-def _jobs(count: int) -> str:
-    """``job`` or ``jobs``.
-
-    >>> _jobs(1), _jobs(2)
-    ('job', 'jobs')
-    """
-    return "job" if count == 1 else "jobs"
 
 
 def _contiguous(numbers: Sequence[int]) -> list[tuple[int, int]]:
