@@ -57,7 +57,7 @@ GRAMMAR = (
 
 _NUMBER = r"[+-]?(?:[0-9]+(?:\.[0-9]+)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
 _INT = re.compile(r"[+-]?[0-9]+", re.ASCII)
-_PATTERN = re.compile(
+RANGE_PATTERN = re.compile(
     rf"(?P<start>{_NUMBER})[-_](?P<stop>{_NUMBER})"
     rf"(?:[-_](?P<step>{_NUMBER}))?"
     r"(?::(?P<num>[0-9]+))?"
@@ -95,7 +95,7 @@ def is_range_string(text: str) -> bool:
     >>> is_range_string('2020-06')
     True
     """
-    return isinstance(text, str) and _PATTERN.fullmatch(text) is not None
+    return isinstance(text, str) and RANGE_PATTERN.fullmatch(text) is not None
 
 
 def _short_repr(text: str, limit: int = 200) -> str:
@@ -104,7 +104,12 @@ def _short_repr(text: str, limit: int = 200) -> str:
     return repr(text[:limit]) + f"... ({len(text)} characters)"
 
 
-def _parse_number(token: str) -> Number:
+def parse_number(token: str) -> Number:
+    """A number token of the grammar as an int or a float.
+
+    >>> parse_number("3"), parse_number("1e-3")
+    (3, 0.001)
+    """
     if _INT.fullmatch(token):
         return int(token)
     return float(token)
@@ -213,17 +218,17 @@ class Range:
 
     @staticmethod
     def _parse(text: str) -> tuple[Number, Number, Number, int, bool]:
-        match = _PATTERN.fullmatch(text)
+        match = RANGE_PATTERN.fullmatch(text)
         if match is None:
             raise ValueError("does not match the grammar")
-        start = _parse_number(match["start"])
-        stop = _parse_number(match["stop"])
+        start = parse_number(match["start"])
+        stop = parse_number(match["stop"])
         step: Number = 1
         num = 0
         if match["step"] is not None:
             if match["num"] is not None:
                 raise ValueError("give a step or a num, not both")
-            step = _parse_number(match["step"])
+            step = parse_number(match["step"])
         if match["num"] is not None:
             num = int(match["num"])
             if num < 1:
