@@ -37,6 +37,16 @@ def assert_refused_and_nothing_written(result: AppRun, cwd: Path) -> None:
     assert not (cwd / "mlruns").exists(), written
 
 
+def end_of_output(stdout: str) -> list[str]:
+    """The lines after the last job's launch or failure line: the sweep's own summary."""
+    lines = stdout.splitlines()
+    last = max(
+        (i for i, line in enumerate(lines) if "\t#" in line or "] failed:" in line), default=-1
+    )
+    assert last >= 0, stdout
+    return lines[last + 1 :]
+
+
 def free_closed_port() -> int:
     """A port on 127.0.0.1 that nothing listens on (it was free a moment ago)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -164,11 +174,15 @@ def test_sys_exit_fails_that_job_only(tmp_path, launcher):
     assert trials[1].params["a"] == 2
     assert trials[1].user_attrs["reason"] == "the job called sys.exit(3)"
     assert trials[1].user_attrs["error"] == "SystemExit"
-    assert [t.value for t in trials if t.value is not None] == [1.0, 1.0, 4.0]
-    # The end of the output names the failed run and why it failed.
+    # (a-2)**2 + the small model's penalty 0.5
+    assert [t.value for t in trials if t.value is not None] == [1.5, 1.5, 4.5]
+    # The end of the output (after the last job) names the failed run and why it failed.
     error = tmp_path / "out" / "1" / "error.txt"
-    summary = result.stdout.rsplit("Launching", 1)[1]
-    assert f"Failed: run#1: the job called sys.exit(3) (traceback: {error})" in summary
+    summary = end_of_output(result.stdout)
+    assert any("run#1" in line and "the job called sys.exit(3)" in line for line in summary), (
+        "\n".join(summary)
+    )
+    assert str(error) in "\n".join(summary)
     assert "1 of 4 jobs failed: run#1 (job 1: a=2 exit_at=2)" in result.stderr
     assert "SystemExit: 3" in error.read_text()
     assert "Traceback" not in result.stderr
