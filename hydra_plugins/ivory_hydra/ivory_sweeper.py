@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional, Sequence  # noqa: UP035 - OmegaCon
 from hydra.core.config_store import ConfigStore
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 
 @dataclass
@@ -27,10 +27,12 @@ class IvorySweeperConf:
     """The ``hydra.sweeper`` config of ``hydra/sweeper=ivory``."""
 
     _target_: str = "hydra_plugins.ivory_hydra.ivory_sweeper.IvorySweeper"
+    _recursive_: bool = False  # the sweeper builds its sampler and pruner itself
+    defaults: List[Any] = field(default_factory=lambda: [{"sampler": "tpe"}])  # noqa: UP006
     mode: str = "product"
     use_best_param: bool = True
-    metric: Optional[str] = None  # noqa: UP045
-    direction: str = "minimize"
+    metric: Any = None  # a name, or a list of names (several objectives)
+    direction: Any = "minimize"  # minimize or maximize, or a list (several objectives)
     params: Dict[str, Any] = field(default_factory=dict)  # noqa: UP006
     max_batch_size: Optional[int] = None  # noqa: UP045
     storage: Optional[str] = None  # noqa: UP045
@@ -39,19 +41,49 @@ class IvorySweeperConf:
     verbose: int = 1
     heartbeat_interval: float = 10.0
     grace_period: float = 60.0
+    # optimize mode (and pruning in every mode), named as in Hydra's Optuna sweeper
+    sampler: Any = MISSING  # from the group hydra/sweeper/sampler (tpe by default)
+    pruner: Any = None
+    n_trials: Optional[int] = None  # noqa: UP045
+    n_jobs: Optional[int] = None  # noqa: UP045 - Hydra's Optuna sweeper's name for max_batch_size
+    max_failure_rate: Optional[float] = None  # noqa: UP045
+    custom_search_space: Optional[str] = None  # noqa: UP045
 
 
-def _sweeper_node() -> DictConfig:
-    # ``params`` takes new keys without ``+``, so that typed apps can write
-    # ``hydra.sweeper.params.lr=1e-3_1e2:6.log`` on the command line.
-    node = OmegaConf.structured(IvorySweeperConf)
-    OmegaConf.set_struct(node.params, False)
+#: Optuna's samplers, as Hydra's Optuna sweeper offers them (any of their arguments may be set).
+SAMPLERS = {
+    "tpe": "TPESampler",
+    "random": "RandomSampler",
+    "cmaes": "CmaEsSampler",
+    "nsgaii": "NSGAIISampler",
+    "qmc": "QMCSampler",
+    "gp": "GPSampler",
+    "grid": "GridSampler",
+}
+
+
+def _open(node: DictConfig) -> DictConfig:
+    # New keys are welcome without ``+``: the sweep's params on the command line
+    # (``hydra.sweeper.params.lr=1e-3_1e2:6.log``) and any argument of a sampler.
+    OmegaConf.set_struct(node, False)
     return node
 
 
-ConfigStore.instance().store(
-    group="hydra/sweeper", name="ivory", node=_sweeper_node(), provider="ivory_hydra"
-)
+def _sweeper_node() -> DictConfig:
+    node = OmegaConf.structured(IvorySweeperConf)
+    _open(node.params)
+    return node
+
+
+_store = ConfigStore.instance()
+_store.store(group="hydra/sweeper", name="ivory", node=_sweeper_node(), provider="ivory_hydra")
+for _name, _cls in SAMPLERS.items():
+    _store.store(
+        group="hydra/sweeper/sampler",
+        name=_name,
+        node=_open(OmegaConf.create({"_target_": f"optuna.samplers.{_cls}", "seed": None})),
+        provider="ivory_hydra",
+    )
 
 
 class IvorySweeper(Sweeper):

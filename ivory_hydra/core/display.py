@@ -63,7 +63,11 @@ def plural(count: int, noun: str) -> str:
     return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
-def summary_lines(summary: Mapping[str, Any], metric: str | None, noun: str = "job") -> list[str]:
+def _params(params: Mapping[str, Any]) -> str:
+    return " ".join(f"{k}={format_value(v)}" for k, v in params.items())
+
+
+def summary_lines(summary: Mapping[str, Any], metric: Any, noun: str = "job") -> list[str]:
     """The story of a finished sweep or task, from its summary (``results.yaml``'s data).
 
     >>> lines = summary_lines({
@@ -85,7 +89,7 @@ def summary_lines(summary: Mapping[str, Any], metric: str | None, noun: str = "j
     """
     runs = summary.get("runs") or {}
     counts = [f"{n} {'failed' if state == 'fail' else state}" for state, n in runs.items() if n]
-    name = metric or "score"
+    name = metric if isinstance(metric, str) else "score"
     lines = [f"{summary.get('task', '')}: {plural(int(summary.get('total', 0)), noun)}"]
     if counts:
         lines[0] += ", " + ", ".join(counts)
@@ -98,9 +102,19 @@ def summary_lines(summary: Mapping[str, Any], metric: str | None, noun: str = "j
         ]
         lines += table([[c if c is not None else "-" for c in row] for row in rows])
     best = summary.get("best")
+    pareto = summary.get("pareto") or []
     if best:
         lines.append(f"Best run: {best['run']}, {name} {format_value(best['score'])}")
         lines += table([[k, v] for k, v in (best.get("params") or {}).items()])
+    elif pareto:
+        names = ", ".join(metric) if isinstance(metric, list) else "scores"
+        lines.append(f"Pareto front ({len(pareto)} runs: run, {names}, params):")
+        lines += table(
+            [
+                [p["run"], " ".join(format_value(v) for v in p["values"]), _params(p["params"])]
+                for p in pareto
+            ]
+        )
     else:
         lines.append(f"No {noun} reported a score.")
     failed = summary.get("failed") or []

@@ -31,11 +31,23 @@ class Outcome:
     score: float | None = None
     reason: str | None = None
     error: str | None = None
+    values: tuple[float, ...] | None = None  # one per objective, with several objectives
 
     @property
     def failed(self) -> bool:
         """True for a failed run."""
         return self.state == FAIL
+
+    @property
+    def objectives(self) -> list[float] | None:
+        """The values Optuna stores: one per objective, or None.
+
+        >>> Outcome("complete", 0.5).objectives, Outcome("complete", values=(1.0, 2.0)).objectives
+        ([0.5], [1.0, 2.0])
+        """
+        if self.values is not None:
+            return list(self.values)
+        return None if self.score is None else [self.score]
 
 
 class MissingMetricError(KeyError):
@@ -107,7 +119,7 @@ def score_outcome(score: float) -> Outcome:
     """A finite score completes the run; NaN and infinities fail it.
 
     >>> score_outcome(0.25)
-    Outcome(state='complete', score=0.25, reason=None, error=None)
+    Outcome(state='complete', score=0.25, reason=None, error=None, values=None)
     >>> score_outcome(float("nan")).reason
     'score is nan'
     """
@@ -160,15 +172,52 @@ def outcome_from_value(value: Any, metric: str | None, logged: float | None = No
     return Outcome(FAIL, None, f"no score: metric {metric!r} was neither returned nor logged")
 
 
+def outcome_from_values(value: Any, metrics: Sequence[str] | None, count: int) -> Outcome:
+    """Score a run of several objectives: a sequence of ``count`` numbers, or a mapping.
+
+    >>> outcome_from_values([1.0, 2.0], None, 2).values
+    (1.0, 2.0)
+    >>> outcome_from_values({"loss": 1, "time": 3, "x": 0}, ["time", "loss"], 2).values
+    (3.0, 1.0)
+    >>> outcome_from_values(0.5, None, 2).reason
+    'expected 2 values, one per objective, not 0.5'
+    """
+    if isinstance(value, Mapping) and metrics:
+        missing = [m for m in metrics if m not in value]
+        if missing:
+            raise MissingMetricError(
+                f"metric {missing[0]!r} is missing from the returned mapping "
+                f"(keys: {', '.join(map(str, value)) or 'none'})"
+            )
+        value = [value[m] for m in metrics]
+    if value is None and not metrics:
+        return Outcome(PRUNED)
+    numbers = None
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)) and len(value) == count:
+        numbers = [as_number(v) for v in value]
+    if numbers is None or any(n is None for n in numbers):
+        return Outcome(
+            FAIL, None, f"expected {count} values, one per objective, not {value!r}"[:300]
+        )
+    bad = [n for n in numbers if not math.isfinite(n)]  # type: ignore[arg-type]
+    if bad:
+        return Outcome(FAIL, None, f"score is {bad[0]}")
+    return Outcome(COMPLETE, values=tuple(numbers))  # type: ignore[arg-type]
+
+
 def outcome_from_error(error: BaseException) -> Outcome:
     """A run that raised failed, with the exception's type and message.
 
+    A pruner's ``TrialPruned`` is not a failure: the run was stopped early.
+
     >>> outcome_from_error(ValueError("bad lr"))
-    Outcome(state='fail', score=None, reason='ValueError: bad lr', error='ValueError')
+    Outcome(state='fail', score=None, reason='ValueError: bad lr', error='ValueError', values=None)
     >>> outcome_from_error(SystemExit(3)).reason
     'the job called sys.exit(3)'
     """
     name = type(error).__name__
+    if name == "TrialPruned":
+        return Outcome(PRUNED, None, f"pruned: {error}" if str(error) else "pruned", name)
     if isinstance(error, SystemExit):
         return Outcome(FAIL, None, f"the job called sys.exit({error.code!r})", name)
     if isinstance(error, MissingMetricError):
@@ -177,13 +226,21 @@ def outcome_from_error(error: BaseException) -> Outcome:
     return Outcome(FAIL, None, f"{name}: {message}" if message else name, name)
 
 
-def score_or_fail(value: Any, metric: str | None, logged: float | None = None) -> Outcome:
-    """:func:`outcome_from_value`, with a missing metric as a failed outcome.
+def score_or_fail(
+    value: Any, metric: Any, logged: float | None = None, objectives: int = 1
+) -> Outcome:
+    """How a run that returned ``value`` ended; a missing metric fails it.
+
+    With several ``objectives``, ``metric`` is None or a list of names.
 
     >>> score_or_fail({"loss": 1.0}, "acc").error
     'MissingMetricError'
+    >>> score_or_fail((1, 2), ["a", "b"], objectives=2).values
+    (1.0, 2.0)
     """
     try:
+        if objectives > 1:
+            return outcome_from_values(value, metric, objectives)
         return outcome_from_value(value, metric, logged)
     except MissingMetricError as error:
         return outcome_from_error(error)

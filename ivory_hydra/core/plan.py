@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-MODES = ("product", "chain")
+MODES = ("product", "chain", "optimize")
 DIRECTIONS = ("minimize", "maximize")
 
 
@@ -105,9 +105,27 @@ def best_index(scores: Sequence[float | None], direction: str = "minimize") -> i
     return best
 
 
+def pareto_front(values: Sequence[Sequence[float]], directions: Sequence[str]) -> list[int]:
+    """Indices of the runs no other run beats on every objective (in order).
+
+    >>> pareto_front([[1, 5], [2, 2], [3, 3], [5, 1]], ["minimize", "minimize"])
+    [0, 1, 3]
+    >>> pareto_front([[1, 5], [2, 2]], ["maximize", "minimize"])
+    [1]
+    """
+    signs = [1 if check_direction(d) == "minimize" else -1 for d in directions]
+    keyed = [[s * v for s, v in zip(signs, row, strict=True)] for row in values]
+
+    def dominates(a: list[float], b: list[float]) -> bool:
+        return all(x <= y for x, y in zip(a, b, strict=True)) and a != b
+
+    return [i for i, row in enumerate(keyed) if not any(dominates(o, row) for o in keyed)]
+
+
 def _check_choice(kind: str, value: str, choices: Sequence[str]) -> str:
     if value not in choices:
-        options = " or ".join(repr(c) for c in choices)
+        quoted = [repr(c) for c in choices]
+        options = ", ".join(quoted[:-1]) + " or " + quoted[-1] if len(quoted) > 1 else quoted[0]
         raise ValueError(f"unknown {kind} {value!r}: use {options}")
     return value
 
@@ -126,12 +144,12 @@ def check_direction(direction: str) -> str:
 
 
 def check_mode(mode: str) -> str:
-    """Return ``mode`` if it is ``product`` or ``chain``, else raise.
+    """Return ``mode`` if it is ``product``, ``chain`` or ``optimize``, else raise.
 
     >>> check_mode("grid")
     Traceback (most recent call last):
     ...
-    ValueError: unknown mode 'grid': use 'product' or 'chain'
+    ValueError: unknown mode 'grid': use 'product', 'chain' or 'optimize'
     """
     return _check_choice("mode", mode, MODES)
 
@@ -162,6 +180,7 @@ class Plan:
     fixed: dict[str, Any]
     swept: dict[str, list]
     use_best_param: bool = True
+    trials: int = 0  # optimize mode: how many runs a sampler fills in
 
     def __post_init__(self) -> None:
         check_mode(self.mode)
@@ -178,8 +197,8 @@ class Plan:
 
     @property
     def num_steps(self) -> int:
-        """How many steps the plan has: 1 for product, one per swept param for chain."""
-        if self.mode == "product" or not self.swept:
+        """How many steps the plan has: one per swept param for chain, else 1."""
+        if self.mode != "chain" or not self.swept:
             return 1
         return len(self.swept)
 
@@ -199,14 +218,16 @@ class Plan:
         2
         """
         self._check_step(step)
+        if self.mode == "optimize":
+            return self.trials
         if self.mode == "product":
             return math.prod(len(v) for v in self.swept.values())
         name = self.stepping(step)
         return 1 if name is None else len(self.swept[name])
 
     def stepping(self, step: int) -> str | None:
-        """The chain param that ``step`` sweeps (None in product mode)."""
-        if self.mode == "product" or not self.swept:
+        """The chain param that ``step`` sweeps (None in the other modes)."""
+        if self.mode != "chain" or not self.swept:
             return None
         return list(self.swept)[step]
 
@@ -219,6 +240,8 @@ class Plan:
         size = self.size(step)
         if not 0 <= index < size:
             raise IndexError(f"run {index} is outside 0..{size - 1} of step {step}")
+        if self.mode == "optimize":  # a sampler adds the swept values when it is run
+            return Point(0, index, dict(self.fixed))
         if self.mode == "product":
             combo: dict[str, Any] = {}
             rest = index

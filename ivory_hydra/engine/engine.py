@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 from ivory_hydra.core.display import run_line
 from ivory_hydra.core.outcomes import COMPLETE, FAIL, Outcome
-from ivory_hydra.core.plan import Plan, Point, parse_slot
+from ivory_hydra.core.plan import Plan, Point, pareto_front, parse_slot
 from ivory_hydra.stores import numbering, trials
-from ivory_hydra.stores.format import StudyAttr, Tag, TrialAttr, metric_name
+from ivory_hydra.stores.format import StudyAttr, Tag, TrialAttr, metric_names, score_metrics
 from ivory_hydra.stores.liveness import GRACE_PERIOD, HEARTBEAT_INTERVAL, describe, is_stale
 from ivory_hydra.stores.study import Study, TrialSpec
 from ivory_hydra.stores.trials import Claim
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from ivory_hydra.engine.lease import Lease
     from ivory_hydra.stores.ledger import Ledger
     from ivory_hydra.stores.mlflow_mirror import MlflowMirror
+    from ivory_hydra.stores.sampling import Sampling
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +47,25 @@ DEFAULT_BATCH_LIMIT = 100
 class Settings:
     """How the engine scores and keeps runs alive."""
 
-    metric: str | None = None
-    direction: str = "minimize"
+    metric: Any = None  # a name, or with several objectives None or a list of names
+    direction: Any = "minimize"  # with several objectives, a list
     use_best_param: bool = True
     heartbeat_interval: float = HEARTBEAT_INTERVAL
     grace_period: float = GRACE_PERIOD
+
+    @property
+    def directions(self) -> list[str]:
+        """One direction per objective."""
+        return [self.direction] if isinstance(self.direction, str) else list(self.direction)
+
+    @property
+    def objectives(self) -> int:
+        """How many objectives a run scores."""
+        return len(self.directions)
+
+    def metric_names(self) -> list[str]:
+        """The metric name each objective is logged under (see :func:`metric_names`)."""
+        return metric_names(self.metric, self.objectives)
 
 
 @dataclass(frozen=True)
@@ -94,6 +109,7 @@ class Summary:
     decisions: dict[str, dict[str, Any]] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     failed: list[Finished] = field(default_factory=list)
+    pareto: list[Finished] = field(default_factory=list)  # with several objectives
 
     @property
     def finished(self) -> bool:
@@ -117,6 +133,10 @@ class Summary:
             "total": self.total,
             "finished": self.finished,
             "best": best,
+            "pareto": [
+                {"run": f.run_name, "values": list(f.outcome.values or ()), "params": f.params}
+                for f in self.pareto
+            ],
             "decisions": self.decisions,
             "runs": self.counts,
             "failed": [
@@ -148,6 +168,8 @@ class Engine:
         value_of: Callable[[Any], Any] = lambda value: value,
         attrs_of: Callable[[Point], dict[str, Any]] = lambda point: {},
         defaults: Mapping[str, Any] | None = None,
+        sampling: Sampling | None = None,
+        wrap: Callable[[str, Any], Any] = lambda name, value: value,
         mirror: MlflowMirror | None = None,
         parent_run_id: str | None = None,
         show: Callable[[str], None] = print,
@@ -162,6 +184,8 @@ class Engine:
         self.value_of = value_of
         self.attrs_of = attrs_of
         self.defaults = dict(defaults or {})
+        self.sampling = sampling
+        self.wrap = wrap
         self.mirror = mirror
         self.parent_run_id = parent_run_id
         self.show = show
@@ -211,13 +235,17 @@ class Engine:
         )
 
     def _note(self, run: Finished) -> None:
-        if run.outcome.state == FAIL:
+        # A failed job's slot runs again on resume; in optimize mode a failed
+        # sample is spent (only one its sweeper stopped runs again).
+        final = self.sampling is not None and run.outcome.error != "Interrupted"
+        if run.outcome.state == FAIL and not final:
             if run.slot not in self._done:
                 self._failed[run.slot] = run
             return
-        self._failed.pop(run.slot, None)
+        if run.outcome.state != FAIL:
+            self._failed.pop(run.slot, None)
         self._done.setdefault(run.slot, run)
-        if run.outcome.state == COMPLETE and self._better(run):
+        if run.outcome.state == COMPLETE and self.settings.objectives == 1 and self._better(run):
             self._best = run
 
     def _better(self, run: Finished) -> bool:
@@ -293,6 +321,8 @@ class Engine:
         """Number a batch, create its MLflow child runs and its WAITING trials."""
         if not points:
             return []
+        if self.sampling is not None:
+            return self._claim_sampled(points)
         first = numbering.allocate(self.ledger, self.experiment, "run", len(points))
         claims = []
         specs = []
@@ -318,6 +348,32 @@ class Engine:
         ):
             claims.append(Claim(trial_id, number, run_name, point, params, run_id))
             self.show(run_line(run_name, shown))
+        self.claimed += len(claims)
+        return claims
+
+    def _claim_sampled(self, points: Sequence[Point]) -> list[Claim]:
+        """Optimize mode: each trial is created first, then the sampler fills it in."""
+        assert self.sampling is not None
+        first = numbering.allocate(self.ledger, self.experiment, "run", len(points))
+        claims = []
+        for offset, point in enumerate(points):
+            run_name = f"run#{first + offset}"
+            fixed = {k: self.value_of(v) for k, v in point.params.items()}
+            base = {TrialAttr.RUN_NAME: run_name, TrialAttr.SLOT: point.slot, TrialAttr.STEP: 0}
+            spec = TrialSpec(fixed, {k: self.distributions[k] for k in fixed}, base)
+            [(trial_id, number)] = self.study.create_trials([spec])
+            sampled = self.sampling.sample(trial_id, fixed)
+            point = Point(
+                0, point.index, {**point.params, **{k: self.wrap(k, v) for k, v in sampled.items()}}
+            )
+            params = {**fixed, **sampled}
+            attrs = self.attrs_of(point)
+            run_id = self._create_child(run_name, params, {**base, **attrs})
+            if run_id is not None:
+                attrs[TrialAttr.MLFLOW_RUN] = run_id
+            trials.set_attrs(self.study.storage, trial_id, attrs)
+            claims.append(Claim(trial_id, number, run_name, point, params, run_id))
+            self.show(run_line(run_name, params))
         self.claimed += len(claims)
         return claims
 
@@ -359,6 +415,8 @@ class Engine:
                 run = self._finish_here(claim, outcome, trial.user_attrs)
             self._note(run)
             results.append(run)
+            if self.sampling is not None:
+                self.sampling.after(claim.trial_id)
         if unreachable:
             log.warning(
                 "%d job(s) of this batch could not reach the Optuna storage from their "
@@ -372,9 +430,7 @@ class Engine:
         if self.mirror is not None and claim.mlflow_run_id:
             from ivory_hydra.job.session import mlflow_status
 
-            metrics = {}
-            if outcome.state == COMPLETE and outcome.score is not None:
-                metrics[metric_name(self.settings.metric)] = outcome.score
+            metrics = score_metrics(outcome, self.settings.metric_names())
             tags = {Tag.STATE: outcome.state, Tag.TRIAL_NUMBER: str(claim.number)}
             if outcome.reason:
                 tags[Tag.REASON] = outcome.reason
@@ -476,7 +532,17 @@ class Engine:
         if self._failed:
             counts[FAIL] = len(self._failed)
         failed = sorted(self._failed.values(), key=lambda r: r.number)
-        return Summary(self.task, self.plan.total, self._best, dict(self.decisions), counts, failed)
+        pareto: list[Finished] = []
+        if self.settings.objectives > 1:
+            scored = sorted(
+                (r for r in self._done.values() if r.outcome.values is not None),
+                key=lambda r: r.number,
+            )
+            front = pareto_front([r.outcome.values or () for r in scored], self.settings.directions)
+            pareto = [scored[i] for i in front]
+        return Summary(
+            self.task, self.plan.total, self._best, dict(self.decisions), counts, failed, pareto
+        )
 
     def close(
         self,
@@ -533,9 +599,11 @@ class Engine:
             and best.outcome.score is not None
             and math.isfinite(best.outcome.score)
         ):
-            metrics[f"best_{metric_name(self.settings.metric)}"] = best.outcome.score
+            metrics[f"best_{self.settings.metric_names()[0]}"] = best.outcome.score
             params = best.params
             all_tags[Tag.BEST_RUN] = best.run_name
+        if summary.pareto:
+            all_tags[Tag.PARETO_RUNS] = " ".join(f.run_name for f in summary.pareto)
         self.mirror.close_parent(
             self.parent_run_id,
             params=params,
@@ -582,6 +650,10 @@ class Opening:
     value_of: Callable[[Any], Any] = lambda value: value
     attrs_of: Callable[[Point], dict[str, Any]] = lambda point: {}
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    sampling: Callable[[Study], Sampling] | None = (
+        None  # optimize mode: made once the study is open
+    )
+    wrap: Callable[[str, Any], Any] = lambda name, value: value
     show: Callable[[str], None] = print
 
 
@@ -643,6 +715,8 @@ def open_engine(opening: Opening) -> Engine:
             value_of=opening.value_of,
             attrs_of=opening.attrs_of,
             defaults=opening.defaults,
+            sampling=None if opening.sampling is None else opening.sampling(study),
+            wrap=opening.wrap,
             mirror=opening.mirror,
             parent_run_id=parent_run_id,
             show=opening.show,

@@ -16,11 +16,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ivory_hydra.core.outcomes import COMPLETE, FAIL, Outcome, as_number, score_or_fail
+from ivory_hydra.core.outcomes import FAIL, PRUNED, Outcome, as_number, score_or_fail
 from ivory_hydra.errors import IvoryError, StoreError
 from ivory_hydra.job.ticket import Ticket
 from ivory_hydra.stores import trials
-from ivory_hydra.stores.format import Tag, TrialAttr, metric_name
+from ivory_hydra.stores.format import Tag, TrialAttr, metric_names, score_metrics
 from ivory_hydra.stores.liveness import HOST, Beater
 from ivory_hydra.stores.optuna_storage import open_storage
 
@@ -69,6 +69,8 @@ class JobSession:
         self._recorded = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.current_thread()  # where the child run is active
+        self._pruner: tuple[Any, Any] | None = None
+        self.pruned = False  # should_prune() said so
 
     @classmethod
     def begin(
@@ -153,8 +155,26 @@ class JobSession:
         self.storage.set_trial_intermediate_value(self.claim.trial_id, step, number)
 
     def should_prune(self) -> bool:
-        """Whether the study's pruner would stop this job now (False without a pruner)."""
-        return False
+        """Whether the sweep's pruner would stop this job now (False without a pruner).
+
+        The pruner compares the intermediate values this job reported with
+        those of the study's other trials, read from the storage.
+        """
+        if self.ticket.pruner is None or self.ticket.study_name is None:
+            return False
+        if self._pruner is None:
+            import optuna
+            from hydra.utils import instantiate
+
+            pruner = instantiate(self.ticket.pruner)
+            study = optuna.load_study(
+                study_name=self.ticket.study_name, storage=self.storage, pruner=pruner
+            )
+            self._pruner = (pruner, study)
+        pruner, study = self._pruner
+        prune = bool(pruner.prune(study, self.storage.get_trial(self.claim.trial_id)))
+        self.pruned = self.pruned or prune
+        return prune
 
     # ------------------------------------------------------------ the end
 
@@ -162,11 +182,17 @@ class JobSession:
         """The outcome of a job that returned (or reported) ``value``."""
         metric = self.ticket.metric
         logged = None
-        if metric and as_number(value) is None and not isinstance(value, Mapping):
+        single = isinstance(metric, str) and self.ticket.objectives == 1
+        if single and as_number(value) is None and not isinstance(value, Mapping):
             from ivory_hydra.job.active_run import latest_metric
 
             logged = latest_metric(metric) if self.mlflow_active else None
-        return score_or_fail(value, metric, logged)
+        return score_or_fail(value, metric, logged, self.ticket.objectives)
+
+    def last_value(self) -> float | None:
+        """The last intermediate value the job reported (a pruned trial keeps it)."""
+        values = self.storage.get_trial(self.claim.trial_id).intermediate_values
+        return values[max(values)] if values else None
 
     def finish(
         self,
@@ -203,13 +229,15 @@ class JobSession:
             self._beater.stop()
         if current_session() is self:
             _current.session = None
+        if outcome.state == PRUNED and outcome.score is None and outcome.error == "TrialPruned":
+            outcome = Outcome(PRUNED, self.last_value(), outcome.reason, outcome.error)
         recorded = trials.finish(self.storage, self.claim.trial_id, outcome, attrs)
         if self.mlflow_active:
             from ivory_hydra.job.active_run import deactivate, end_elsewhere
 
-            metrics = {}
-            if outcome.state == COMPLETE and outcome.score is not None:
-                metrics[metric_name(self.ticket.metric)] = outcome.score
+            metrics = score_metrics(
+                outcome, metric_names(self.ticket.metric, self.ticket.objectives)
+            )
             all_tags = {Tag.STATE: outcome.state, Tag.TRIAL_NUMBER: str(self.claim.number)}
             if outcome.reason:
                 all_tags[Tag.REASON] = outcome.reason

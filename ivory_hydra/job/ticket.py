@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 from ivory_hydra.stores.liveness import HEARTBEAT_INTERVAL, HOST
 
@@ -32,11 +33,14 @@ def resolve_setting(value: str | None) -> str | None:
 
 @dataclass(frozen=True)
 class Ticket:
-    """The storage, the MLflow store and the scoring rule of one sweep or task."""
+    """The storage, the MLflow store, the scoring rule and the pruner of one sweep or task."""
 
     storage: str
     tracking_uri: str | None = None
-    metric: str | None = None
+    metric: Any = None  # a name, or with several objectives a list of names
+    objectives: int = 1
+    study_name: str | None = None
+    pruner: dict[str, Any] | None = None  # a node with _target_, built in the job's process
     heartbeat_interval: float = HEARTBEAT_INTERVAL
     driver_pid: int = field(default_factory=os.getpid)
     driver_host: str = HOST

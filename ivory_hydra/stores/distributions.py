@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from optuna.distributions import BaseDistribution
 
+    from ivory_hydra.core.space import Interval
+
 
 def optuna_value(value: Any) -> Any:
     """A param value as Optuna can store it (None, bool, int, float or str).
@@ -94,3 +96,22 @@ def fits(values: Sequence[Any], default: Any, log: bool = False) -> bool:
     if values and all(_is_number(v) for v in values):
         return _is_number(default) and not (log and default <= 0)
     return default is None or isinstance(default, (bool, str)) or _is_number(default)
+
+
+def interval_distribution(interval: Interval) -> BaseDistribution:
+    """The Optuna distribution of an optimize-mode interval.
+
+    >>> from ivory_hydra.core.space import Interval
+    >>> interval_distribution(Interval(1e-5, 0.1, log=True))
+    FloatDistribution(high=0.1, log=True, low=1e-05, step=None)
+    >>> interval_distribution(Interval(0, 10, 2, is_int=True))
+    IntDistribution(high=10, log=False, low=0, step=2)
+    """
+    from optuna.distributions import FloatDistribution, IntDistribution
+
+    if interval.is_int:
+        step = int(interval.step or 1)
+        return IntDistribution(int(interval.low), int(interval.high), log=interval.log, step=step)
+    return FloatDistribution(
+        float(interval.low), float(interval.high), log=interval.log, step=interval.step
+    )

@@ -49,6 +49,11 @@ none is set) and the parent gets ``best_<metric>``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+from ivory_hydra.core.outcomes import COMPLETE, Outcome
+
 #: What a study holds: a Hydra sweep or a task of the Python API.
 SWEEP = "sweep"
 TASK = "task"
@@ -102,6 +107,7 @@ class Tag:
     COMMAND = "ivory.command"
     BEST_RUN = "ivory.best_run"
     BEST_PREFIX = "ivory.best."
+    PARETO_RUNS = "ivory.pareto_runs"
     # the child runs (one per job or run)
     OVERRIDES = "ivory.overrides"
     OUTPUT_DIR = "ivory.output_dir"
@@ -125,6 +131,37 @@ def metric_name(metric: str | None) -> str:
     ('score', 'loss')
     """
     return metric or DEFAULT_METRIC
+
+
+def metric_names(metric: Any, objectives: int = 1) -> list[str]:
+    """The metric name each objective's score is logged under.
+
+    >>> metric_names(None), metric_names("loss"), metric_names(None, 2), metric_names(["a", "b"], 2)
+    (['score'], ['loss'], ['score_0', 'score_1'], ['a', 'b'])
+    """
+    if isinstance(metric, str):
+        return [metric]
+    if metric:
+        return [str(m) for m in metric]
+    if objectives == 1:
+        return [DEFAULT_METRIC]
+    return [f"{DEFAULT_METRIC}_{i}" for i in range(objectives)]
+
+
+def score_metrics(outcome: Outcome, names: Sequence[str]) -> dict[str, float]:
+    """An outcome's scores as MLflow metrics, one per objective.
+
+    >>> from ivory_hydra.core.outcomes import Outcome
+    >>> score_metrics(Outcome("complete", 0.5), ["loss"])
+    {'loss': 0.5}
+    >>> score_metrics(Outcome("complete", values=(1.0, 2.0)), ["a", "b"])
+    {'a': 1.0, 'b': 2.0}
+    >>> score_metrics(Outcome("fail"), ["loss"])
+    {}
+    """
+    if outcome.state != COMPLETE or outcome.objectives is None:
+        return {}
+    return dict(zip(names, outcome.objectives, strict=False))
 
 
 def numbers_key(experiment: str, kind: str) -> str:

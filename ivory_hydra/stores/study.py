@@ -35,31 +35,37 @@ class Study:
 
     @classmethod
     def open(
-        cls, storage: BaseStorage, name: str, direction: str, metric: str | None = None
+        cls,
+        storage: BaseStorage,
+        name: str,
+        direction: str | Sequence[str],
+        metric: str | Sequence[str] | None = None,
     ) -> Study:
-        """Load the study called ``name``, or create it with ``direction``.
+        """Load the study called ``name``, or create it with ``direction`` (or a list).
 
-        A study that exists with the other direction is an error, since
-        Optuna cannot change it.
+        A study that exists with other directions is an error, since Optuna
+        cannot change them.
         """
         import optuna
         from optuna.study import StudyDirection
 
-        wanted = StudyDirection.MINIMIZE if direction == "minimize" else StudyDirection.MAXIMIZE
+        directions = [direction] if isinstance(direction, str) else list(direction)
+        wanted = [StudyDirection[d.upper()] for d in directions]
         study = cls.find(storage, name)
         if study is None:
             try:
-                study = cls(storage, storage.create_new_study([wanted], name), name, True)
-                if metric:
-                    study.name_metrics([metric])
+                study = cls(storage, storage.create_new_study(wanted, name), name, True)
+                names = [metric] if isinstance(metric, str) else list(metric or [])
+                if names:
+                    study.name_metrics(names)
             except optuna.exceptions.DuplicatedStudyError:
                 study = cls(storage, storage.get_study_id_from_name(name), name)
-        existing = storage.get_study_directions(study.study_id)
-        if list(existing) != [wanted]:
-            have = existing[0].name.lower()
+        existing = list(storage.get_study_directions(study.study_id))
+        if existing != wanted:
+            have = ", ".join(d.name.lower() for d in existing)
             raise ValueError(
-                f"study {name!r} already exists with direction {have!r}, not {direction!r}; "
-                "choose another study_name"
+                f"study {name!r} already exists with direction {have!r}, not "
+                f"{', '.join(directions)!r}; choose another study_name"
             )
         return study
 

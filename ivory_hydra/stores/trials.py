@@ -84,7 +84,7 @@ def finish(
     from optuna.trial import TrialState
 
     state = {COMPLETE: TrialState.COMPLETE, FAIL: TrialState.FAIL, PRUNED: TrialState.PRUNED}
-    values = None if outcome.state == FAIL or outcome.score is None else [outcome.score]
+    values = None if outcome.state == FAIL else outcome.objectives
     try:
         if not claimed:
             storage.set_trial_state_values(trial_id, TrialState.RUNNING)
@@ -102,11 +102,14 @@ def trial_outcome(trial: FrozenTrial) -> Outcome | None:
     names = {TrialState.COMPLETE: COMPLETE, TrialState.FAIL: FAIL, TrialState.PRUNED: PRUNED}
     if trial.state not in names:
         return None
+    values = None if trial.state == TrialState.FAIL else trial.values
+    several = values is not None and len(values) > 1
     return Outcome(
         names[trial.state],
-        trial.value if trial.state != TrialState.FAIL else None,
+        values[0] if values and not several else None,
         trial.user_attrs.get(TrialAttr.REASON),
         trial.user_attrs.get(TrialAttr.ERROR),
+        tuple(values) if several else None,
     )
 
 

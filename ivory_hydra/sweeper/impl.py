@@ -29,6 +29,7 @@ from ivory_hydra.sweeper.errors import (
 )
 from ivory_hydra.sweeper.overrides import (
     SweepParam,
+    SweepValue,
     merge_arguments,
     param_from_override,
     params_arguments,
@@ -79,22 +80,33 @@ class IvorySweeperImpl:
         verbose: int = 1,
         heartbeat_interval: float = HEARTBEAT_INTERVAL,
         grace_period: float = GRACE_PERIOD,
+        sampler: Any = None,
+        pruner: Any = None,
+        n_trials: int | None = None,
+        n_jobs: int | None = None,
+        max_failure_rate: float | None = None,
+        custom_search_space: str | None = None,
     ) -> None:
-        from omegaconf import DictConfig, OmegaConf
+        from omegaconf import OmegaConf
+
+        def plain(node: Any) -> Any:
+            return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
 
         self.mode = mode
         self.use_best_param = bool(use_best_param)
-        self.metric = metric
-        self.direction = direction
-        if isinstance(params, DictConfig):
-            params = OmegaConf.to_container(params, resolve=True)  # type: ignore[assignment]
-        self.params = dict(params or {})
-        self.max_batch_size = max_batch_size
+        self.metric = plain(metric)
+        self.direction = plain(direction)
+        self.params = dict(plain(params) or {})
+        self.max_batch_size = max_batch_size if max_batch_size is not None else n_jobs
+        self.n_jobs = n_jobs
+        self.sampler = plain(sampler)
+        self.pruner = plain(pruner)
+        self.n_trials = n_trials
+        self.max_failure_rate = max_failure_rate
+        self.custom_search_space = custom_search_space
         self.storage = storage
         self.study_name = study_name
-        if isinstance(mlflow, DictConfig):
-            mlflow = OmegaConf.to_container(mlflow, resolve=True)
-        mlflow = mlflow or {}
+        mlflow = plain(mlflow) or {}
         self.mlflow_enabled = bool(mlflow.get("enabled", True))
         self.tracking_uri = mlflow.get("tracking_uri")
         self.experiment_name = mlflow.get("experiment_name")
@@ -129,16 +141,51 @@ class IvorySweeperImpl:
 
     # ------------------------------------------------------------ definition
 
+    @property
+    def directions(self) -> list[str]:
+        """One direction per objective."""
+        return [self.direction] if isinstance(self.direction, str) else list(self.direction)
+
     def _check_settings(self) -> None:
-        for key, check in (("mode", check_mode), ("direction", check_direction)):
-            try:
-                check(getattr(self, key))
-            except ValueError as error:
-                raise SweepInputError(f"hydra.sweeper.{key}: {error}") from None
-        if self.max_batch_size is not None and self.max_batch_size < 1:
-            raise SweepInputError(
-                f"hydra.sweeper.max_batch_size must be positive or null, not {self.max_batch_size}"
+        def bad(setting: str, message: str) -> SweepInputError:
+            return SweepInputError(f"hydra.sweeper.{setting}: {message}")
+
+        try:
+            check_mode(self.mode)
+        except ValueError as error:
+            raise bad("mode", str(error)) from None
+        if not isinstance(self.direction, (str, list)) or not self.directions:
+            raise bad(
+                "direction", f"use minimize or maximize, or a list of them: {self.direction!r}"
             )
+        for direction in self.directions:
+            try:
+                check_direction(str(direction))
+            except ValueError as error:
+                raise bad("direction", str(error)) from None
+        several = len(self.directions) > 1 or isinstance(self.direction, list)
+        if several and self.mode == "chain":
+            raise bad(
+                "direction",
+                "chain mode fixes each param at its best value, so it takes "
+                "one direction, not a list; use mode=optimize for several objectives",
+            )
+        if isinstance(self.metric, list) and len(self.metric) != len(self.directions):
+            raise bad(
+                "metric",
+                f"{len(self.metric)} metric names for "
+                f"{len(self.directions)} directions; give one name per direction",
+            )
+        if isinstance(self.metric, list) and len(self.directions) == 1:
+            self.metric = self.metric[0]
+        if self.max_batch_size is not None and self.max_batch_size < 1:
+            setting = "n_jobs" if self.max_batch_size == self.n_jobs else "max_batch_size"
+            raise bad(setting, f"must be positive or null, not {self.max_batch_size}")
+        trials = self.n_trials
+        if self.mode == "optimize" and (not isinstance(trials, int) or trials < 1):
+            raise bad("n_trials", f"optimize mode needs n_trials >= 1 (the total), not {trials}")
+        if self.max_failure_rate is not None and not 0 <= self.max_failure_rate <= 1:
+            raise bad("max_failure_rate", f"must be between 0 and 1, not {self.max_failure_rate}")
         for key in ("heartbeat_interval", "grace_period"):
             value = getattr(self, key)
             if not isinstance(value, (int, float)) or value <= 0:
@@ -167,13 +214,15 @@ class IvorySweeperImpl:
                 [override] = parser.parse_overrides([argument])
             except Exception as error:  # noqa: BLE001 - Hydra's parse errors vary
                 raise SweepDefinitionError(f"override {argument!r}: {error}") from None
-            params.append(param_from_override(override))
+            params.append(param_from_override(override, optimize=self.mode == "optimize"))
         return params
 
     def plan(self, params: Sequence[SweepParam]) -> Plan:
-        """The product or chain plan over the params' values."""
-        fixed = {p.name: p.values[0] for p in params if len(p.values) == 1}
-        swept = {p.name: list(p.values) for p in params if len(p.values) > 1}
+        """The product, chain or optimize plan over the params' values."""
+        fixed = {p.name: p.values[0] for p in params if not p.swept}
+        if self.mode == "optimize":
+            return Plan("optimize", fixed, {}, trials=int(self.n_trials or 0))
+        swept = {p.name: list(p.values) for p in params if p.swept}
         return Plan(self.mode, fixed, swept, self.use_best_param)
 
     def definition(self, params: Sequence[SweepParam]) -> dict[str, Any]:
@@ -182,8 +231,8 @@ class IvorySweeperImpl:
             "mode": self.mode,
             "use_best_param": self.use_best_param if self.mode == "chain" else None,
             "metric": self.metric,
-            "direction": self.direction,
-            "params": {p.key: [v.text for v in p.values] for p in params},
+            "direction": self.direction,  # n_trials, the sampler and the pruner may change
+            "params": {p.key: p.describe() for p in params},
         }
 
     # ------------------------------------------------------------ sweep
@@ -201,7 +250,8 @@ class IvorySweeperImpl:
         plan = self.plan(params)
         from ivory_hydra.sweeper.validation import validate_sweep
 
-        validate_sweep(self.hydra_context.config_loader, self.config, params)
+        validate_sweep(self.hydra_context.config_loader, self.config, [p.checked() for p in params])
+        optimizing = self._optimizing(params)  # a sampler and pruner that build, before any write
 
         job_name = str(OmegaConf.select(self.config, "hydra.job.name") or "app")
         definition = self.definition(params)
@@ -219,7 +269,7 @@ class IvorySweeperImpl:
         log.info(
             f"Ivory sweeper: {plan.mode} of {plural(plan.total, 'job')} (study {study_name!r})"
         )
-        if stored is not None and stored.get("finished"):
+        if stored is not None and stored.get("finished") and stored.get("total") == plan.total:
             log.info("Every job of this sweep finished already: nothing to run")
             self._report(stored, url, study_name, tracking_uri, sweep_dir)
             return []
@@ -231,7 +281,9 @@ class IvorySweeperImpl:
             from ivory_hydra.stores.mlflow_mirror import MlflowMirror
 
             mirror = MlflowMirror(tracking_uri, self.experiment_name or job_name, sys.argv[0])
-        engine = self._open_engine(url, study_name, job_name, definition, params, plan, mirror)
+        engine = self._open_engine(
+            url, study_name, job_name, definition, params, plan, mirror, optimizing
+        )
         log.info(f"Optuna storage used by this sweep: {redact_url(url)}")
         if mirror is not None:
             log.info(f"MLflow tracking store used by this sweep: {redact_url(mirror.tracking_uri)}")
@@ -302,18 +354,24 @@ class IvorySweeperImpl:
         params: Sequence[SweepParam],
         plan: Plan,
         mirror: MlflowMirror | None,
+        optimizing: Optimizing | None,
     ) -> Engine:
         from ivory_hydra.engine.engine import Opening, Settings, open_engine
         from ivory_hydra.stores.distributions import distributions_for, fits
 
         self.by_name = {p.name: p for p in params}
-        values = {p.name: [v.value for v in p.values] for p in params}
+        values = {p.name: [v.value for v in p.values] for p in params if p.space is None}
         logs = {p.name for p in params if p.log}
         defaults = {
             name: default
             for name, default in self.defaults(plan).items()
             if fits(values[name], default, name in logs)
         }
+        distributions = distributions_for(
+            {k: [*v, defaults[k]] if k in defaults else v for k, v in values.items()}, logs
+        )
+        if optimizing is not None:
+            distributions.update(optimizing.space)
 
         opening = Opening(
             storage_url=url,
@@ -321,9 +379,7 @@ class IvorySweeperImpl:
             experiment=self.experiment_name or job_name,
             kind=SWEEP,
             plan=plan,
-            distributions=distributions_for(
-                {k: [*v, defaults[k]] if k in defaults else v for k, v in values.items()}, logs
-            ),
+            distributions=distributions,
             defaults=defaults,
             settings=Settings(
                 metric=self.metric,
@@ -342,6 +398,8 @@ class IvorySweeperImpl:
             mirror=mirror,
             value_of=lambda value: value.value,
             attrs_of=lambda point: {TrialAttr.OVERRIDES: " ".join(self.overrides(point))},
+            sampling=None if optimizing is None else optimizing.sampling,
+            wrap=self._sampled,
         )
         try:
             return open_engine(opening)
@@ -384,14 +442,64 @@ class IvorySweeperImpl:
         return found
 
     def overrides(self, point: Point) -> list[str]:
-        """The job overrides of a point, in argument order."""
-        return [
+        """The job overrides of a point, in argument order.
+
+        Params a custom search space added (``+w``) come last.
+        """
+        known = [
             self.by_name[name].override(point.params[name])
             for name in self.by_name
             if name in point.params
         ]
+        extra = [f"{k}={v.text}" for k, v in point.params.items() if k not in self.by_name]
+        return known + extra
 
-    def _ticket(self, url: str, mirror: MlflowMirror | None) -> Any:
+    def _sampled(self, name: str, value: Any) -> SweepValue:
+        param = self.by_name.get(name)
+        return param.sampled(value) if param is not None else SweepParam(name, ()).sampled(value)
+
+    def _optimizing(self, params: Sequence[SweepParam]) -> Optimizing | None:
+        """Optimize mode: the search space, and a sampler and pruner checked to build."""
+        if self.mode != "optimize":
+            if self.pruner is not None:
+                _build("pruner", self.pruner)
+            return None
+        from ivory_hydra.stores.distributions import distribution_for, interval_distribution
+
+        space = {
+            p.name: interval_distribution(p.space)
+            if p.space is not None
+            else distribution_for([v.value for v in p.values])
+            for p in params
+            if p.swept
+        }
+        if not space:
+            raise SweepInputError(
+                "hydra.sweeper.params: optimize mode needs a search space: a range "
+                "(lr=1e-5_1e-1.log), interval(), range(), choice() or a list of values"
+            )
+        extend = None
+        if self.custom_search_space:
+            extend = self._extender(self.custom_search_space)
+        optimizing = Optimizing(self, space, extend)
+        optimizing.sampler(0)  # fails here, named, if it cannot be built
+        if self.pruner is not None:
+            _build("pruner", self.pruner)
+        return optimizing
+
+    def _extender(self, path: str) -> Any:
+        from hydra.utils import get_method
+
+        try:
+            function = get_method(path)
+        except Exception as error:  # noqa: BLE001 - import errors of user code
+            raise SweepInputError(
+                f"hydra.sweeper.custom_search_space={path}: cannot import it: {error}"
+            ) from None
+        config = self.config
+        return lambda trial: function(config, trial)
+
+    def _ticket(self, url: str, study_name: str, mirror: MlflowMirror | None) -> Any:
         from ivory_hydra.job.ticket import Ticket
 
         def shipped(setting: str, resolved: str | None) -> str | None:
@@ -404,6 +512,9 @@ class IvorySweeperImpl:
             if mirror is None
             else shipped("mlflow.tracking_uri", mirror.tracking_uri),
             metric=self.metric,
+            objectives=len(self.directions),
+            study_name=study_name,
+            pruner=self.pruner,
             heartbeat_interval=self.heartbeat_interval,
         )
 
@@ -427,7 +538,9 @@ class IvorySweeperImpl:
             log.info(f"Resuming: {plural(done, 'finished job')} not run again")
         bar = ProgressBar(plan.total, self.verbose, done=done)
         engine.show = bar.write
-        task = TrialTask(self.task_function, self._ticket(url, mirror), on_end=bar.hook())
+        task = TrialTask(
+            self.task_function, self._ticket(url, engine.study.name, mirror), on_end=bar.hook()
+        )
         launcher = Plugins.instance().instantiate_launcher(
             hydra_context=self.hydra_context, task_function=task, config=self.config
         )
@@ -437,7 +550,10 @@ class IvorySweeperImpl:
             with interrupts():
                 try:
                     probing = self.metric is not None
-                    for claims in engine.walk(self.max_batch_size, first_alone=probing):
+                    # optimize: one trial at a time unless n_jobs says otherwise, so that
+                    # the sampler learns from every result
+                    size = self.max_batch_size or (1 if self.mode == "optimize" else None)
+                    for claims in engine.walk(size, first_alone=probing):
                         returns.append(self._launch(launcher, task, claims))
                         results = engine.collect(
                             claims, _fallbacks(claims, returns[-1], self.metric)
@@ -446,8 +562,12 @@ class IvorySweeperImpl:
                         if probing:
                             probing = False
                             self._check_first(engine, claims, results)
+                        self._check_failure_rate(results)
                 except SweepInputError:
                     raise
+                except SweepFailedError as error:  # too many failures: the sweep stops
+                    bar.close()
+                    self._finish(engine, url, mirror, sweep_dir, stopped=str(error))
                 except BaseException as error:
                     reason = f"the sweep stopped: {type(error).__name__}: {error}".rstrip(": ")
                     interrupted = isinstance(error, KeyboardInterrupt)
@@ -472,6 +592,18 @@ class IvorySweeperImpl:
             )
         return results
 
+    def _check_failure_rate(self, results: Sequence[Any]) -> None:
+        """Stop when a batch failed more often than ``max_failure_rate`` allows."""
+        if self.max_failure_rate is None or not results:
+            return
+        failed = [r for r in results if r.outcome.failed]
+        if len(failed) / len(results) > self.max_failure_rate:
+            raise SweepFailedError(
+                f"hydra.sweeper.max_failure_rate={self.max_failure_rate:g}: {len(failed)} of "
+                f"{len(results)} jobs of a batch failed ({failed[0].run_name}: "
+                f"{failed[0].outcome.reason}); the sweep stops"
+            )
+
     def _check_first(self, engine: Engine, claims: list[Claim], results: Sequence[Any]) -> None:
         """A metric missing from the first job's mapping is bad input: undo the sweep."""
         first = results[0] if results else None
@@ -481,12 +613,19 @@ class IvorySweeperImpl:
         raise SweepDefinitionError(f"hydra.sweeper.metric={self.metric}: {first.outcome.reason}")
 
     def _finish(
-        self, engine: Engine, url: str, mirror: MlflowMirror | None, sweep_dir: Path
+        self,
+        engine: Engine,
+        url: str,
+        mirror: MlflowMirror | None,
+        sweep_dir: Path,
+        stopped: str | None = None,
     ) -> None:
         summary = engine.summary()
         tracking_uri = mirror.tracking_uri if mirror else None
         path = self._report(summary.as_dict(), url, engine.study.name, tracking_uri, sweep_dir)
         engine.close(summary, status="FAILED" if summary.failed else "FINISHED", artifacts=[path])
+        if stopped:
+            raise SweepFailedError(stopped)
         if summary.failed:
             names = ", ".join(
                 f"{f.run_name} (job {f.number}: {f.attrs.get('overrides', '')})"
@@ -524,6 +663,67 @@ class IvorySweeperImpl:
             lines.append(f"MLflow:  {MlflowMirror(tracking_uri, '').ui_command()}")
         log.info("\n".join(lines))
         return path
+
+
+def _build(setting: str, node: Mapping[str, Any], **kwargs: Any) -> Any:
+    """Instantiate a sampler or pruner node (``_target_`` and its arguments)."""
+    from hydra.utils import instantiate
+
+    target = node.get("_target_") if isinstance(node, Mapping) else None
+    if not target:
+        raise SweepInputError(f"hydra.sweeper.{setting}: give a node with a _target_, not {node!r}")
+    try:
+        return instantiate(dict(node), **kwargs)
+    except Exception as error:  # noqa: BLE001 - imports and constructors fail in many ways
+        cause = error.__cause__ or error
+        raise SweepInputError(
+            f"hydra.sweeper.{setting}: cannot make {target}: {type(cause).__name__}: {cause}"
+        ) from None
+
+
+class Optimizing:
+    """Optimize mode's pieces: the search space, the sampler and what extends the space."""
+
+    def __init__(self, sweeper: IvorySweeperImpl, space: dict[str, Any], extend: Any) -> None:
+        self.node = dict(sweeper.sampler or {"_target_": "optuna.samplers.TPESampler"})
+        self.space = space
+        self.extend = extend
+
+    def sampler(self, done: int) -> Any:
+        """The sampler; on a resumed sweep a seed moves on by the trials already made.
+
+        Otherwise a seeded sampler would draw its first points again.
+        """
+        node = dict(self.node)
+        if node.get("seed") is not None and done:
+            node["seed"] = int(node["seed"]) + done
+        if str(node["_target_"]).endswith("GridSampler"):
+            return _build("sampler", node, search_space=self._grid())
+        return _build("sampler", node)
+
+    def _grid(self) -> dict[str, list[Any]]:
+        from optuna.distributions import CategoricalDistribution
+
+        grid = {}
+        for name, distribution in self.space.items():
+            if isinstance(distribution, CategoricalDistribution):
+                grid[name] = list(distribution.choices)
+            elif distribution.step is not None and not distribution.log:
+                count = int(round((distribution.high - distribution.low) / distribution.step)) + 1
+                grid[name] = [distribution.low + i * distribution.step for i in range(count)]
+            else:
+                raise SweepInputError(
+                    f"hydra.sweeper.sampler: the grid sampler needs listed values; param "
+                    f"{name!r} is continuous (give it a step or :num)"
+                )
+        return grid
+
+    def sampling(self, study: Any) -> Any:
+        """The engine's sampling, once the study is open."""
+        from ivory_hydra.stores.sampling import Sampling
+
+        done = len(study.trials())
+        return Sampling(study.storage, study.name, self.sampler(done), self.space, self.extend)
 
 
 def _contiguous(numbers: Sequence[int]) -> list[tuple[int, int]]:

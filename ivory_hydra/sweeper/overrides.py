@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ivory_hydra.core.ranges import Range, is_range_string
+from ivory_hydra.core.space import Interval, space_from_text
 from ivory_hydra.sweeper.errors import SweepDefinitionError
 
 if TYPE_CHECKING:
@@ -40,12 +41,54 @@ class SweepValue:
 
 @dataclass(frozen=True)
 class SweepParam:
-    """A param of the sweep: its override key, display name and values."""
+    """A param of the sweep: its override key, display name and values.
+
+    In optimize mode a param may instead span an :class:`Interval` that the
+    sampler draws from (``values`` is then empty).
+    """
 
     key: str
     values: tuple[SweepValue, ...]
     log: bool = False
     delete: bool = False
+    space: Interval | None = None
+
+    @property
+    def swept(self) -> bool:
+        """True when jobs get different values of this param."""
+        return self.space is not None or len(self.values) > 1
+
+    def sampled(self, value: Any) -> SweepValue:
+        """The override value for a value the sampler picked.
+
+        >>> SweepParam("m", (SweepValue("'a b'", "a b"), SweepValue("c", "c"))).sampled("a b")
+        SweepValue(text="'a b'", value='a b')
+        >>> SweepParam("lr", (), space=Interval(1e-5, 0.1, log=True)).sampled(0.001)
+        SweepValue(text='0.001', value=0.001)
+        """
+        for known in self.values:
+            if known.value == value and type(known.value) is type(value):
+                return known
+        return SweepValue(repr(value) if isinstance(value, float) else str(value), value)
+
+    def checked(self) -> SweepParam:
+        """The param as validation checks it: an interval by its two ends.
+
+        >>> SweepParam("x", (), space=Interval(0, 4, 1, is_int=True)).checked().values
+        (SweepValue(text='0', value=0), SweepValue(text='4', value=4))
+        """
+        if self.space is None:
+            return self
+        ends = (self.sampled(self.space.low), self.sampled(self.space.high))
+        return SweepParam(self.key, ends, self.log, self.delete)
+
+    def describe(self) -> list[str]:
+        """The param's value space as text (what identifies the sweep).
+
+        >>> SweepParam("x", (), space=Interval(0, 4, 1, is_int=True)).describe()
+        ['int 0..4 step 1']
+        """
+        return [self.space.describe()] if self.space is not None else [v.text for v in self.values]
 
     @property
     def name(self) -> str:
@@ -136,8 +179,29 @@ def _element_value(element: Any) -> SweepValue:
     return SweepValue(element_text(element), element_value(element))
 
 
-def param_from_override(override: Override) -> SweepParam:
-    """Expand one parsed override into a param with its values.
+def _interval_of(override: Override, line: str) -> Interval | None:
+    """Optimize mode: Hydra's ``interval()`` and ``range()``, read as its Optuna sweeper does."""
+    value = override.value()
+    if override.is_interval_sweep():
+        start, end = value.start, value.end  # type: ignore[union-attr]
+        is_int = isinstance(start, int) and isinstance(end, int)
+        log = "log" in value.tags  # type: ignore[union-attr]
+        if start is None or end is None or not start < end:
+            raise SweepDefinitionError(f"override {line!r}: the interval is empty")
+        if log and start <= 0:
+            raise SweepDefinitionError(f"override {line!r}: a log interval needs start > 0")
+        return Interval(start, end, 1 if is_int else None, log, is_int)
+    if override.is_range_sweep() and not value.shuffle:  # type: ignore[union-attr]
+        start, stop, step = value.start, value.stop, value.step  # type: ignore[union-attr]
+        is_int = all(isinstance(v, int) for v in (start, stop, step))
+        if step is None or step <= 0 or not start < stop:
+            raise SweepDefinitionError(f"override {line!r}: the range is empty")
+        return Interval(start, stop, step, False, is_int)
+    return None
+
+
+def param_from_override(override: Override, optimize: bool = False) -> SweepParam:
+    """Expand one parsed override into a param with its values (or, optimize, its space).
 
     Raises :class:`SweepDefinitionError` naming the override when a range is
     malformed or the sweep kind cannot be enumerated.
@@ -148,10 +212,15 @@ def param_from_override(override: Override) -> SweepParam:
         raw = override.input_line or ""
         text = raw.split("=", 1)[1] if "=" in raw else ""
         return SweepParam(key, (SweepValue(text, None),), delete=True)
-    if override.is_interval_sweep():
+    if optimize:
+        space = _interval_of(override, line)
+        if space is not None:
+            return SweepParam(key, (), space=space)
+    elif override.is_interval_sweep():
         raise SweepDefinitionError(
-            f"{line!r}: interval() sweeps are continuous; the ivory sweeper needs "
-            "values it can list, e.g. a range string like 0.0-1.0:5"
+            f"{line!r}: interval() sweeps are continuous; in product and chain mode the "
+            "ivory sweeper needs values it can list, e.g. a range string like 0.0-1.0:5 "
+            "(or hydra.sweeper.mode=optimize)"
         )
     raw_value = override.get_value_string()
     if override.is_sweep_override() and override.value_type is not None:
@@ -173,6 +242,10 @@ def param_from_override(override: Override) -> SweepParam:
     for raw, element in zip(raw_elements, elements, strict=True):
         if looks_like_range(raw):
             try:
+                if optimize and len(raw_elements) == 1:
+                    space = space_from_text(raw.strip())
+                    if isinstance(space, Interval):
+                        return SweepParam(key, (), log=space.log, space=space)
                 expanded, is_log = range_values(raw.strip())
             except ValueError as error:
                 raise SweepDefinitionError(
