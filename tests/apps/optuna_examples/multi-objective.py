@@ -1,6 +1,6 @@
 """Hydra's Optuna sweeper's example (example/multi-objective.py), as is."""
 
-from typing import Tuple
+from typing import Tuple  # noqa: UP035 - as in the original
 
 import hydra
 from omegaconf import DictConfig
