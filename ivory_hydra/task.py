@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ivory_hydra.core.outcomes import FAIL, Outcome, check_reported
+from ivory_hydra.core.outcomes import FAIL, PRUNED, Outcome, check_reported
 from ivory_hydra.core.plan import Plan, check_direction
 from ivory_hydra.core.ranges import Range
 from ivory_hydra.core.redact import redact_url
@@ -173,6 +173,8 @@ class Run:
     def _finish(self, stopped: bool = False, reason: str | None = None) -> None:
         if self.reported:
             outcome = self._session.score(self._reported)
+        elif self._session.pruned:  # should_prune() said so and no score came
+            outcome = Outcome(PRUNED, None, "pruned by the pruner", "TrialPruned")
         elif stopped:
             outcome = Outcome(FAIL, None, reason or "the loop stopped during this run", "Stopped")
         else:
@@ -227,30 +229,78 @@ class Task:
         plan = Plan.from_params("chain", params, use_best_param)
         return self._runs(plan, params, direction, metric, verbose)
 
+    def optimize(
+        self,
+        n_trials: int,
+        sampler: Any = None,
+        pruner: Any = None,
+        direction: str | list[str] = "minimize",
+        metric: str | list[str] | None = None,
+        verbose: int = 1,
+        **params: Any,
+    ) -> Iterator[Run]:
+        """Runs whose swept values an Optuna sampler picks (TPE by default).
+
+        A ``Range`` is a span to draw from (ints, or floats with their step;
+        one built with ``num`` lists its values), a list is a set of choices,
+        an Optuna distribution is used as it is, and any other value is fixed.
+        ``direction`` may be a list (several objectives; each run then reports
+        one value per objective). ``pruner`` is any ``optuna.pruners`` pruner:
+        ``run.report(value, step=k)`` and ``run.should_prune()`` use it.
+        """
+        if isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1:
+            raise ValueError(f"n_trials must be a positive int, not {n_trials!r}")
+        directions = [direction] if isinstance(direction, str) else list(direction)
+        for item in directions:
+            check_direction(item)
+        if isinstance(metric, list) and len(metric) != len(directions):
+            raise ValueError(f"{len(metric)} metric names for {len(directions)} directions")
+        fixed, space = _search_space(params)
+        if not space:
+            raise ValueError("optimize needs a search space: a Range, a list or a distribution")
+        plan = Plan("optimize", fixed, {}, trials=n_trials)
+
+        def sampling(study: Any) -> Any:
+            import optuna
+
+            from ivory_hydra.stores.sampling import Sampling
+
+            chosen = sampler if sampler is not None else optuna.samplers.TPESampler()
+            return Sampling(study.storage, study.name, chosen, space)
+
+        return self._runs(plan, params, direction, metric, verbose, space, sampling, pruner)
+
     def _runs(
         self,
         plan: Plan,
         params: dict[str, Any],
-        direction: str,
-        metric: str | None,
+        direction: str | list[str],
+        metric: str | list[str] | None,
         verbose: int,
+        space: dict[str, Any] | None = None,
+        sampling: Any = None,
+        pruner: Any = None,
     ) -> Iterator[Run]:
         from ivory_hydra.engine.engine import Opening, Settings
         from ivory_hydra.job.ticket import Ticket
         from ivory_hydra.stores.distributions import distributions_for
 
         log = {k for k, v in params.items() if isinstance(v, Range) and v.log}
-        described = " ".join(f"{k}={v!r}" for k, v in {**plan.fixed, **plan.swept}.items())
+        shown = {**plan.fixed, **plan.swept, **(space or {})}
+        described = " ".join(f"{k}={v!r}" for k, v in shown.items())
         mirror = self.client.mirror(self.experiment)
+        distributions = distributions_for(
+            {**{k: [v] for k, v in plan.fixed.items()}, **plan.swept}, log
+        )
+        distributions.update(space or {})
         opening = Opening(
             storage_url=self.client.storage_url,
             study_name=self.study_name,
             experiment=self.experiment,
             kind=TASK,
             plan=plan,
-            distributions=distributions_for(
-                {**{k: [v] for k, v in plan.fixed.items()}, **plan.swept}, log
-            ),
+            distributions=distributions,
+            sampling=sampling,
             settings=Settings(
                 metric=metric,
                 direction=direction,
@@ -268,6 +318,9 @@ class Task:
             storage=self.client.storage_url,
             tracking_uri=None if mirror is None else mirror.tracking_uri,
             metric=metric,
+            objectives=1 if isinstance(direction, str) else len(direction),
+            study_name=self.study_name,
+            pruner=pruner,
         )
         runs = _drive(self, opening, ticket, verbose)
         _OPEN.add(runs)
@@ -316,6 +369,46 @@ def _drive(task: Task, opening: Opening, ticket: Ticket, verbose: int) -> Iterat
             from ivory_hydra.core.display import summary_lines
 
             print("\n".join(summary_lines(task.summary.as_dict(), ticket.metric, "run")))
+
+
+def _search_space(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split optimize's params into fixed values and Optuna distributions to draw from."""
+    from optuna.distributions import BaseDistribution, CategoricalDistribution
+
+    from ivory_hydra.core.space import Interval, space_from_text
+    from ivory_hydra.stores.distributions import interval_distribution
+
+    fixed: dict[str, Any] = {}
+    space: dict[str, Any] = {}
+    for name, value in params.items():
+        if isinstance(value, BaseDistribution):
+            space[name] = value
+        elif isinstance(value, Range):
+            if value.num is not None:
+                span: Interval | list[Any] = list(value)
+            elif value.text is not None:
+                span = space_from_text(value.text)
+            else:
+                span = Interval(
+                    min(value.start, value.stop),
+                    max(value.start, value.stop),
+                    value.step,
+                    False,
+                    value.is_int,
+                )
+            space[name] = (
+                interval_distribution(span)
+                if isinstance(span, Interval)
+                else CategoricalDistribution(span)
+            )
+        elif isinstance(value, (list, tuple)):
+            if len(value) == 1:
+                fixed[name] = value[0]
+            else:
+                space[name] = CategoricalDistribution(list(value))
+        else:
+            fixed[name] = value
+    return fixed, space
 
 
 @atexit.register

@@ -337,3 +337,88 @@ def test_only_tasks_are_studies(client):
         run.report(1.0)
     names = {s.study_name for s in optuna.get_all_study_summaries(client.storage_url)}
     assert names == {"one.task#0", "two.task#0"}  # numbering is not a study
+
+
+def sphere_distance(client, sampler, trials=40):
+    task = client.create_task("sphere")
+    for run in task.optimize(
+        trials, sampler=sampler, x=ivory.Range("-5.0_5.0"), y=ivory.Range("-5.0_5.0"), verbose=0
+    ):
+        run.report((run.params["x"] - 1.5) ** 2 + (run.params["y"] + 0.5) ** 2)
+    study = optuna.load_study(study_name=task.study_name, storage=client.storage_url)
+    assert len(study.trials) == trials
+    return math.dist((study.best_params["x"], study.best_params["y"]), (1.5, -0.5))
+
+
+@pytest.mark.slow
+def test_tpe_lands_near_an_off_centre_minimum_that_random_search_misses(client):
+    tpe = [sphere_distance(client, optuna.samplers.TPESampler(seed=s)) for s in (1, 2, 3)]
+    rand = [sphere_distance(client, optuna.samplers.RandomSampler(seed=s)) for s in (1, 2, 3)]
+    assert max(tpe) < 0.5, (tpe, rand)
+    assert sum(r > max(tpe) for r in rand) >= 2, (tpe, rand)
+
+
+def test_optimize_spaces_and_resumable_numbers(client):
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    task = client.create_task("spaces")
+    runs = task.optimize(
+        6,
+        sampler=optuna.samplers.RandomSampler(seed=0),
+        lr=optuna.distributions.FloatDistribution(1e-5, 1e-1, log=True),
+        x=ivory.Range("-1.0_1.0"),
+        depth=ivory.Range(2, 8, 2),
+        width=ivory.Range(0.0, 1.0, num=3),
+        act=["relu", "gelu"],
+        dropout=optuna.distributions.FloatDistribution(0.0, 0.5),
+        seed=7,
+        verbose=0,
+    )
+    seen = []
+    for run in runs:
+        seen.append(run.params)
+        run.report(run.params["lr"])
+    study = optuna.load_study(study_name=task.study_name, storage=client.storage_url)
+    assert study.trials[0].distributions == {
+        "seed": IntDistribution(7, 7),
+        "lr": FloatDistribution(1e-5, 0.1, log=True),
+        "x": FloatDistribution(-1.0, 1.0),
+        "depth": IntDistribution(2, 8, step=2),
+        "width": CategoricalDistribution([0.0, 0.5, 1.0]),
+        "act": CategoricalDistribution(["relu", "gelu"]),
+        "dropout": FloatDistribution(0.0, 0.5),
+    }
+    assert all(p["seed"] == 7 and p["depth"] in (2, 4, 6, 8) for p in seen)
+    assert task.best.score == min(p["lr"] for p in seen)
+    with pytest.raises(ValueError, match="n_trials"):
+        client.create_task("x").optimize(0, x=[1, 2])
+    with pytest.raises(ValueError, match="search space"):
+        client.create_task("x").optimize(3, x=1)
+
+
+def test_pruning_in_the_task_api(client):
+    task = client.create_task("prune")
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
+    for run in (
+        task.product(a=[0, 1, 2, 5, 6], verbose=0)
+        if False
+        else task.optimize(
+            5,
+            sampler=optuna.samplers.GridSampler({"a": [0, 1, 2, 5, 6]}),
+            pruner=pruner,
+            a=[0, 1, 2, 5, 6],
+            verbose=0,
+        )
+    ):
+        for step in range(3):
+            run.report((run.params["a"] - 1) ** 2 + 1 / (step + 1), step=step)
+            if run.should_prune():
+                break
+        else:
+            run.report((run.params["a"] - 1) ** 2)
+    study = optuna.load_study(study_name=task.study_name, storage=client.storage_url)
+    states = {t.params["a"]: t.state.name for t in study.trials}
+    assert "PRUNED" in states.values() and states[1] == "COMPLETE"
+    for trial in study.trials:
+        if trial.state.name == "PRUNED":  # it keeps its last reported value
+            assert trial.value == trial.intermediate_values[max(trial.intermediate_values)]

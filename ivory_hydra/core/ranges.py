@@ -485,6 +485,15 @@ class Range:
     # -- properties -------------------------------------------------------
 
     @property
+    def text(self) -> str | None:
+        """The string the range was built from, if it was.
+
+        >>> Range("0_4").text, Range(4).text
+        ('0_4', None)
+        """
+        return self._text
+
+    @property
     def start(self) -> Number:
         """The first value.
 

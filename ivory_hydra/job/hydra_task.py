@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ivory_hydra.core.outcomes import outcome_from_error
+from ivory_hydra.core.outcomes import PRUNED, outcome_from_error
 from ivory_hydra.core.redact import redact_text
 from ivory_hydra.errors import StoreError
 from ivory_hydra.job.session import JobSession
@@ -93,6 +93,11 @@ class TrialTask:
             value = self.task_function(cfg)
         except BaseException as error:
             outcome = outcome_from_error(error)
+            if outcome.state == PRUNED:  # the pruner stopped it: not a failure
+                log.info("[%s] %s", claim.run_name, outcome.reason)
+                if session is not None:
+                    session.finish(outcome, **finish)
+                return None
             text = "".join(traceback.format_exception(error))
             path = output_dir / TRACEBACK_FILE
             try:

@@ -164,9 +164,12 @@ class JobSession:
             return False
         if self._pruner is None:
             import optuna
-            from hydra.utils import instantiate
 
-            pruner = instantiate(self.ticket.pruner)
+            pruner = self.ticket.pruner
+            if isinstance(pruner, Mapping):  # a config node: built in this process
+                from hydra.utils import instantiate
+
+                pruner = instantiate(dict(pruner))
             study = optuna.load_study(
                 study_name=self.ticket.study_name, storage=self.storage, pruner=pruner
             )

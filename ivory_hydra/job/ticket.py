@@ -40,7 +40,7 @@ class Ticket:
     metric: Any = None  # a name, or with several objectives a list of names
     objectives: int = 1
     study_name: str | None = None
-    pruner: dict[str, Any] | None = None  # a node with _target_, built in the job's process
+    pruner: Any = None  # a node with _target_ (built in the job's process), or a pruner
     heartbeat_interval: float = HEARTBEAT_INTERVAL
     driver_pid: int = field(default_factory=os.getpid)
     driver_host: str = HOST

@@ -47,12 +47,24 @@ class Sampling:
         space: Mapping[str, BaseDistribution],
         extend: Callable[[Trial], None] | None = None,
     ) -> None:
-        import optuna
-
         self.storage = storage
-        self.study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler)
+        self.study_name = study_name
+        self.sampler = sampler
         self.space = dict(space)
         self.extend = extend
+
+    def _study(self) -> Any:
+        """The study as the sampler sees it now.
+
+        A ``Study`` caches its trials until it asks for a new one; trials that
+        jobs finished elsewhere since then must count, so each sample reads
+        the study afresh (one cheap query on a cached RDB storage).
+        """
+        import optuna
+
+        return optuna.load_study(
+            study_name=self.study_name, storage=self.storage, sampler=self.sampler
+        )
 
     def sample(self, trial_id: int, fixed: Mapping[str, Any]) -> dict[str, Any]:
         """Pick the swept values of a WAITING trial (they are stored in it too).
@@ -62,10 +74,11 @@ class Sampling:
         """
         import optuna
 
-        # The study reads its new trials (Optuna caches an RDB storage's trials),
-        # the WAITING one the engine just created among them.
-        self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
-        trial = optuna.trial.Trial(self.study, trial_id)
+        study = self._study()
+        # Optuna caches an RDB storage's trials: reading the WAITING ones brings
+        # in the one the engine just created.
+        study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+        trial = optuna.trial.Trial(study, trial_id)
         for name, distribution in self.space.items():
             suggest(trial, name, distribution)
         if self.extend is not None:
@@ -75,4 +88,10 @@ class Sampling:
     def after(self, trial_id: int) -> None:
         """Tell the sampler that a trial finished (some samplers keep state)."""
         frozen = self.storage.get_trial(trial_id)
-        self.study.sampler.after_trial(self.study, frozen, frozen.state, frozen.values)
+        try:
+            self.sampler.after_trial(self._study(), frozen, frozen.state, frozen.values)
+        except RuntimeError as error:
+            # GridSampler stops study.optimize() once its grid is done; here
+            # n_trials bounds the sweep instead.
+            if "Study.stop" not in str(error):
+                raise

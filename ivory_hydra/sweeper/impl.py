@@ -464,12 +464,16 @@ class IvorySweeperImpl:
             if self.pruner is not None:
                 _build("pruner", self.pruner)
             return None
-        from ivory_hydra.stores.distributions import distribution_for, interval_distribution
+        from optuna.distributions import CategoricalDistribution
+
+        from ivory_hydra.stores.distributions import interval_distribution, optuna_value
 
         space = {
             p.name: interval_distribution(p.space)
             if p.space is not None
-            else distribution_for([v.value for v in p.values])
+            else CategoricalDistribution(
+                list(dict.fromkeys(optuna_value(v.value) for v in p.values))
+            )
             for p in params
             if p.swept
         }

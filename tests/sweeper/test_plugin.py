@@ -71,6 +71,13 @@ def test_cfg_hydra_shows_every_config_field(tmp_path):
     conf = yaml.safe_load(result.stdout)
     assert conf == {
         "_target_": "hydra_plugins.ivory_hydra.ivory_sweeper.IvorySweeper",
+        "_recursive_": False,
+        "sampler": {"_target_": "optuna.samplers.TPESampler", "seed": None},
+        "pruner": None,
+        "n_trials": None,
+        "n_jobs": None,
+        "max_failure_rate": None,
+        "custom_search_space": None,
         "mode": "product",
         "use_best_param": True,
         "metric": None,
