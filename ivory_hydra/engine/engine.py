@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -197,6 +197,8 @@ class Engine:
         self._best: Finished | None = None
         self._collected: set[int] = set()
         self.claimed = 0  # claims made by this process
+        self._batch: list[Claim] = []  # handed out, not yet collected
+        self.closed = False
         self.lease: Lease | None = None
 
     # ------------------------------------------------------------ reading back
@@ -213,7 +215,9 @@ class Engine:
 
         stored = self.study.user_attrs.get(StudyAttr.DECISIONS) or {}
         self.decisions = {str(k): dict(v) for k, v in stored.items() if isinstance(v, Mapping)}
-        for trial in self.study.trials():
+        stored_trials = self.study.trials()
+        running = {} if self.study.created else self._running_children()
+        for trial in stored_trials:
             slot = trial.user_attrs.get(TrialAttr.SLOT)
             if slot is None:
                 continue
@@ -222,16 +226,37 @@ class Engine:
                 if trial.state == TrialState.WAITING or is_stale(
                     record, self.settings.grace_period
                 ):
-                    self._reap(trial, record)
+                    self._reap(trial, record, running.pop(trial.number, None))
                     continue
                 self._elsewhere[str(slot)] = self._trial_id(trial)
+                running.pop(trial.number, None)  # a live job elsewhere still runs it
                 continue
             self._note(Finished.from_trial(trial))
+        numbers = {t.number for t in stored_trials}
+        for number, run_id in running.items():  # runs whose job was stopped as it ended
+            found = number in numbers and not isinstance(number, str)
+            self._settle_run(
+                run_id, self.study.storage.get_trial(self._trial_id_of(number)) if found else None
+            )
         return len(self._done)
 
+    def _running_children(self) -> dict[int | str, str]:
+        """The MLflow child runs a stopped process left RUNNING, by trial number."""
+        if self.mirror is None or self.parent_run_id is None:
+            return {}
+        try:
+            running = self.mirror.running_children(self.parent_run_id)
+        except Exception as error:  # noqa: BLE001
+            log.warning("Could not look for MLflow runs left running: %s", error)
+            return {}
+        return {number if number is not None else run_id: run_id for run_id, number in running}
+
     def _trial_id(self, trial: FrozenTrial) -> int:
+        return self._trial_id_of(trial.number)
+
+    def _trial_id_of(self, number: int) -> int:
         return self.study.storage.get_trial_id_from_study_id_trial_number(
-            self.study.study_id, trial.number
+            self.study.study_id, number
         )
 
     def _note(self, run: Finished) -> None:
@@ -257,7 +282,10 @@ class Engine:
             return run.number < self._best.number
         return new < old if self.settings.direction == "minimize" else new > old
 
-    def _reap(self, trial: FrozenTrial, record: Mapping[str, Any] | None) -> None:
+    def _reap(
+        self, trial: FrozenTrial, record: Mapping[str, Any] | None, orphan: str | None = None
+    ) -> None:
+        """Fail a trial left unfinished by a dead process; ``orphan`` is its unnamed run."""
         from optuna.trial import TrialState
 
         if trial.state == TrialState.WAITING:
@@ -269,16 +297,56 @@ class Engine:
             "%s (trial %d) was left unfinished: %s; it runs again", run_name, trial.number, reason
         )
         outcome = Outcome(FAIL, None, reason, "Interrupted")
-        trials.finish(self.study.storage, self._trial_id(trial), outcome, claimed=False)
-        self._kill_run(trial.user_attrs.get(TrialAttr.MLFLOW_RUN), reason)
+        trial_id = self._trial_id(trial)
+        self._fail_unfinished(trial_id, trial, outcome, orphan)
 
-    def _kill_run(self, run_id: str | None, reason: str) -> None:
+    def _fail_unfinished(
+        self, trial_id: int, trial: FrozenTrial, outcome: Outcome, run_id: str | None
+    ) -> None:
+        """Fail a trial that its job will never finish, and end its MLflow run KILLED.
+
+        A trial stopped before its child run was made gets one now, so that the
+        trials and the child runs still match one to one.
+        """
+        named = trial.user_attrs.get(TrialAttr.MLFLOW_RUN)
+        run_id = named or run_id
+        if run_id is None:
+            run_id = self._create_child(
+                str(trial.user_attrs.get(TrialAttr.RUN_NAME, f"trial#{trial.number}")),
+                trial.params,
+                trial.user_attrs,
+                trial.number,
+            )
+        attrs = {TrialAttr.MLFLOW_RUN: run_id} if run_id and not named else {}
+        trials.finish(self.study.storage, trial_id, outcome, attrs, claimed=False)
+        self._settle_run(run_id, self.study.storage.get_trial(trial_id))
+
+    def _settle_run(self, run_id: str | None, trial: FrozenTrial | None) -> None:
+        """End an MLflow child run that is still RUNNING as its trial says.
+
+        A run whose trial is missing or unfinished ends KILLED.
+        """
         if self.mirror is None or not run_id:
             return
+        from ivory_hydra.job.session import mlflow_status
+
+        outcome = None if trial is None else trials.trial_outcome(trial)
+        if outcome is None:
+            outcome = Outcome(FAIL, None, "its job never recorded an outcome", "Interrupted")
+        tags = {Tag.STATE: outcome.state}
+        if outcome.reason:
+            tags[Tag.REASON] = outcome.reason
         try:
-            self.mirror.finish_child(run_id, "KILLED", tags={Tag.STATE: FAIL, Tag.REASON: reason})
+            if self.mirror.run_status(run_id) != "RUNNING":
+                return
+            self.mirror.finish_child(
+                run_id,
+                mlflow_status(outcome),
+                metrics=score_metrics(outcome, self.settings.metric_names()),
+                tags=tags,
+            )
         except Exception as error:  # noqa: BLE001 - Optuna holds the truth; MLflow mirrors it
-            log.warning("Could not mark MLflow run %s KILLED: %s", run_id, error)
+            log.warning("Could not end MLflow run %s: %s", run_id, error)
 
     # ------------------------------------------------------------ walking
 
@@ -318,67 +386,49 @@ class Engine:
             self.decide(step)
 
     def claim(self, points: Sequence[Point]) -> list[Claim]:
-        """Number a batch, create its MLflow child runs and its WAITING trials."""
+        """Number a batch and create its WAITING trials, then their MLflow child runs.
+
+        Each trial exists before its child run, and the run id is then stored
+        in it: a stop at any moment leaves nothing that a restart cannot find.
+        In optimize mode the sampler fills in each trial's swept values.
+        """
         if not points:
             return []
-        if self.sampling is not None:
-            return self._claim_sampled(points)
         first = numbering.allocate(self.ledger, self.experiment, "run", len(points))
         claims = []
-        specs = []
-        runs = []
         for offset, point in enumerate(points):
             run_name = f"run#{first + offset}"
             shown = {k: self.value_of(v) for k, v in point.params.items()}
             # the job ran at the config default of every swept param not in its point
             params = {**shown, **{k: v for k, v in self.defaults.items() if k not in shown}}
-            attrs = {
-                TrialAttr.RUN_NAME: run_name,
-                TrialAttr.SLOT: point.slot,
-                TrialAttr.STEP: point.step,
-                **self.attrs_of(point),
-            }
-            run_id = self._create_child(run_name, params, attrs)
+            attrs = {TrialAttr.RUN_NAME: run_name, TrialAttr.SLOT: point.slot}
+            attrs[TrialAttr.STEP] = point.step
+            later = {}  # attributes known only once the trial exists
+            if self.sampling is None:
+                attrs.update(self.attrs_of(point))
+            spec = TrialSpec(params, {k: self.distributions[k] for k in params}, attrs)
+            [(trial_id, number)] = self.study.create_trials([spec])
+            claim = Claim(trial_id, number, run_name, point, params)
+            self._batch.append(claim)
+            if self.sampling is not None:
+                sampled = self.sampling.sample(trial_id, params)
+                wrapped = {k: self.wrap(k, v) for k, v in sampled.items()}
+                point = Point(point.step, point.index, {**point.params, **wrapped})
+                params = shown = {**params, **sampled}
+                later.update(self.attrs_of(point))
+            run_id = self._create_child(run_name, params, {**attrs, **later}, number)
+            claim = Claim(trial_id, number, run_name, point, params, run_id)
+            self._batch[-1] = claim
             if run_id is not None:
-                attrs[TrialAttr.MLFLOW_RUN] = run_id
-            specs.append(TrialSpec(params, {k: self.distributions[k] for k in params}, attrs))
-            runs.append((run_name, point, params, run_id, shown))
-        for (trial_id, number), (run_name, point, params, run_id, shown) in zip(
-            self.study.create_trials(specs), runs, strict=True
-        ):
-            claims.append(Claim(trial_id, number, run_name, point, params, run_id))
+                later[TrialAttr.MLFLOW_RUN] = run_id
+            trials.set_attrs(self.study.storage, trial_id, later)
+            claims.append(claim)
             self.show(run_line(run_name, shown))
         self.claimed += len(claims)
         return claims
 
-    def _claim_sampled(self, points: Sequence[Point]) -> list[Claim]:
-        """Optimize mode: each trial is created first, then the sampler fills it in."""
-        assert self.sampling is not None
-        first = numbering.allocate(self.ledger, self.experiment, "run", len(points))
-        claims = []
-        for offset, point in enumerate(points):
-            run_name = f"run#{first + offset}"
-            fixed = {k: self.value_of(v) for k, v in point.params.items()}
-            base = {TrialAttr.RUN_NAME: run_name, TrialAttr.SLOT: point.slot, TrialAttr.STEP: 0}
-            spec = TrialSpec(fixed, {k: self.distributions[k] for k in fixed}, base)
-            [(trial_id, number)] = self.study.create_trials([spec])
-            sampled = self.sampling.sample(trial_id, fixed)
-            point = Point(
-                0, point.index, {**point.params, **{k: self.wrap(k, v) for k, v in sampled.items()}}
-            )
-            params = {**fixed, **sampled}
-            attrs = self.attrs_of(point)
-            run_id = self._create_child(run_name, params, {**base, **attrs})
-            if run_id is not None:
-                attrs[TrialAttr.MLFLOW_RUN] = run_id
-            trials.set_attrs(self.study.storage, trial_id, attrs)
-            claims.append(Claim(trial_id, number, run_name, point, params, run_id))
-            self.show(run_line(run_name, params))
-        self.claimed += len(claims)
-        return claims
-
     def _create_child(
-        self, run_name: str, params: Mapping[str, Any], attrs: Mapping[str, Any]
+        self, run_name: str, params: Mapping[str, Any], attrs: Mapping[str, Any], number: int
     ) -> str | None:
         if self.mirror is None or self.parent_run_id is None:
             return None
@@ -386,6 +436,7 @@ class Engine:
 
         tags = {f"ivory.{k}": str(v) for k, v in attrs.items() if k != TrialAttr.RUN_NAME}
         tags[Tag.STUDY_NAME] = self.study.name
+        tags[Tag.TRIAL_NUMBER] = str(number)
         return self.mirror.create_child(self.parent_run_id, ChildSpec(run_name, params, tags))
 
     def collect(
@@ -399,6 +450,8 @@ class Engine:
         """
         results = []
         unreachable = 0
+        collected = {c.trial_id for c in claims}
+        self._batch = [c for c in self._batch if c.trial_id not in collected]
         for claim in claims:
             if claim.trial_id in self._collected:
                 continue
@@ -445,18 +498,23 @@ class Engine:
             claim.run_name, claim.number, claim.point.slot, outcome, claim.params, finished_attrs
         )
 
-    def abandon(self, claims: Iterable[Claim], reason: str) -> None:
-        """Fail the unfinished trials of a batch that will not be run (the sweep stops)."""
+    def abandon(self, reason: str) -> None:
+        """The sweep stops: fail the unfinished trials of the batch in flight.
+
+        The batch's MLflow runs end as their trials say, KILLED for those that
+        never finished (a job stopped while ending its run is settled too).
+        """
         outcome = Outcome(FAIL, None, reason, "Interrupted")
-        for claim in claims:
+        for claim in self._batch:
             if claim.trial_id in self._collected:
                 continue
-            trial = self.study.storage.get_trial(claim.trial_id)
-            if trial.state.is_finished():
-                continue
             self._collected.add(claim.trial_id)
-            if trials.finish(self.study.storage, claim.trial_id, outcome, claimed=False):
-                self._kill_run(claim.mlflow_run_id, reason)
+            trial = self.study.storage.get_trial(claim.trial_id)
+            if trial.state.is_finished():  # its job was stopped as it ended its MLflow run
+                self._settle_run(claim.mlflow_run_id, trial)
+            else:
+                self._fail_unfinished(claim.trial_id, trial, outcome, claim.mlflow_run_id)
+        self._batch = []
 
     def _wait_elsewhere(self, step: int) -> bool:
         """Wait for this step's runs that live processes elsewhere still run.
@@ -553,6 +611,7 @@ class Engine:
         tags: Mapping[str, str] | None = None,
     ) -> None:
         """Store the summary in the study, close the MLflow parent run, give up the lease."""
+        self.closed = True
         try:
             self.study.set_attrs({StudyAttr.SUMMARY: summary.as_dict()})
             if self.mirror is not None and self.parent_run_id is not None:
@@ -571,6 +630,7 @@ class Engine:
 
         Numbers taken from the experiment's ledger stay taken.
         """
+        self.closed = True
         try:
             if self.mirror is not None:
                 runs = [c.mlflow_run_id for c in claims if c.mlflow_run_id]
@@ -699,6 +759,8 @@ def open_engine(opening: Opening) -> Engine:
         parent_run_id = None
         if opening.mirror is not None:
             previous = attrs.get(StudyAttr.PARENT_RUN)
+            if previous is None and not study.created:  # stopped before it was recorded
+                previous = opening.mirror.find_parent(study.name)
             parent_run_id = opening.mirror.open_parent(
                 str(task), {Tag.STUDY_NAME: study.name, **opening.parent_tags}, run_id=previous
             )

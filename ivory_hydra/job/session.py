@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,33 @@ _current = threading.local()
 
 class ClaimLostError(IvoryError):
     """The job's trial was already started or finished by another process."""
+
+
+#: The sessions running in this process (any thread).
+_RUNNING: set[JobSession] = set()
+_watching: list[int] = []  # the driver pid this process watches, once
+
+
+def _watch_driver(ticket: Ticket) -> None:
+    """In a worker that the sweeper started itself (loky, submitit_local), follow the sweeper.
+
+    Such a worker outlives a killed sweeper and, busy or idle, would run on
+    unseen. A daemon thread checks every second that its parent is still the
+    sweeper; when it is not, running jobs fail their trials and the process exits.
+    """
+    driver = ticket.driver_pid
+    if _watching or ticket.driver_host != HOST or os.getpid() == driver or os.getppid() != driver:
+        return
+    _watching.append(driver)
+
+    def watch() -> None:
+        while os.getppid() == driver:
+            time.sleep(1.0)
+        for session in list(_RUNNING):
+            session.orphaned()
+        os._exit(1)
+
+    threading.Thread(target=watch, name="ivory-hydra-watchdog", daemon=True).start()
 
 
 def current_session() -> JobSession | None:
@@ -110,12 +138,10 @@ class JobSession:
                 log.warning(
                     "%s: its MLflow run is not active in this job: %s", claim.run_name, error
                 )
-        session._beater = Beater(
-            ticket.heartbeat_interval,
-            session._beat,
-            check=session._watch_driver if session._watches_driver() else None,
-        ).start()
+        session._beater = Beater(ticket.heartbeat_interval, session._beat).start()
         _current.session = session
+        _RUNNING.add(session)
+        _watch_driver(ticket)
         return session
 
     # ------------------------------------------------------------ liveness
@@ -125,23 +151,13 @@ class JobSession:
             if not self._finished:
                 trials.beat(self.storage, self.claim.trial_id)
 
-    def _watches_driver(self) -> bool:
-        """True in a worker process the driver started itself (loky, submitit_local).
-
-        Such a worker outlives a killed driver; it must not run on unseen.
-        """
-        driver = self.ticket.driver_pid
-        return self.ticket.driver_host == HOST and os.getpid() != driver and os.getppid() == driver
-
-    def _watch_driver(self) -> None:
-        if os.getppid() == self.ticket.driver_pid:
-            return
+    def orphaned(self) -> None:
+        """The sweeper process that started this worker died: fail the job's trial."""
         reason = f"its sweeper process (pid {self.ticket.driver_pid}) died while the job ran"
         if self.finish(Outcome(FAIL, None, reason, "Interrupted")):
             log.error("%s: %s; the job stops", self.claim.run_name, reason)
         else:  # the job itself is recording its outcome: let it end
             self._recorded.wait(timeout=60)
-        os._exit(1)
 
     # ------------------------------------------------------------ pruning
 
@@ -232,6 +248,7 @@ class JobSession:
             self._beater.stop()
         if current_session() is self:
             _current.session = None
+        _RUNNING.discard(self)
         if outcome.state == PRUNED and outcome.score is None and outcome.error == "TrialPruned":
             outcome = Outcome(PRUNED, self.last_value(), outcome.reason, outcome.error)
         recorded = trials.finish(self.storage, self.claim.trial_id, outcome, attrs)

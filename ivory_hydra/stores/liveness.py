@@ -92,23 +92,14 @@ def describe(record: Mapping[str, Any] | None, now: float | None = None) -> str:
 class Beater:
     """Calls ``beat()`` every ``interval`` seconds on a daemon thread until stopped.
 
-    ``check()``, if given, runs every ``poll`` seconds in between (a watchdog).
     A beat that raises is logged once and the beats go on.
     """
 
     def __init__(
-        self,
-        interval: float,
-        beat: Callable[[], object],
-        *,
-        check: Callable[[], object] | None = None,
-        poll: float = 1.0,
-        name: str = "ivory-hydra-beat",
+        self, interval: float, beat: Callable[[], object], *, name: str = "ivory-hydra-beat"
     ) -> None:
         self.interval = interval
         self._beat = beat
-        self._check = check
-        self._poll = min(poll, interval) if check else interval
         self._stop = threading.Event()
         self._warned = False
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
@@ -119,18 +110,13 @@ class Beater:
         return self
 
     def _loop(self) -> None:
-        next_beat = time.monotonic() + self.interval
-        while not self._stop.wait(max(0.0, min(self._poll, next_beat - time.monotonic()))):
-            if self._check is not None:
-                self._check()
-            if time.monotonic() >= next_beat:
-                next_beat = time.monotonic() + self.interval
-                try:
-                    self._beat()
-                except Exception as error:  # noqa: BLE001 - a missed beat is not fatal
-                    if not self._warned:
-                        log.warning("heartbeat failed (will retry): %s", error)
-                        self._warned = True
+        while not self._stop.wait(self.interval):
+            try:
+                self._beat()
+            except Exception as error:  # noqa: BLE001 - a missed beat is not fatal
+                if not self._warned:
+                    log.warning("heartbeat failed (will retry): %s", error)
+                    self._warned = True
 
     def stop(self) -> None:
         """Stop beating and wait for the thread (unless called from it)."""

@@ -279,6 +279,44 @@ class MlflowMirror:
         for run_id in run_ids:
             retry(self.client.delete_run, run_id)
 
+    def run_status(self, run_id: str) -> str:
+        """A run's status (RUNNING, FINISHED, FAILED, KILLED)."""
+        return str(retry(self.client.get_run, run_id).info.status)
+
+    def running_children(self, parent_run_id: str) -> list[tuple[str, int | None]]:
+        """The child runs still RUNNING under a parent, with their trial numbers."""
+        experiment_id = retry(self.client.get_run, parent_run_id).info.experiment_id
+        found = []
+        token = None
+        while True:
+            page = retry(
+                self.client.search_runs,
+                [experiment_id],
+                filter_string=(
+                    f"tags.`{Tag.PARENT}` = '{parent_run_id}' and attributes.status = 'RUNNING'"
+                ),
+                max_results=1000,
+                page_token=token,
+            )
+            for run in page:
+                number = run.data.tags.get(Tag.TRIAL_NUMBER)
+                found.append((run.info.run_id, int(number) if number else None))
+            token = page.token
+            if not token:
+                return found
+
+    def find_parent(self, study_name: str) -> str | None:
+        """The newest top-level run of a study, if its id was never recorded in the study."""
+        runs = retry(
+            self.client.search_runs,
+            [self.experiment_id()],
+            filter_string=f"tags.`{Tag.STUDY_NAME}` = '{study_name}'",
+            order_by=["attributes.start_time DESC"],
+            max_results=50,
+        )
+        parents = [r for r in runs if Tag.PARENT not in r.data.tags]
+        return parents[0].info.run_id if parents else None
+
     def latest_metric(self, run_id: str, key: str) -> float | None:
         """The latest value of metric ``key`` in a run (highest step, then newest), or None."""
         value = retry(self.client.get_run, run_id).data.metrics.get(key)

@@ -238,7 +238,22 @@ class IvorySweeperImpl:
     # ------------------------------------------------------------ sweep
 
     def sweep(self, arguments: list[str]) -> list[Sequence[JobReturn]]:
-        """Run the sweep; raise :class:`SweepFailedError` at the end if any job failed."""
+        """Run the sweep; raise :class:`SweepFailedError` at the end if any job failed.
+
+        SIGTERM and SIGHUP stop it as Ctrl-C does, from the first moment: what
+        was started is failed in both stores, and the exit code names the
+        signal (130, 143, 129).
+        """
+        from ivory_hydra.engine.signals import exit_code, interrupts
+
+        with interrupts():
+            try:
+                return self._sweep(arguments)
+            except KeyboardInterrupt as error:
+                log.error(f"Stopped ({error or 'Ctrl-C'}) before any job ran; rerun to resume.")
+                raise SystemExit(exit_code(error)) from None
+
+    def _sweep(self, arguments: list[str]) -> list[Sequence[JobReturn]]:
         assert self.config is not None and self.hydra_context is not None
         from omegaconf import OmegaConf
 
@@ -284,10 +299,28 @@ class IvorySweeperImpl:
         engine = self._open_engine(
             url, study_name, job_name, definition, params, plan, mirror, optimizing
         )
-        log.info(f"Optuna storage used by this sweep: {redact_url(url)}")
-        if mirror is not None:
-            log.info(f"MLflow tracking store used by this sweep: {redact_url(mirror.tracking_uri)}")
-        return self._run(engine, plan, url, mirror, sweep_dir)
+        try:
+            log.info(f"Optuna storage used by this sweep: {redact_url(url)}")
+            if mirror is not None:
+                log.info(
+                    f"MLflow tracking store used by this sweep: {redact_url(mirror.tracking_uri)}"
+                )
+            return self._run(engine, plan, url, mirror, sweep_dir)
+        except SweepInputError:
+            raise
+        except BaseException as error:
+            if engine.closed:
+                raise
+            from ivory_hydra.engine.signals import exit_code
+
+            reason = f"the sweep stopped: {type(error).__name__}: {error}".rstrip(": ")
+            interrupted = isinstance(error, KeyboardInterrupt)
+            engine.abandon(reason)
+            engine.close(engine.summary(), status="KILLED" if interrupted else "FAILED")
+            if interrupted:
+                log.error(f"Stopped ({error or 'Ctrl-C'}): {reason}; rerun to resume.")
+                raise SystemExit(exit_code(error)) from None
+            raise
 
     def _tracking_uri(self, cwd: Path) -> str | None:
         if not self.mlflow_enabled:
@@ -532,7 +565,6 @@ class IvorySweeperImpl:
     ) -> list[Sequence[JobReturn]]:
         from hydra.core.plugins import Plugins
 
-        from ivory_hydra.engine.signals import exit_code, interrupts
         from ivory_hydra.job.hydra_task import TrialTask
         from ivory_hydra.progress import ProgressBar
 
@@ -548,39 +580,27 @@ class IvorySweeperImpl:
         launcher = Plugins.instance().instantiate_launcher(
             hydra_context=self.hydra_context, task_function=task, config=self.config
         )
+        if type(launcher).__name__ != "BasicLauncher":  # its workers must not outlive us
+            from ivory_hydra.engine.orphans import watch
+
+            watch()
         returns: list[Sequence[JobReturn]] = []
-        claims: list[Claim] = []
         try:
-            with interrupts():
-                try:
-                    probing = self.metric is not None
-                    # optimize: one trial at a time unless n_jobs says otherwise, so that
-                    # the sampler learns from every result
-                    size = self.max_batch_size or (1 if self.mode == "optimize" else None)
-                    for claims in engine.walk(size, first_alone=probing):
-                        returns.append(self._launch(launcher, task, claims))
-                        results = engine.collect(
-                            claims, _fallbacks(claims, returns[-1], self.metric)
-                        )
-                        bar.advance_to(done + engine.claimed)
-                        if probing:
-                            probing = False
-                            self._check_first(engine, claims, results)
-                        self._check_failure_rate(results)
-                except SweepInputError:
-                    raise
-                except SweepFailedError as error:  # too many failures: the sweep stops
-                    bar.close()
-                    self._finish(engine, url, mirror, sweep_dir, stopped=str(error))
-                except BaseException as error:
-                    reason = f"the sweep stopped: {type(error).__name__}: {error}".rstrip(": ")
-                    interrupted = isinstance(error, KeyboardInterrupt)
-                    engine.abandon(claims, reason)
-                    engine.close(engine.summary(), status="KILLED" if interrupted else "FAILED")
-                    if interrupted:
-                        log.error(f"Stopped ({error or 'Ctrl-C'}): {reason}; rerun to resume.")
-                        raise SystemExit(exit_code(error)) from None
-                    raise
+            probing = self.metric is not None
+            # optimize: one trial at a time unless n_jobs says otherwise, so that
+            # the sampler learns from every result
+            size = self.max_batch_size or (1 if self.mode == "optimize" else None)
+            for claims in engine.walk(size, first_alone=probing):
+                returns.append(self._launch(launcher, task, claims))
+                results = engine.collect(claims, _fallbacks(claims, returns[-1], self.metric))
+                bar.advance_to(done + engine.claimed)
+                if probing:
+                    probing = False
+                    self._check_first(engine, claims, results)
+                self._check_failure_rate(results)
+        except SweepFailedError as error:  # too many failures: the sweep stops
+            bar.close()
+            self._finish(engine, url, mirror, sweep_dir, stopped=str(error))
         finally:
             bar.close()
         self._finish(engine, url, mirror, sweep_dir)

@@ -54,11 +54,7 @@ CHAIN_JOBS = Counter(
 
 
 class BugShown(AssertionError):
-    """Raised by the one check of an xfail test that shows its bug.
-
-    The xfail marks name it in ``raises=``, so that any other failure of such a
-    test still fails the run.
-    """
+    """The check of a regression test for a bug the fault suite once found."""
 
 
 # ---------------------------------------------------------------- the app's records
@@ -254,7 +250,7 @@ class App:
         return code
 
     def clean_up(self, records: Path | None) -> None:
-        """Kill whatever a failed (or xfail) test left: the sweeper and its workers."""
+        """Kill whatever a failed test left: the sweeper and its workers."""
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
@@ -360,14 +356,8 @@ def assert_each_slot_complete_once(study: optuna.Study, slots: int) -> None:
             assert trial.user_attrs.get("reason"), trial.user_attrs
 
 
-def assert_mlflow_mirrors(cwd: Path, study: optuna.Study, *, claim_cut: bool = False) -> None:
-    """One FINISHED parent run; each trial's child run ended as its trial did; none RUNNING.
-
-    ``claim_cut``: the signal may have come while the engine created a batch's
-    child runs and trials; child runs it created for no trial are a known bug,
-    shown by :func:`test_a_stop_while_a_batch_is_claimed_leaves_no_mlflow_run_running`,
-    and are not held against the caller.
-    """
+def assert_mlflow_mirrors(cwd: Path, study: optuna.Study) -> None:
+    """One FINISHED parent run; trials and child runs match one to one; none RUNNING."""
     parents, children = mlflow_runs(cwd)
     [parent] = [p for p in parents if p.data.tags.get("ivory.study_name") == study.study_name]
     assert parent.info.status == "FINISHED", parent.info
@@ -382,12 +372,8 @@ def assert_mlflow_mirrors(cwd: Path, study: optuna.Study, *, claim_cut: bool = F
             assert run.data.metrics["score"] == trial.value
         else:
             assert run.info.status == "KILLED", (trial.number, trial.user_attrs, run.info)
-    ours = {t.user_attrs["mlflow_run_id"] for t in study.trials}
-    running = [
-        (r.info.run_name, dict(r.data.tags))
-        for r in children
-        if r.info.status == "RUNNING" and not (claim_cut and r.info.run_id not in ours)
-    ]
+    assert {t.user_attrs["mlflow_run_id"] for t in study.trials} == set(runs)
+    running = [(r.info.run_name, dict(r.data.tags)) for r in children if r.info.status == "RUNNING"]
     assert not running, f"MLflow runs left RUNNING: {running}"
 
 
@@ -435,12 +421,10 @@ def test_sigkill_after_k_jobs_keeps_their_results(launch, records, tmp_path, mlf
 
 
 FAULTS = [
-    # (where the signal comes, launcher, signal). A joblib sweeper SIGKILLed
-    # once it has workers leaves idle workers behind (a bug, shown by
-    # test_idle_joblib_workers_end_with_a_killed_sweeper), so joblib meets
-    # SIGKILL only before any job; SIGTERM before any job is not handled yet
-    # (shown by test_sigterm_while_the_sweeper_starts_exits_143).
+    # (where the signal comes, launcher, signal)
     pytest.param("before", "joblib", signal.SIGKILL, id="before-joblib-SIGKILL"),
+    pytest.param("before", "basic", signal.SIGTERM, id="before-basic-SIGTERM"),
+    pytest.param("during", "joblib", signal.SIGKILL, id="during-joblib-SIGKILL"),
     pytest.param("during", "basic", signal.SIGKILL, id="during-basic-SIGKILL"),
     pytest.param("during", "basic", signal.SIGTERM, id="during-basic-SIGTERM"),
     pytest.param("during", "joblib", signal.SIGTERM, id="during-joblib-SIGTERM"),
@@ -486,7 +470,7 @@ def test_a_stopped_sweep_resumes_and_runs_every_job_once(
     assert_each_slot_complete_once(study, sum(expected.values()))
     if chain:
         assert study.user_attrs["decisions"]["a"]["value"] == 2
-    assert_mlflow_mirrors(tmp_path, study, claim_cut=chain)
+    assert_mlflow_mirrors(tmp_path, study)
     assert_processes_end({r["pid"] for r in read_records(records)})
 
 
@@ -570,13 +554,6 @@ def test_each_trial_times_are_its_own_jobs(records, tmp_path):
 # ---------------------------------------------------------------- bugs found
 
 
-@pytest.mark.xfail(
-    raises=BugShown,
-    strict=True,
-    reason="BUG: a stop while the engine claims a batch (MLflow child runs created, trials "
-    "not yet) leaves those child runs RUNNING for good: no trial names them, so neither "
-    "the stopped sweeper's abandon() nor the next start's load() ends them",
-)
 def test_a_stop_while_a_batch_is_claimed_leaves_no_mlflow_run_running(
     launch, records, tmp_path, mlflow_db
 ):
@@ -601,13 +578,6 @@ def test_a_stop_while_a_batch_is_claimed_leaves_no_mlflow_run_running(
         raise BugShown(f"MLflow child runs left RUNNING after the rerun: {running}")
 
 
-@pytest.mark.xfail(
-    raises=BugShown,
-    strict=True,
-    reason="BUG: a job stopped after it stored its outcome in Optuna but before it ended its "
-    "MLflow run leaves that run RUNNING for good: the trial is finished, so neither the "
-    "stopped sweeper's abandon() nor the next start's load() looks at its MLflow run",
-)
 def test_a_job_killed_while_it_ends_its_mlflow_run_leaves_no_run_running(
     launch, records, tmp_path, mlflow_db
 ):
@@ -644,13 +614,6 @@ def test_a_job_killed_while_it_ends_its_mlflow_run_leaves_no_run_running(
         raise BugShown(f"the COMPLETE trial's MLflow run is {status} after the rerun")
 
 
-@pytest.mark.xfail(
-    raises=BugShown,
-    strict=True,
-    reason="BUG: loky workers that are idle when the sweeper is SIGKILLed outlive it (by hand: "
-    "still alive 20 minutes later, reparented to pid 1): the watchdog that ends a worker runs "
-    "only while the worker runs a job",
-)
 def test_idle_joblib_workers_end_with_a_killed_sweeper(launch, records, tmp_path):
     """SIGKILL a joblib sweeper of one long job on two workers.
 
@@ -672,13 +635,6 @@ def test_idle_joblib_workers_end_with_a_killed_sweeper(launch, records, tmp_path
         raise BugShown(f"idle loky workers alive 5 s after the sweeper was killed: {left}")
 
 
-@pytest.mark.xfail(
-    raises=BugShown,
-    strict=True,
-    reason="BUG: SIGTERM before the first batch (while the sweeper opens its stores, lease and "
-    "MLflow parent run) is not handled: the process dies by Python's default action "
-    "(returncode -15, no 'Stopped' message, nothing cleaned up) instead of exiting 143",
-)
 def test_sigterm_while_the_sweeper_starts_exits_143(launch, records, tmp_path, mlflow_db):
     """SIGTERM as soon as the sweeper announces itself: it should stop like Ctrl-C, with 143."""
     app = launch(*PRODUCT, f"record={records}")
