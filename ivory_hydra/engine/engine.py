@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,8 +23,8 @@ from ivory_hydra.core.display import run_line
 from ivory_hydra.core.outcomes import COMPLETE, FAIL, Outcome
 from ivory_hydra.core.plan import Plan, Point, pareto_front, parse_slot
 from ivory_hydra.stores import numbering, trials
-from ivory_hydra.stores.format import StudyAttr, Tag, TrialAttr, metric_names, score_metrics
-from ivory_hydra.stores.liveness import GRACE_PERIOD, HEARTBEAT_INTERVAL, describe, is_stale
+from ivory_hydra.stores.format import OWNER, StudyAttr, Tag, TrialAttr, metric_names, score_metrics
+from ivory_hydra.stores.liveness import GRACE_PERIOD, HEARTBEAT_INTERVAL, HOST, describe, is_stale
 from ivory_hydra.stores.study import Study, TrialSpec
 from ivory_hydra.stores.trials import Claim
 
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from optuna.distributions import BaseDistribution
     from optuna.trial import FrozenTrial
 
+    from ivory_hydra.engine.crew import Crew
     from ivory_hydra.engine.lease import Lease
     from ivory_hydra.stores.ledger import Ledger
     from ivory_hydra.stores.mlflow_mirror import MlflowMirror
@@ -197,8 +199,11 @@ class Engine:
         self._best: Finished | None = None
         self._collected: set[int] = set()
         self.claimed = 0  # claims made by this process
+        self.mine: set[int] = set()  # their trial numbers
         self._batch: list[Claim] = []  # handed out, not yet collected
         self.closed = False
+        self.crew: Crew | None = None  # set when workers share the sweep
+        self._last: bool | None = None
         self.lease: Lease | None = None
 
     # ------------------------------------------------------------ reading back
@@ -223,6 +228,8 @@ class Engine:
                 continue
             if trial.state in (TrialState.WAITING, TrialState.RUNNING):
                 record = trials.last_beat(trial)
+                if trial.state == TrialState.WAITING and self._owner_lives(trial):
+                    continue  # a live worker will launch it
                 if trial.state == TrialState.WAITING or is_stale(
                     record, self.settings.grace_period
                 ):
@@ -233,15 +240,41 @@ class Engine:
                 continue
             self._note(Finished.from_trial(trial))
         numbers = {t.number for t in stored_trials}
-        for number, run_id in running.items():  # runs whose job was stopped as it ended
-            found = number in numbers and not isinstance(number, str)
-            self._settle_run(
-                run_id, self.study.storage.get_trial(self._trial_id_of(number)) if found else None
-            )
+        for number, run_id in running.items():  # a job stopped while it ended its run
+            known = isinstance(number, int) and number in numbers
+            trial = self.study.storage.get_trial(self._trial_id_of(number)) if known else None
+            self._settle_run(run_id, trial)
         return len(self._done)
 
+    @property
+    def _owner(self) -> dict[str, Any]:
+        owner: dict[str, Any] = {"host": HOST, "pid": os.getpid()}
+        if self.crew is not None:
+            owner["worker"] = self.crew.key
+        return owner
+
+    def _owner_lives(self, trial: FrozenTrial) -> bool:
+        """Whether the worker that created a WAITING trial still lives (workers only).
+
+        A lone sweeper took the sweep's lease, so the creators of what it finds are gone.
+        """
+        owner = trial.system_attrs.get(OWNER)
+        if self.crew is None or not isinstance(owner, Mapping) or not owner.get("worker"):
+            return False
+        record = self.ledger.get(str(owner["worker"]))
+        return record is not None and not is_stale(record, self.settings.grace_period)
+
+    def refresh(self) -> None:
+        """Read the runs that other workers finished (once per chain step, and at the end)."""
+        for trial in self.study.trials():
+            if trial.state.is_finished() and trial.user_attrs.get(TrialAttr.SLOT) is not None:
+                self._note(Finished.from_trial(trial))
+
     def _running_children(self) -> dict[int | str, str]:
-        """The MLflow child runs a stopped process left RUNNING, by trial number."""
+        """The MLflow child runs a stopped process left RUNNING, by trial number.
+
+        A run that carries no trial number (an older version made it) is keyed by its id.
+        """
         if self.mirror is None or self.parent_run_id is None:
             return {}
         try:
@@ -249,7 +282,7 @@ class Engine:
         except Exception as error:  # noqa: BLE001
             log.warning("Could not look for MLflow runs left running: %s", error)
             return {}
-        return {number if number is not None else run_id: run_id for run_id, number in running}
+        return {run_id if number is None else number: run_id for run_id, number in running}
 
     def _trial_id(self, trial: FrozenTrial) -> int:
         return self._trial_id_of(trial.number)
@@ -372,6 +405,9 @@ class Engine:
         the sweep's very first job alone (a fresh sweep with a metric checks
         its first result before starting the rest).
         """
+        if self.crew is not None:
+            yield from self._walk_together(batch_size or DEFAULT_BATCH_LIMIT)
+            return
         size = batch_size or DEFAULT_BATCH_LIMIT
         alone = first_alone and not self._done and not self._failed
         for step in range(self.plan.num_steps):
@@ -383,6 +419,49 @@ class Engine:
                     self.collect(claims)
                 if not self._wait_elsewhere(step):
                     break
+            self.decide(step)
+
+    def _walk_together(self, size: int) -> Iterator[list[Claim]]:
+        """The walk of one worker among several: ranges of slots taken from the crew.
+
+        A chain step ends for everyone when its last slot is resolved; workers
+        that run out of slots wait for the others, and take over the ranges of
+        a worker that died.
+        """
+        crew = self.crew
+        assert crew is not None
+        for step in range(self.plan.num_steps):
+            name = self.plan.stepping(step)
+            if name is not None and self.settings.use_best_param and crew.decision(name):
+                self.decide(step)  # decided before this worker joined
+                continue
+            total = self.plan.size(step)
+            told = False
+            while True:
+                if crew.inherit():
+                    self.refresh()
+                taken = crew.take(step, total, size)
+                if taken is None:
+                    resolved = crew.resolved(step)
+                    if resolved >= total or not crew.alive:
+                        break
+                    if not told:
+                        told = True
+                        what = f"{name}, " if name else ""
+                        log.info(
+                            f"Waiting for the other workers to end step {step} ({what}"
+                            f"{resolved} of {total} jobs done)"
+                        )
+                    time.sleep(min(1.0, self.settings.heartbeat_interval))
+                    continue
+                points = [self.plan.point(step, i, self.winners) for i in taken]
+                points = [p for p in points if p.slot not in self._done]
+                if points:
+                    claims = self.claim(points)
+                    yield claims
+                    self.collect(claims)
+                crew.finished(step, taken)
+            self.refresh()
             self.decide(step)
 
     def claim(self, points: Sequence[Point]) -> list[Claim]:
@@ -406,7 +485,9 @@ class Engine:
             later = {}  # attributes known only once the trial exists
             if self.sampling is None:
                 attrs.update(self.attrs_of(point))
-            spec = TrialSpec(params, {k: self.distributions[k] for k in params}, attrs)
+            spec = TrialSpec(
+                params, {k: self.distributions[k] for k in params}, attrs, {OWNER: self._owner}
+            )
             [(trial_id, number)] = self.study.create_trials([spec])
             claim = Claim(trial_id, number, run_name, point, params)
             self._batch.append(claim)
@@ -425,6 +506,7 @@ class Engine:
             claims.append(claim)
             self.show(run_line(run_name, shown))
         self.claimed += len(claims)
+        self.mine.update(c.number for c in claims)
         return claims
 
     def _create_child(
@@ -563,24 +645,49 @@ class Engine:
             return
         values = self.plan.swept[name]
         stored = self.decisions.get(name)
+        if stored is None and self.crew is not None:
+            stored = self.crew.decision(name)
         if stored is not None and 0 <= int(stored.get("index", -1)) < len(values):
             index = int(stored["index"])
+            self.decisions[name] = stored
         else:
             runs = [self._done.get(f"{step}.{i}") for i in range(len(values))]
             scores = [r.outcome.score if r and r.outcome.state == COMPLETE else None for r in runs]
             index = Plan.winner_index(scores, self.settings.direction)
             winner = runs[index]
-            self.decisions[name] = {
+            decision = {
                 "value": self.value_of(values[index]),
                 "index": index,
                 "score": winner.outcome.score if winner else None,
                 "run": winner.run_name if winner else None,
             }
+            if self.crew is not None:  # the first worker's decision stands for all
+                decision = self.crew.decide(name, decision)
+                index = int(decision["index"])
+            self.decisions[name] = decision
             self.study.set_attrs({StudyAttr.DECISIONS: self.decisions})
         self.winners[name] = values[index]
         log.info(f"Chain: {name} is fixed at {self.decisions[name]['value']}")
 
     # ------------------------------------------------------------ the end
+
+    def chain_steps(self) -> list[tuple[str, list[Any], list[float | None], int | None]]:
+        """Each chain step as (param, its values, their scores, the winner's index).
+
+        A value's score is None when its run failed, went unscored or has not run.
+        """
+        steps = []
+        for step in range(self.plan.num_steps):
+            name = self.plan.stepping(step)
+            if name is None:
+                continue
+            values = self.plan.swept[name]
+            runs = [self._done.get(f"{step}.{i}") for i in range(len(values))]
+            scores = [r.outcome.score if r is not None else None for r in runs]
+            decision = self.decisions.get(name)
+            winner = int(decision["index"]) if decision and "index" in decision else None
+            steps.append((name, [self.value_of(v) for v in values], scores, winner))
+        return steps
 
     def summary(self) -> Summary:
         """The best run, the decisions and the failures so far."""
@@ -604,20 +711,38 @@ class Engine:
 
     def close(
         self,
-        summary: Summary,
+        summary: Summary | None = None,
         *,
         status: str = "FINISHED",
         artifacts: Sequence[Any] = (),
         tags: Mapping[str, str] | None = None,
     ) -> None:
-        """Store the summary in the study, close the MLflow parent run, give up the lease."""
+        """Store the summary in the study, close the MLflow parent run, give up the lease.
+
+        Among several workers only the last one does the first two.
+        """
         self.closed = True
         try:
-            self.study.set_attrs({StudyAttr.SUMMARY: summary.as_dict()})
-            if self.mirror is not None and self.parent_run_id is not None:
-                self._close_parent(summary, status, artifacts, tags)
+            if self.leave():
+                summary = summary or self.summary()
+                self.study.set_attrs({StudyAttr.SUMMARY: summary.as_dict()})
+                if self.mirror is not None and self.parent_run_id is not None:
+                    self._close_parent(summary, status, artifacts, tags)
         finally:
             self.release()
+
+    def leave(self) -> bool:
+        """Stop taking work; True when this process is the last of its sweep's workers.
+
+        The last one reads every worker's results, for the summary.
+        """
+        if self.crew is None:
+            return True
+        if self._last is None:
+            self._last = self.crew.leave()
+            if self._last:
+                self.refresh()
+        return self._last
 
     def release(self) -> None:
         """Give up the lease on the sweep (if this engine holds one)."""
@@ -723,31 +848,36 @@ def open_engine(opening: Opening) -> Engine:
     A new study gets the experiment's next task number (unless the task API
     numbered the task already) and the study attributes that describe it.
     """
+    from ivory_hydra.engine.crew import Crew
     from ivory_hydra.engine.lease import Lease
     from ivory_hydra.stores.format import StudyAttr
     from ivory_hydra.stores.ledger import ledger_for
     from ivory_hydra.stores.optuna_storage import open_storage
+    from ivory_hydra.stores.sqlite_files import sqlite_file
 
     settings = opening.settings
     storage = open_storage(opening.storage_url)
     ledger = ledger_for(opening.storage_url)
+    name = opening.study_name
+    timing = {"interval": settings.heartbeat_interval, "grace": settings.grace_period}
     lease = None
-    if opening.lease:
-        lease = Lease(
-            ledger,
-            opening.study_name,
-            interval=settings.heartbeat_interval,
-            grace=settings.grace_period,
-        )
+    crew = None
+    if opening.lease and sqlite_file(opening.storage_url) is not None:
+        lease = Lease(ledger, name, **timing)  # SQLite: one sweeper at a time
         lease.acquire()
+    elif opening.lease:  # a database server or a journal file: workers share the sweep
+        crew = Crew(ledger, name, **timing)
+        crew.join()
     try:
-        study = Study.open(storage, opening.study_name, settings.direction, settings.metric)
+        study = Study.open(storage, name, settings.direction, settings.metric)
         attrs = study.user_attrs
         task = attrs.get(StudyAttr.TASK)
         if study.created or task is None:
             task = opening.task_name or (
                 f"task#{numbering.allocate(ledger, opening.experiment, 'task')}"
             )
+            if crew is not None and not ledger.compare_and_set(f"task/{name}", None, task):
+                task = ledger.get(f"task/{name}")  # another worker numbered it first
             study.set_attrs(
                 {
                     StudyAttr.KIND: opening.kind,
@@ -758,12 +888,18 @@ def open_engine(opening: Opening) -> Engine:
             )
         parent_run_id = None
         if opening.mirror is not None:
+            tags = {Tag.STUDY_NAME: study.name, **opening.parent_tags}
             previous = attrs.get(StudyAttr.PARENT_RUN)
-            if previous is None and not study.created:  # stopped before it was recorded
-                previous = opening.mirror.find_parent(study.name)
-            parent_run_id = opening.mirror.open_parent(
-                str(task), {Tag.STUDY_NAME: study.name, **opening.parent_tags}, run_id=previous
-            )
+            if previous is None and crew is not None:
+                previous = ledger.get(f"parent/{name}")
+            if previous is None and crew is None and not study.created:
+                previous = opening.mirror.find_parent(study.name)  # stopped before recorded
+            parent_run_id = opening.mirror.open_parent(str(task), tags, run_id=previous)
+            shared = crew is not None and previous is None
+            if shared and not ledger.compare_and_set(f"parent/{name}", None, parent_run_id):
+                opening.mirror.delete_runs([parent_run_id])  # another worker's stands
+                winner = ledger.get(f"parent/{name}")
+                parent_run_id = opening.mirror.open_parent(str(task), tags, run_id=winner)
             if parent_run_id != previous:
                 study.set_attrs({StudyAttr.PARENT_RUN: parent_run_id})
         engine = Engine(
@@ -784,9 +920,12 @@ def open_engine(opening: Opening) -> Engine:
             show=opening.show,
         )
         engine.lease = lease
+        engine.crew = crew
         engine.load()
     except BaseException:
         if lease is not None:
             lease.release()
+        if crew is not None:
+            crew.leave()
         raise
     return engine

@@ -44,7 +44,9 @@ class Lease:
                 raise SweepBusyError(
                     f"this sweep (study {self.study_name!r}) is already running: "
                     f"{describe(current)}. Wait for it to end or stop it; a sweeper that "
-                    f"died is taken over once its heartbeat has stopped for {self.grace:g} s."
+                    f"died is taken over once its heartbeat has stopped for {self.grace:g} s. "
+                    "An SQLite storage serves one sweeper at a time: to run several workers "
+                    "on one sweep, use a PostgreSQL storage or a journal file."
                 )
             mine = beat_record(since=since)
             if self.ledger.compare_and_set(self.key, current, mine):

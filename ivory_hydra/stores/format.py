@@ -36,7 +36,8 @@ Trial user attributes (``trial.user_attrs``), one trial per run:
 =================  ==============================================================
 
 Trial system attributes (hidden by optuna-dashboard): ``ivory:beat`` holds the
-last heartbeat of the process that runs the trial (``at``, ``host``, ``pid``).
+last heartbeat of the process that runs the trial (``at``, ``host``, ``pid``);
+``ivory:owner`` names the sweeper that created it.
 
 Ledger keys (:mod:`ivory_hydra.stores.ledger`): ``numbers/<experiment>/run``
 and ``numbers/<experiment>/task`` count runs and tasks; ``lease/<study>`` names
@@ -88,6 +89,9 @@ class TrialAttr:
 
 #: Trial system attribute: the last heartbeat of the process running the trial.
 BEAT = "ivory:beat"
+#: Trial system attribute: the sweeper that created the trial (``host``, ``pid``,
+#: and with several workers its ``worker`` record in the ledger).
+OWNER = "ivory:owner"
 
 
 class Tag:

@@ -22,6 +22,7 @@ class TrialSpec:
     params: Mapping[str, Any]
     distributions: Mapping[str, BaseDistribution]
     user_attrs: Mapping[str, Any] = field(default_factory=dict)
+    system_attrs: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -120,7 +121,7 @@ class Study:
                 params={k: trial_param(v, spec.distributions[k]) for k, v in spec.params.items()},
                 distributions=dict(spec.distributions),
                 user_attrs=dict(spec.user_attrs),
-                system_attrs={},
+                system_attrs=dict(spec.system_attrs),
                 intermediate_values={},
                 trial_id=-1,
             )

@@ -316,7 +316,7 @@ class IvorySweeperImpl:
             reason = f"the sweep stopped: {type(error).__name__}: {error}".rstrip(": ")
             interrupted = isinstance(error, KeyboardInterrupt)
             engine.abandon(reason)
-            engine.close(engine.summary(), status="KILLED" if interrupted else "FAILED")
+            engine.close(status="KILLED" if interrupted else "FAILED")
             if interrupted:
                 log.error(f"Stopped ({error or 'Ctrl-C'}): {reason}; rerun to resume.")
                 raise SystemExit(exit_code(error)) from None
@@ -587,9 +587,7 @@ class IvorySweeperImpl:
         returns: list[Sequence[JobReturn]] = []
         try:
             probing = self.metric is not None
-            # optimize: one trial at a time unless n_jobs says otherwise, so that
-            # the sampler learns from every result
-            size = self.max_batch_size or (1 if self.mode == "optimize" else None)
+            size = self.max_batch_size or self._default_batch(engine)
             for claims in engine.walk(size, first_alone=probing):
                 returns.append(self._launch(launcher, task, claims))
                 results = engine.collect(claims, _fallbacks(claims, returns[-1], self.metric))
@@ -605,6 +603,18 @@ class IvorySweeperImpl:
             bar.close()
         self._finish(engine, url, mirror, sweep_dir)
         return returns
+
+    def _default_batch(self, engine: Engine) -> int | None:
+        """Without max_batch_size: one batch (up to the engine's limit), except that
+        optimize mode asks one trial at a time, so that its sampler learns from every
+        result, and a worker among several takes as many jobs as its launcher runs at once.
+        """
+        from omegaconf import OmegaConf
+
+        if self.mode != "optimize" and engine.crew is None:
+            return None
+        parallel = OmegaConf.select(self.config, "hydra.launcher.n_jobs", default=None)
+        return parallel if isinstance(parallel, int) and parallel > 0 else 1
 
     def _launch(self, launcher: Any, task: TrialTask, claims: list[Claim]) -> list[JobReturn]:
         task.claims = {c.number: c for c in claims}
@@ -644,6 +654,18 @@ class IvorySweeperImpl:
         sweep_dir: Path,
         stopped: str | None = None,
     ) -> None:
+        total = engine.plan.total
+        if engine.crew is not None:
+            log.info(f"This worker ran {plural(engine.claimed, 'job')} of {plural(total, 'job')}")
+        if not engine.leave():
+            mine = [f for f in engine.summary().failed if f.number in engine.mine]
+            engine.close()
+            log.info("Other workers still run this sweep; the last of them writes its summary")
+            if stopped:
+                raise SweepFailedError(stopped)
+            if mine:
+                raise SweepFailedError(f"{plural(len(mine), 'job')} of this worker failed")
+            return
         summary = engine.summary()
         tracking_uri = mirror.tracking_uri if mirror else None
         path = self._report(summary.as_dict(), url, engine.study.name, tracking_uri, sweep_dir)
