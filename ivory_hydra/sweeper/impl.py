@@ -669,7 +669,10 @@ class IvorySweeperImpl:
         summary = engine.summary()
         tracking_uri = mirror.tracking_uri if mirror else None
         path = self._report(summary.as_dict(), url, engine.study.name, tracking_uri, sweep_dir)
-        engine.close(summary, status="FAILED" if summary.failed else "FINISHED", artifacts=[path])
+        artifacts = [path, *self._chain_plot(engine, sweep_dir)]
+        engine.close(
+            summary, status="FAILED" if summary.failed else "FINISHED", artifacts=artifacts
+        )
         if stopped:
             raise SweepFailedError(stopped)
         if summary.failed:
@@ -678,6 +681,27 @@ class IvorySweeperImpl:
                 for f in summary.failed
             )
             raise SweepFailedError(f"{len(summary.failed)} of {summary.total} jobs failed: {names}")
+
+    def _chain_plot(self, engine: Engine, sweep_dir: Path) -> list[Path]:
+        """A chain sweep's figure, ``chain.png`` in the sweep folder (none without matplotlib)."""
+        if self.mode != "chain":
+            return []
+        from ivory_hydra.sweeper.chain_plot import plot_chain
+
+        try:
+            path = plot_chain(
+                engine.chain_steps(),
+                sweep_dir / "chain.png",
+                metric=self.metric if isinstance(self.metric, str) else "score",
+                direction=self.directions[0],
+                log_params={p.name for p in self.by_name.values() if p.log},
+            )
+        except Exception as error:  # noqa: BLE001 - a figure must not fail a finished sweep
+            log.warning(f"No chain plot: {type(error).__name__}: {error}")
+            return []
+        if path is not None:
+            log.info(f"Chain plot: {path}")
+        return [path] if path is not None else []
 
     def _report(
         self,
