@@ -264,6 +264,15 @@ class Engine:
         record = self.ledger.get(str(owner["worker"]))
         return record is not None and not is_stale(record, self.settings.grace_period)
 
+    def reap(self) -> None:
+        """Fail the trials of workers that died (after one was found dead)."""
+        from optuna.trial import TrialState
+
+        for trial in self.study.trials(states=(TrialState.WAITING, TrialState.RUNNING)):
+            record = trials.last_beat(trial)
+            if trial.state == TrialState.WAITING and not self._owner_lives(trial) or trial.state == TrialState.RUNNING and is_stale(record, self.settings.grace_period):
+                self._reap(trial, record)
+
     def refresh(self) -> None:
         """Read the runs that other workers finished (once per chain step, and at the end)."""
         for trial in self.study.trials():
@@ -439,6 +448,7 @@ class Engine:
             told = False
             while True:
                 if crew.inherit():
+                    self.reap()
                     self.refresh()
                 taken = crew.take(step, total, size)
                 if taken is None:
