@@ -270,7 +270,11 @@ class Engine:
 
         for trial in self.study.trials(states=(TrialState.WAITING, TrialState.RUNNING)):
             record = trials.last_beat(trial)
-            if trial.state == TrialState.WAITING and not self._owner_lives(trial) or trial.state == TrialState.RUNNING and is_stale(record, self.settings.grace_period):
+            if trial.state == TrialState.WAITING:
+                dead = not self._owner_lives(trial)
+            else:
+                dead = is_stale(record, self.settings.grace_period)
+            if dead:
                 self._reap(trial, record)
 
     def refresh(self) -> None:
