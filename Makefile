@@ -24,13 +24,15 @@ postgres:
 # Runs an example sweep on the embedded defaults (SQLite files in $(DEMO_DIR)/).
 demo: install
 	mkdir -p $(DEMO_DIR)
-	cd $(DEMO_DIR) && ../$(PY) ../examples/train.py -m \
+	cd $(DEMO_DIR) && ../$(PY) ../examples/train.py -m hydra.sweep.dir=sweep \
 		hydra.sweeper.mode=chain model=resnet,vit lr=1e-3_1e1:5.log dropout=0.0-0.2:3
 	@echo
-	@echo "Where to look (run from $(DEMO_DIR)/):"
-	@echo "  results:   $(DEMO_DIR)/multirun/*/*/results.yaml"
-	@echo "  Optuna:    $(VENV)/bin/optuna-dashboard sqlite:///$(abspath $(DEMO_DIR))/optuna.db"
-	@echo "  MLflow:    $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(abspath $(DEMO_DIR))/mlflow.db"
+	@echo "Where to look (these commands work from here, $(CURDIR)):"
+	@echo "  results:     cat $(DEMO_DIR)/sweep/results.yaml"
+	@echo "  chain plot:  $(DEMO_DIR)/sweep/chain.png"
+	@echo "  Optuna:      $(VENV)/bin/optuna-dashboard sqlite:///$(abspath $(DEMO_DIR))/optuna.db"
+	@echo "  MLflow:      $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(abspath $(DEMO_DIR))/mlflow.db"
+	@echo "Run make demo again: the same sweep resumes and finds nothing left to run."
 
 # The whole suite, slow end-to-end tests included (as CI runs it).
 test: install postgres
@@ -51,8 +53,10 @@ $(PEER)/.installed:
 	$(PEER)/bin/python -m pip install -q "hydra-core==1.3.8" "hydra-optuna-sweeper==1.2.0" "optuna<3" "sqlalchemy<2"
 	touch $@
 
-bench: install $(PEER)/.installed
+# Every figure of the README's speed section (about 20 minutes on 2 cores).
+bench: install postgres $(PEER)/.installed
 	$(PY) benchmarks/bench_sweeper.py --optuna-python $(PEER)/bin/python
+	$(PY) benchmarks/bench_workers.py
 
 clean:
 	rm -rf $(DEMO_DIR) build *.egg-info

@@ -1,14 +1,24 @@
-"""Per-job cost of the ivory sweeper against its peers, in the same run.
+"""What a user waits for: whole commands, start-up included, beside Hydra's own sweepers.
 
-    python benchmarks/bench_sweeper.py [--jobs 100] [--repeat 3] [--optuna-python PATH]
+    python benchmarks/bench_sweeper.py [--repeat 3] [--scale 1000,10000] [--optuna-python PATH]
 
-The peers are Hydra's BasicSweeper and, when ``--optuna-python`` names a Python
-that has ``hydra-optuna-sweeper`` (it pins optuna<3, so it lives in a venv of
-its own: ``make bench`` builds ``.venv-optuna-peer``), Hydra's Optuna sweeper.
+Every command runs the same no-op app (``benchmarks/apps/noop.py``) as a new
+process, in a fresh folder unless the row says otherwise, with Hydra's default
+logging. The peers run in the same invocation: Hydra's BasicSweeper and, when
+``--optuna-python`` names a Python that has ``hydra-optuna-sweeper`` (it pins
+``optuna<3``, so ``make bench`` builds it a venv of its own), Hydra's Optuna
+sweeper. Each figure is the median of ``--repeat`` runs.
 
-Each sweeper runs the same no-op app over the same number of jobs as a
-subprocess in a fresh directory; every SQLite store is new. The per-job cost is
-``(time(N jobs) - time(1 job)) / (N - 1)``, which takes process start-up out.
+Rows:
+
+* ``--help``;
+* a 1-job sweep in a fresh folder;
+* a 10-job sweep, and the same command again (ivory: nothing left to run);
+* 100 jobs (a 10x10 grid), whole wall time.
+
+Then MLflow's own cost (``import mlflow``, opening an existing store), which
+bounds what mirroring can cost, and the scaling of ivory (MLflow off) to the
+``--scale`` sizes: seconds per job, peak memory, and resuming the finished sweep.
 """
 
 from __future__ import annotations
@@ -23,75 +33,192 @@ import time
 from pathlib import Path
 
 APP = Path(__file__).parent / "apps" / "noop.py"
-QUIET = ["hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
+
+SWEEPERS = {
+    "basic": ["hydra/sweeper=basic"],
+    "ivory, both stores": ["hydra/sweeper=ivory", "hydra.sweeper.verbose=0"],
+    "ivory, MLflow off": [
+        "hydra/sweeper=ivory",
+        "hydra.sweeper.verbose=0",
+        "hydra.sweeper.mlflow.enabled=false",
+    ],
+    "optuna sweeper": ["hydra/sweeper=optuna", "hydra/sweeper/sampler=random"],
+}
 
 
 def grid(jobs: int) -> list[str]:
-    """A product of two int params with ``jobs`` points."""
+    """Overrides of a product with ``jobs`` points."""
     if jobs == 1:
         return ["+x=0", "+y=0"]
-    side = 10 if jobs >= 100 else 2
+    side = 10 if jobs >= 100 else 1
     return [f"+x=range(0,{side})", f"+y=range(0,{jobs // side})"]
 
 
-def sweeper_args(sweeper: str, jobs: int, tmp: str) -> list[str]:
-    if sweeper == "basic":
-        return ["hydra/sweeper=basic", *grid(jobs)]
-    if sweeper == "ivory":
-        return [
-            "hydra/sweeper=ivory",
-            "hydra.sweeper.mlflow.enabled=false",
-            "hydra.sweeper.verbose=0",
-            *grid(jobs),
-        ]
-    if sweeper == "ivory+mlflow":
-        return ["hydra/sweeper=ivory", "hydra.sweeper.verbose=0", *grid(jobs)]
-    # Hydra's Optuna sweeper: the same number of trials, all in one batch.
+def optuna_args(jobs: int, folder: Path) -> list[str]:
     return [
-        "hydra/sweeper=optuna",
-        "hydra/sweeper/sampler=random",
         f"hydra.sweeper.n_trials={jobs}",
         f"hydra.sweeper.n_jobs={jobs}",
-        f"hydra.sweeper.storage=sqlite:///{tmp}/optuna.db",
+        f"hydra.sweeper.storage=sqlite:///{folder}/optuna.db",
         "hydra.sweeper.study_name=bench",
         "+x=range(0,10)",
         "+y=range(0,10)",
     ]
 
 
-def run(python: str, sweeper: str, jobs: int) -> float:
+#: Runs a command and prints the peak memory (KB) of the largest process it waited for.
+PEAK = (
+    "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, "
+    "capture_output=True); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+)
+
+
+def timed(args: list[str], cwd: Path) -> tuple[float, int]:
+    """Wall seconds of one command, and its peak memory (KB)."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK, *args], cwd=cwd, check=True, capture_output=True, env=env
+    )
+    return time.perf_counter() - start, int(done.stdout.split()[-1])
+
+
+def command(python: str, sweeper: str, jobs: int | None, folder: Path) -> list[str]:
+    base = [python, str(APP)]
+    if jobs is None:
+        return [*base, *SWEEPERS[sweeper], "--help"]
+    tail = optuna_args(jobs, folder) if sweeper == "optuna sweeper" else grid(jobs)
+    return [*base, "-m", *SWEEPERS[sweeper], *tail]
+
+
+def median_of(repeat: int, run) -> float:  # noqa: ANN001 - a zero-argument callable
+    return statistics.median(run() for _ in range(repeat))
+
+
+def fresh(python: str, sweeper: str, jobs: int | None) -> float:
     with tempfile.TemporaryDirectory() as tmp:
-        args = [python, str(APP), "-m", *sweeper_args(sweeper, jobs, tmp), *QUIET]
-        start = time.perf_counter()
-        subprocess.run(args, cwd=tmp, check=True, capture_output=True)
-        return time.perf_counter() - start
+        return timed(command(python, sweeper, jobs, Path(tmp)), Path(tmp))[0]
+
+
+def again(python: str, sweeper: str, jobs: int) -> float:
+    """The second run of the same command in the same folder."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        timed(command(python, sweeper, jobs, folder), folder)
+        return timed(command(python, sweeper, jobs, folder), folder)[0]
+
+
+def mlflow_cost(python: str) -> tuple[float, float]:
+    """``import mlflow`` alone, and opening an existing SQLite store in a new process."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        open_store = f"from mlflow.tracking import MlflowClient as C; C('sqlite:///{tmp}/m.db').search_experiments()"
+        subprocess.run([python, "-c", open_store], check=True, capture_output=True)
+        nothing = timed([python, "-c", "pass"], folder)[0]
+        imported = timed([python, "-c", "import mlflow"], folder)[0]
+        opened = timed([python, "-c", open_store], folder)[0]
+    return imported - nothing, opened - nothing
+
+
+def scaling(python: str, jobs: int) -> tuple[float, float, int]:
+    """Ivory with MLflow off over ``jobs`` jobs: wall time, resume time, peak memory (KB)."""
+    side = 100
+    args = [python, str(APP), "-m", *SWEEPERS["ivory, MLflow off"]]
+    args += [f"+x=range(0,{jobs // side})", f"+y=range(0,{side})"]
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        first, peak = timed([*args, "hydra.sweeper.max_batch_size=1000"], folder)
+        resumed = timed([*args, "hydra.sweeper.max_batch_size=1000"], folder)[0]
+    return first, resumed, peak
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--scale", default="1000,10000", help="job counts ('' to skip)")
     parser.add_argument("--optuna-python", help="a Python with hydra-optuna-sweeper installed")
     args = parser.parse_args()
-    pythons = {name: sys.executable for name in ("basic", "ivory", "ivory+mlflow")}
-    if args.optuna_python:  # absolute, not resolved: a venv's python is a symlink
-        pythons["optuna (peer venv)"] = os.path.abspath(args.optuna_python)
-    per_job: dict[str, float] = {}
+    pythons = {name: sys.executable for name in SWEEPERS if name != "optuna sweeper"}
+    if args.optuna_python:  # not resolved: a venv's python is a symlink
+        pythons["optuna sweeper"] = os.path.abspath(args.optuna_python)
+    # warm-up: caches (ivory's pristine MLflow store, .pyc files) are filled once per machine
     for sweeper, python in pythons.items():
-        name = "optuna" if sweeper.startswith("optuna") else sweeper
-        costs = []
-        for _ in range(args.repeat):
-            one = run(python, name, 1)
-            many = run(python, name, args.jobs)
-            costs.append((many - one) / (args.jobs - 1))
-        per_job[sweeper] = statistics.median(costs)
-        print(f"  measured {sweeper}: {per_job[sweeper] * 1000:.1f} ms/job", flush=True)
-    print(f"{args.jobs} no-op jobs, median of {args.repeat} runs, start-up removed")
-    print(f"{'sweeper':<20} {'ms/job':>8} {'vs basic':>9} {'vs optuna':>10}")
-    optuna = per_job.get("optuna (peer venv)")
-    for sweeper, cost in per_job.items():
-        vs_optuna = f"{cost / optuna:>10.2f}" if optuna else f"{'-':>10}"
-        print(f"{sweeper:<20} {cost * 1000:>8.1f} {cost / per_job['basic']:>9.2f} {vs_optuna}")
+        fresh(python, sweeper, 1)
+
+    rows = {
+        "app.py --help": lambda p, s: median_of(args.repeat, lambda: fresh(p, s, None)),
+        "1-job sweep, fresh folder": lambda p, s: median_of(args.repeat, lambda: fresh(p, s, 1)),
+        "10-job sweep": lambda p, s: median_of(args.repeat, lambda: fresh(p, s, 10)),
+        "same 10-job command again": lambda p, s: median_of(args.repeat, lambda: again(p, s, 10)),
+        "100 jobs (10x10 grid)": lambda p, s: median_of(args.repeat, lambda: fresh(p, s, 100)),
+    }
+    table: dict[str, dict[str, float]] = {}
+    for row, measure in rows.items():
+        table[row] = {}
+        for sweeper, python in pythons.items():
+            table[row][sweeper] = measure(python, sweeper)
+            print(f"  measured {row} / {sweeper}: {table[row][sweeper]:.2f} s", flush=True)
+    imported, opened = mlflow_cost(sys.executable)
+
+    width = max(map(len, rows)) + 2
+    names = list(pythons)
+    print(f"\nWall time in seconds, median of {args.repeat}; (x) = ratio to BasicSweeper")
+    print(f"{'what a user runs':<{width}}" + "".join(f"{n:>22}" for n in names))
+    for row, cells in table.items():
+        basic = cells["basic"]
+        line = f"{row:<{width}}"
+        for name in names:
+            ratio = "" if name == "basic" else f" ({cells[name] / basic:.2f}x)"
+            line += f"{cells[name]:>14.2f}{ratio:>8}"
+        print(line)
+    print(
+        f"\nMLflow's own cost: import mlflow {imported:.2f} s, "
+        f"open an existing store {opened:.2f} s"
+    )
+    basic = table["1-job sweep, fresh folder"]["basic"]
+    help_time = table["app.py --help"]["basic"]
+    goals = [
+        (
+            "1 job, both stores",
+            table["1-job sweep, fresh folder"]["ivory, both stores"],
+            basic + imported + opened + 0.5,
+        ),
+        ("1 job, MLflow off", table["1-job sweep, fresh folder"]["ivory, MLflow off"], 1.5 * basic),
+        (
+            "rerun, nothing left",
+            table["same 10-job command again"]["ivory, both stores"],
+            help_time + 0.5,
+        ),
+        (
+            "100 jobs, both stores",
+            table["100 jobs (10x10 grid)"]["ivory, both stores"],
+            table["100 jobs (10x10 grid)"]["basic"],
+        ),
+        (
+            "100 jobs, MLflow off",
+            table["100 jobs (10x10 grid)"]["ivory, MLflow off"],
+            0.6 * table["100 jobs (10x10 grid)"]["basic"],
+        ),
+        ("--help", table["app.py --help"]["ivory, both stores"], help_time + 0.05),
+    ]
+    print("\nGoals (issue 10):")
+    for goal, measured, bound in goals:
+        mark = "met" if measured <= bound else "not met"
+        print(f"  {goal:<24} {measured:6.2f} s <= {bound:6.2f} s ? {mark}")
+
+    sizes = [int(n) for n in args.scale.split(",") if n.strip()]
+    if sizes:
+        print("\nScaling, ivory with MLflow off (batches of 1000 jobs):")
+        print(
+            f"  {'jobs':>8} {'wall s':>9} {'ms/job':>8} {'peak MB':>8} {'resume s':>9}"
+            f" {'resume/first':>13}"
+        )
+        for jobs in sizes:
+            first, resumed, peak = scaling(sys.executable, jobs)
+            print(
+                f"  {jobs:>8} {first:>9.1f} {first / jobs * 1000:>8.1f} {peak / 1024:>8.0f}"
+                f" {resumed:>9.2f} {resumed / first:>13.3f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -356,6 +356,8 @@ class Engine:
         """
         named = trial.user_attrs.get(TrialAttr.MLFLOW_RUN)
         run_id = named or run_id
+        if run_id is None:  # a stop while its run was being made: find it, else make one
+            run_id = self._running_children().get(trial.number)
         if run_id is None:
             run_id = self._create_child(
                 str(trial.user_attrs.get(TrialAttr.RUN_NAME, f"trial#{trial.number}")),

@@ -1,11 +1,13 @@
 """Liveness records: who runs a trial or drives a sweep, and whether it still lives.
 
 A live process *beats*: every ``interval`` seconds it rewrites a small record
-(``at``, ``host``, ``pid``) into the storage, on a thread of its own. A record
-is stale when its beats stopped for longer than the grace period, or at once
-when its process lived on this machine and is gone. Optuna's own heartbeat
-runs only inside ``study.optimize()`` and only on RDB storages; this works the
-same on SQLite, PostgreSQL and journal files.
+(``at``, ``host``, ``pid``, and its process's start time) into the storage, on
+a thread of its own. A process on this machine is judged by the process table,
+exactly: it is dead as soon as it is gone (a reused pid has another start
+time), and never while it lives, however late its beats (a busy machine delays
+them). A process elsewhere is dead when its beats stopped for the grace period.
+Optuna's own heartbeat runs only inside ``study.optimize()`` and only on RDB
+storages; this works the same on SQLite, PostgreSQL and journal files.
 """
 
 from __future__ import annotations
@@ -28,13 +30,32 @@ GRACE_PERIOD = 60.0
 HOST = socket.gethostname()
 
 
+def start_time(pid: int) -> str | None:
+    """When a process started, in clock ticks since boot (None if unknown or gone).
+
+    >>> start_time(os.getpid()) == start_time(os.getpid())
+    True
+    """
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+_process: list[Any] = [None, None]  # this process's pid and start time, once read
+
+
 def beat_record(**extra: Any) -> dict[str, Any]:
     """A liveness record of this process, now.
 
     >>> sorted(beat_record())
-    ['at', 'host', 'pid']
+    ['at', 'host', 'pid', 'started']
     """
-    return {"at": time.time(), "host": HOST, "pid": os.getpid(), **extra}
+    pid = os.getpid()
+    if _process[0] != pid:  # read once per process (a forked child has its own)
+        _process[:] = [pid, start_time(pid)]
+    return {"at": time.time(), "host": HOST, "pid": pid, "started": _process[1], **extra}
 
 
 def process_alive(pid: int) -> bool:
@@ -61,6 +82,8 @@ def is_stale(record: Mapping[str, Any] | None, grace: float, now: float | None =
 
     >>> is_stale(beat_record(), grace=60)
     False
+    >>> is_stale({**beat_record(), "at": 0}, grace=60)  # late beats of a live local process
+    False
     >>> is_stale({"at": 0, "host": "elsewhere", "pid": 1}, grace=60)
     True
     >>> is_stale({"at": time.time(), "host": HOST, "pid": 2**22 + 1}, grace=60)
@@ -68,10 +91,13 @@ def is_stale(record: Mapping[str, Any] | None, grace: float, now: float | None =
     """
     if not record:
         return True
+    pid = int(record.get("pid", -1))
+    if record.get("host") == HOST and record.get("started") is not None:
+        return not process_alive(pid) or start_time(pid) != record["started"]
     now = time.time() if now is None else now
     if now - float(record.get("at", 0)) > grace:
         return True
-    return record.get("host") == HOST and not process_alive(int(record.get("pid", -1)))
+    return record.get("host") == HOST and not process_alive(pid)
 
 
 def describe(record: Mapping[str, Any] | None, now: float | None = None) -> str:

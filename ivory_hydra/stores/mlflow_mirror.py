@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from ivory_hydra.core.redact import redact_url
 from ivory_hydra.stores.format import Tag
 from ivory_hydra.stores.mlflow_client import (
+    MAX_TAG_VAL_LENGTH,
     client_for,
     end_run,
     error_code,
@@ -33,6 +34,7 @@ from ivory_hydra.stores.mlflow_client import (
     retry,
     safe_param_key,
     stringify,
+    truncate,
 )
 from ivory_hydra.stores.sqlite_files import sqlite_file
 
@@ -218,16 +220,18 @@ class MlflowMirror:
     def create_child(self, parent_run_id: str, spec: ChildSpec) -> str:
         """Create a nested RUNNING run under ``parent_run_id``; return its id.
 
-        One ``create_run`` and one ``log_batch`` (more only past 100 params).
+        Its tags are set as it is created (a restart finds it by its trial
+        number, however early a stop came), then one ``log_batch`` of params.
         """
         client = self.client
+        tags = {k: truncate(stringify(v), MAX_TAG_VAL_LENGTH) for k, v in spec.tags.items()}
         run = retry(
             client.create_run,
             self.experiment_id(),
             run_name=spec.run_name,
-            tags={**self.source, Tag.PARENT: parent_run_id},
+            tags={**self.source, **tags, Tag.PARENT: parent_run_id},
         )
-        log_batch(client, run.info.run_id, params=spec.params, tags=spec.tags)
+        log_batch(client, run.info.run_id, params=spec.params)
         return run.info.run_id
 
     def finish_child(

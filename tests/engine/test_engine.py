@@ -70,7 +70,7 @@ def test_batches_are_lazy_and_bounded(url):
     assert [c.params for c in first] == [{"a": 0, "b": b} for b in range(3)]
     assert [c.number for c in first] == [0, 1, 2]
     assert len(engine.study.trials()) == 3  # trials are created per batch, not up front
-    engine.abandon(first, "stopped by the test")
+    engine.abandon("stopped by the test")
     walk.close()
     engine.release()
     assert {t.state.name for t in engine.study.trials()} == {"FAIL"}

@@ -131,11 +131,11 @@ def test_an_unreachable_tracking_server_is_named_once_without_its_password(tmp_p
         ),
         (
             ["hydra.sweeper.max_batch_size=0"],
-            "hydra.sweeper.max_batch_size must be positive or null, not 0",
+            "hydra.sweeper.max_batch_size: must be positive or null, not 0",
         ),
         (
             ["hydra.sweeper.max_batch_size=-2"],
-            "hydra.sweeper.max_batch_size must be positive or null, not -2",
+            "hydra.sweeper.max_batch_size: must be positive or null, not -2",
         ),
         (
             ["hydra.sweeper.heartbeat_interval=0"],
