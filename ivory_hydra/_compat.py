@@ -6,7 +6,7 @@ when the dependency changes it. Prefer a public API wherever one does the job.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 
 def apply_overrides(overrides: list[Any], config: Any) -> None:
@@ -57,3 +57,101 @@ def job_exception(job_return: Any) -> BaseException | None:
     Hydra: ``JobReturn._return_value`` (the public ``return_value`` re-raises it).
     """
     return job_return._return_value
+
+
+# ------------------------------------------------ composing a job's config once
+
+
+def is_hydra_config_loader(config_loader: Any) -> bool:
+    """Whether a config loader is Hydra's own ``ConfigLoaderImpl`` (a subclass is not).
+
+    Hydra: ``hydra._internal.config_loader_impl.ConfigLoaderImpl``.
+    """
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+    return type(config_loader) is ConfigLoaderImpl
+
+
+def composition_source() -> str:
+    """The source of the Hydra code that ``sweeper/composition.py`` replays, to fingerprint it.
+
+    Hydra: ``ConfigLoaderImpl._load_configuration_impl``, ``load_sweep_config``,
+    ``_process_config_searchpath`` and ``defaults_list.Overrides.__init__``.
+    """
+    import inspect
+
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra._internal.defaults_list import Overrides
+
+    functions = (
+        ConfigLoaderImpl._load_configuration_impl,
+        ConfigLoaderImpl.load_sweep_config,
+        ConfigLoaderImpl._process_config_searchpath,
+        Overrides.__init__,
+    )
+    return "\n".join(inspect.getsource(function) for function in functions)
+
+
+class DefaultsComposition(NamedTuple):
+    """The first half of Hydra's composition of a job's config (see :func:`compose_defaults`)."""
+
+    config: Any  # the composed config, struct mode, before the value overrides
+    overrides: list[Any]  # every parsed override, in order
+    config_overrides: list[Any]  # the value overrides, in order (the same objects)
+    known_choices: dict[str, str | None]  # the defaults list's choices
+    sources: list[tuple[str, str, str]]  # (path, scheme, provider) of the config sources
+
+
+def compose_defaults(
+    config_loader: Any, config_name: str | None, overrides: list[str]
+) -> DefaultsComposition:
+    """Compose a config from files the way Hydra does, up to the value overrides.
+
+    The first half of ``ConfigLoaderImpl._load_configuration_impl`` in RUN mode
+    (no public equivalent): parse the overrides, process ``hydra.searchpath``,
+    build the defaults list (``create_defaults_list``), compose it
+    (``_compose_config_from_defaults_list``), set struct mode.
+    """
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra._internal.defaults_list import create_defaults_list
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
+
+    config_loader.ensure_main_config_source_available()
+    parsed, repo = config_loader._parse_overrides_and_create_caching_repo(config_name, overrides)
+    ConfigLoaderImpl.validate_sweep_overrides_legal(
+        overrides=parsed, run_mode=RunMode.RUN, from_shell=True
+    )
+    defaults_list = create_defaults_list(
+        repo=repo,
+        config_name=config_name,
+        overrides_list=parsed,
+        prepend_hydra=True,
+        skip_missing=False,
+    )
+    cfg = config_loader._compose_config_from_defaults_list(
+        defaults=defaults_list.defaults, repo=repo
+    )
+    OmegaConf.set_struct(cfg, True)
+    OmegaConf.set_readonly(cfg.hydra, False)
+    return DefaultsComposition(
+        config=cfg,
+        overrides=parsed,
+        config_overrides=list(defaults_list.config_overrides),
+        known_choices=dict(defaults_list.overrides.known_choices),
+        sources=[(s.path, s.scheme(), s.provider) for s in repo.get_sources()],
+    )
+
+
+def overrides_dirname(
+    overrides: list[Any], exclude_keys: list[str], item_sep: str, kv_sep: str
+) -> str:
+    """``hydra.job.override_dirname`` of these task overrides, as Hydra writes it.
+
+    Hydra: ``hydra._internal.config_loader_impl.get_overrides_dirname``.
+    """
+    from hydra._internal.config_loader_impl import get_overrides_dirname
+
+    return get_overrides_dirname(
+        overrides=overrides, exclude_keys=exclude_keys, item_sep=item_sep, kv_sep=kv_sep
+    )

@@ -78,12 +78,13 @@ def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def mlflow_server_url(tmp_path_factory):
-    """A real ``mlflow server`` on 127.0.0.1 for the whole session."""
-    from mlflow_server import start_mlflow_server
+def mlflow_server_url(mlflow_pg_server):
+    """A real ``mlflow server`` on 127.0.0.1 for the whole session.
 
-    with start_mlflow_server(tmp_path_factory.mktemp("mlflow-server")) as url:
-        yield url
+    It is :func:`mlflow_pg_server` (runs in PostgreSQL, artifacts served over
+    HTTP), so a session starts one tracking server, not two.
+    """
+    return mlflow_pg_server.url
 
 
 @pytest.fixture(scope="session")
@@ -95,9 +96,139 @@ def postgres_url():
         yield url
 
 
+@pytest.fixture(scope="session")
+def mlflow_pg_server(postgres_url, tmp_path_factory):
+    """A real ``mlflow server`` on 127.0.0.1 whose runs live in PostgreSQL, for the session.
+
+    Its backend store is a fresh database on the ``postgres_url`` server;
+    artifacts are served over HTTP from a temp folder. An ``MlflowServer``:
+    ``.url``, ``.backend_store_uri``, ``.artifacts``.
+    """
+    from mlflow_server import start_mlflow_pg_server
+
+    with start_mlflow_pg_server(tmp_path_factory.mktemp("mlflow-pg-server"), postgres_url) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session")
+def mlflow_pg_server_url(mlflow_pg_server):
+    """The URL of :func:`mlflow_pg_server`, ``http://127.0.0.1:<port>``."""
+    return mlflow_pg_server.url
+
+
 @pytest.fixture
 def storage_url(tmp_path):
     return f"sqlite:///{tmp_path}/optuna.db"
+
+
+# ---------------------------------------------------------------- server tests in CI
+#
+# The tests that need a real server must run in CI, not skip. Every test is
+# tagged with the servers it used (its markers, and the fixtures it requested,
+# getfixturevalue() included) in its reports' keywords, which pytest-xdist
+# carries to the controller; the terminal summary then prints
+#
+#     server tests ran: postgresql=<n> mlflow-server=<n> ray=<n>
+#
+# counting passed tests, plus what skipped or failed. With
+# IVORY_REQUIRE_SERVER_TESTS=1 a run in which any kind ran no test, or any
+# server test skipped, exits non-zero (for CI's full run).
+
+#: Marker -> (name in the summary line, description).
+SERVER_MARKERS = {
+    "postgres": ("postgresql", "uses a real PostgreSQL server (tests/postgres_server.py)"),
+    "mlflow_server": ("mlflow-server", "uses a real `mlflow server` (tests/mlflow_server.py)"),
+    "ray": ("ray", "starts a local Ray instance (hydra/launcher=ray)"),
+}
+#: Fixtures that start a server -> the markers they imply.
+SERVER_FIXTURES = {
+    "postgres_url": ("postgres",),
+    "mlflow_server_url": ("mlflow_server",),
+    "mlflow_pg_server": ("mlflow_server", "postgres"),
+}
+REQUIRE_SERVER_TESTS = "IVORY_REQUIRE_SERVER_TESTS"
+_SERVER_KEYWORD = "ivory-server:"
+_request_key = pytest.StashKey[pytest.FixtureRequest]()
+_summary_key = pytest.StashKey[list[str]]()
+
+
+def pytest_configure(config):
+    for marker, (_name, text) in SERVER_MARKERS.items():
+        config.addinivalue_line("markers", f"{marker}: {text}")
+
+
+@pytest.fixture(autouse=True)
+def _servers_used(request):
+    """Keeps the test's request, whose fixturenames include getfixturevalue() ones."""
+    request.node.stash[_request_key] = request
+
+
+def _server_markers(item: pytest.Item) -> set[str]:
+    found = {m.name for m in item.iter_markers() if m.name in SERVER_MARKERS}
+    request = item.stash.get(_request_key, None)
+    names = set(getattr(item, "fixturenames", ()))
+    if request is not None:
+        names.update(request.fixturenames)
+    for name in names & set(SERVER_FIXTURES):
+        found.update(SERVER_FIXTURES[name])
+    return found
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.when == "call" or not report.passed:  # and a skip or error outside the call
+        for marker in _server_markers(item):
+            report.keywords[_SERVER_KEYWORD + marker] = 1
+    return report
+
+
+def _server_counts(stats: dict) -> dict[str, dict[str, int]]:
+    """{outcome: {marker: count}} over the reports the terminal reporter collected."""
+    counts: dict[str, dict[str, int]] = {}
+    for outcome in ("passed", "skipped", "failed", "error"):
+        per_marker = dict.fromkeys(SERVER_MARKERS, 0)
+        for report in stats.get(outcome, []):
+            keywords = getattr(report, "keywords", None) or {}
+            for marker in SERVER_MARKERS:
+                if _SERVER_KEYWORD + marker in keywords:
+                    per_marker[marker] += 1
+        counts[outcome] = per_marker
+    return counts
+
+
+def pytest_sessionfinish(session, exitstatus):
+    config = session.config
+    if hasattr(config, "workerinput") or config.option.collectonly:
+        return  # an xdist worker (the controller reports), or no test ran
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        return
+    counts = _server_counts(reporter.stats)
+    ran = " ".join(f"{SERVER_MARKERS[m][0]}={n}" for m, n in counts["passed"].items())
+    lines = [f"server tests ran: {ran}"]
+    for outcome in ("skipped", "failed", "error"):
+        if any(counts[outcome].values()):
+            text = " ".join(f"{SERVER_MARKERS[m][0]}={n}" for m, n in counts[outcome].items() if n)
+            lines.append(f"server tests {outcome}: {text}")
+    if os.environ.get(REQUIRE_SERVER_TESTS) == "1":
+        missing = [SERVER_MARKERS[m][0] for m, n in counts["passed"].items() if not n]
+        skipped = sum(counts["skipped"].values())
+        if missing or skipped:
+            lines.append(
+                f"{REQUIRE_SERVER_TESTS}=1: server tests must run here, but "
+                + (f"none ran for {', '.join(missing)}" if missing else "")
+                + ("; " if missing and skipped else "")
+                + (f"{skipped} skipped" if skipped else "")
+            )
+            if session.exitstatus == pytest.ExitCode.OK:
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    config.stash[_summary_key] = lines
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    for line in config.stash.get(_summary_key, []):
+        terminalreporter.write_line(line)
 
 
 # Scripts run as subprocesses, not test modules (--doctest-modules would import them).

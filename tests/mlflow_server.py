@@ -7,10 +7,18 @@ Usage::
     with start_mlflow_server(tmp_path) as url:      # "http://127.0.0.1:<port>"
         ...
 
-The server stores runs in ``<tmp>/srv.db`` (SQLite) and serves artifacts
-itself (``--serve-artifacts``) from ``<tmp>/artifacts``, the way a shared team
-server does, so clients upload artifacts over HTTP. It runs in its own process
-group; leaving the ``with`` block terminates the whole group.
+    from postgres_server import start_postgres_server
+
+    with start_postgres_server() as pg, start_mlflow_pg_server(tmp_path, pg) as server:
+        server.url, server.backend_store_uri      # runs live in a fresh PostgreSQL database
+
+The server stores runs in ``<tmp>/srv.db`` (SQLite), or in any database given
+as ``backend_store_uri`` (``start_mlflow_pg_server`` makes an empty PostgreSQL
+database for it), and serves artifacts itself (``--serve-artifacts``, the
+default artifact root ``mlflow-artifacts:/``) from ``<tmp>/artifacts``, the way
+a shared team server does, so clients upload artifacts over HTTP. It listens on
+127.0.0.1 only and runs in its own process group; leaving the ``with`` block
+terminates the whole group.
 """
 
 from __future__ import annotations
@@ -26,9 +34,10 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["mlflow_command", "start_mlflow_server"]
+__all__ = ["MlflowServer", "mlflow_command", "start_mlflow_pg_server", "start_mlflow_server"]
 
 HOST = "127.0.0.1"
 
@@ -81,17 +90,23 @@ def _tail(path: Path, n: int = 40) -> str:
 
 @contextlib.contextmanager
 def start_mlflow_server(
-    tmp_path: Path, *, timeout: float = 90.0, workers: int = 1
+    tmp_path: Path,
+    *,
+    timeout: float = 90.0,
+    workers: int = 1,
+    backend_store_uri: str | None = None,
 ) -> Iterator[str]:
     """Run ``mlflow server`` on a free 127.0.0.1 port; yield its URL.
 
-    Waits (bounded by ``timeout`` seconds) until ``/health`` answers. The
-    server's output goes to ``<tmp_path>/mlflow-server.log``, quoted in the
-    error if it does not come up.
+    Runs go to ``backend_store_uri`` (default: ``<tmp_path>/srv.db``), artifacts
+    to ``<tmp_path>/artifacts``. Waits (bounded by ``timeout`` seconds) until
+    ``/health`` answers. The server's output goes to
+    ``<tmp_path>/mlflow-server.log``, quoted in the error if it does not come up.
     """
     tmp_path = Path(tmp_path)
     tmp_path.mkdir(parents=True, exist_ok=True)
     log_path = tmp_path / "mlflow-server.log"
+    backend = backend_store_uri or f"sqlite:///{tmp_path / 'srv.db'}"
     last_error = ""
     for _attempt in range(3):  # the free port may be taken before the server binds
         port = _free_port()
@@ -106,12 +121,16 @@ def start_mlflow_server(
             "--workers",
             str(workers),
             "--backend-store-uri",
-            f"sqlite:///{tmp_path / 'srv.db'}",
+            backend,
             "--serve-artifacts",
+            "--default-artifact-root",
+            "mlflow-artifacts:/",
             "--artifacts-destination",
             str(tmp_path / "artifacts"),
         ]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        # MLflow 3's server also starts a job runner (seven huey consumer
+        # processes, for GenAI jobs) by default: tracking needs none of it.
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
         env.pop("MLFLOW_TRACKING_URI", None)
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(
@@ -143,3 +162,32 @@ def start_mlflow_server(
         finally:
             _stop(proc)
     raise RuntimeError(f"mlflow server failed to start:\n{last_error}")
+
+
+@dataclass(frozen=True)
+class MlflowServer:
+    """A running ``mlflow server``: its URL, where its runs and artifacts live."""
+
+    url: str
+    backend_store_uri: str
+    artifacts: Path
+
+
+@contextlib.contextmanager
+def start_mlflow_pg_server(
+    tmp_path: Path, postgres_url: str, *, timeout: float = 120.0, workers: int = 1
+) -> Iterator[MlflowServer]:
+    """Run ``mlflow server`` on a fresh database of the PostgreSQL server of ``postgres_url``.
+
+    ``postgres_url`` is any database URL of that server (as
+    ``postgres_server.start_postgres_server`` yields); an empty database is
+    created for the server, which builds MLflow's tables in it at start-up.
+    Artifacts go to ``<tmp_path>/artifacts``, served over HTTP.
+    """
+    from postgres_server import fresh_database
+
+    database = fresh_database(postgres_url)
+    with start_mlflow_server(
+        tmp_path, timeout=timeout, workers=workers, backend_store_uri=database
+    ) as url:
+        yield MlflowServer(url, database, Path(tmp_path) / "artifacts")

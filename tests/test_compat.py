@@ -224,6 +224,12 @@ PRIVATE_NAMES = {
     "MlflowClient._tracking_client": r"_tracking_client\b",
     "Trial._trial_id / FrozenTrial._trial_id": r"(?<!self)\._trial_id\b",
     "hydra._internal": r"\bhydra\._internal\b",
+    "ConfigLoaderImpl._parse_overrides_and_create_caching_repo": (
+        r"_parse_overrides_and_create_caching_repo\b"
+    ),
+    "ConfigLoaderImpl._compose_config_from_defaults_list": (
+        r"_compose_config_from_defaults_list\b"
+    ),
 }
 
 

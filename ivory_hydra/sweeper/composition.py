@@ -67,12 +67,12 @@ emits while composing (a deprecated automatic schema match, an unavailable
 search path) come once per base instead of once per job.
 
 The speed-up, measured with Hydra's basic launcher on ``tests/apps/sweep/conf``
-(100 no-op jobs, ``test_100_jobs_launch_faster_with_the_wrapper``, on a busy
-2-core machine): 11.4 to 13.0 s without the loader, 4.6 to 4.9 s with it
-(2.5x to 2.6x). ``load_sweep_config`` alone went from 69 to 99 ms a job to 11
-to 13 ms (6x to 7.6x; a served job is mostly the deep copy and Hydra's own
-half 2); what is left of a job's time is Hydra's ``run_job`` (its output
-folder, the three YAML files of ``.hydra/``, logging).
+(100 no-op jobs, ``test_100_jobs_launch_faster_with_the_wrapper``, three runs
+on a shared 2-core machine): 7.9 to 13.0 s without the loader, 3.1 to 4.9 s
+with it, 2.5x to 2.6x every time. ``load_sweep_config`` alone went from 56 to
+99 ms a job to 7 to 13 ms (6.3x to 7.8x; a served job is mostly the deep copy
+and Hydra's own half 2). What is left of a job's time is Hydra's ``run_job``
+(its output folder, the three YAML files of ``.hydra/``, logging).
 """
 
 from __future__ import annotations
@@ -86,10 +86,18 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from hydra.core.config_loader import ConfigLoader
 from hydra.core.object_type import ObjectType
+
+from ivory_hydra._compat import (
+    DefaultsComposition,
+    compose_defaults,
+    composition_source,
+    is_hydra_config_loader,
+    overrides_dirname,
+)
 
 if TYPE_CHECKING:
     from hydra.core.config_search_path import ConfigSearchPath
@@ -106,107 +114,6 @@ log = logging.getLogger(__name__)
 #: as :func:`composition_source` returns it. It is the same in every Hydra
 #: 1.3 release (1.3.0 to 1.3.8). Another digest turns serving off.
 HYDRA_COMPOSITION_SHA256 = "ba087c5dc8332da834e912ab52d43ec4a301a44e90025c95fe34209650736c23"
-
-
-# --- to move into ivory_hydra/_compat.py ---------------------------------------------------
-
-
-def is_hydra_config_loader(config_loader: Any) -> bool:
-    """Whether a config loader is Hydra's own ``ConfigLoaderImpl`` (a subclass is not).
-
-    Hydra: ``hydra._internal.config_loader_impl.ConfigLoaderImpl``.
-    """
-    from hydra._internal.config_loader_impl import ConfigLoaderImpl
-
-    return type(config_loader) is ConfigLoaderImpl
-
-
-def composition_source() -> str:
-    """The source of the Hydra code that ``sweeper/composition.py`` replays, to fingerprint it.
-
-    Hydra: ``ConfigLoaderImpl._load_configuration_impl``, ``load_sweep_config``,
-    ``_process_config_searchpath`` and ``defaults_list.Overrides.__init__``.
-    """
-    import inspect
-
-    from hydra._internal.config_loader_impl import ConfigLoaderImpl
-    from hydra._internal.defaults_list import Overrides
-
-    functions = (
-        ConfigLoaderImpl._load_configuration_impl,
-        ConfigLoaderImpl.load_sweep_config,
-        ConfigLoaderImpl._process_config_searchpath,
-        Overrides.__init__,
-    )
-    return "\n".join(inspect.getsource(function) for function in functions)
-
-
-class DefaultsComposition(NamedTuple):
-    """The first half of Hydra's composition of a job's config (see :func:`compose_defaults`)."""
-
-    config: Any  # the composed config, struct mode, before the value overrides
-    overrides: list[Any]  # every parsed override, in order
-    config_overrides: list[Any]  # the value overrides, in order (the same objects)
-    known_choices: dict[str, str | None]  # the defaults list's choices
-    sources: list[tuple[str, str, str]]  # (path, scheme, provider) of the config sources
-
-
-def compose_defaults(
-    config_loader: Any, config_name: str | None, overrides: list[str]
-) -> DefaultsComposition:
-    """Compose a config from files the way Hydra does, up to the value overrides.
-
-    The first half of ``ConfigLoaderImpl._load_configuration_impl`` in RUN mode
-    (no public equivalent): parse the overrides, process ``hydra.searchpath``,
-    build the defaults list (``create_defaults_list``), compose it
-    (``_compose_config_from_defaults_list``), set struct mode.
-    """
-    from hydra._internal.config_loader_impl import ConfigLoaderImpl
-    from hydra._internal.defaults_list import create_defaults_list
-    from hydra.types import RunMode
-    from omegaconf import OmegaConf
-
-    config_loader.ensure_main_config_source_available()
-    parsed, repo = config_loader._parse_overrides_and_create_caching_repo(config_name, overrides)
-    ConfigLoaderImpl.validate_sweep_overrides_legal(
-        overrides=parsed, run_mode=RunMode.RUN, from_shell=True
-    )
-    defaults_list = create_defaults_list(
-        repo=repo,
-        config_name=config_name,
-        overrides_list=parsed,
-        prepend_hydra=True,
-        skip_missing=False,
-    )
-    cfg = config_loader._compose_config_from_defaults_list(
-        defaults=defaults_list.defaults, repo=repo
-    )
-    OmegaConf.set_struct(cfg, True)
-    OmegaConf.set_readonly(cfg.hydra, False)
-    return DefaultsComposition(
-        config=cfg,
-        overrides=parsed,
-        config_overrides=list(defaults_list.config_overrides),
-        known_choices=dict(defaults_list.overrides.known_choices),
-        sources=[(s.path, s.scheme(), s.provider) for s in repo.get_sources()],
-    )
-
-
-def overrides_dirname(
-    overrides: list[Any], exclude_keys: list[str], item_sep: str, kv_sep: str
-) -> str:
-    """``hydra.job.override_dirname`` of these task overrides, as Hydra writes it.
-
-    Hydra: ``hydra._internal.config_loader_impl.get_overrides_dirname``.
-    """
-    from hydra._internal.config_loader_impl import get_overrides_dirname
-
-    return get_overrides_dirname(
-        overrides=overrides, exclude_keys=exclude_keys, item_sep=item_sep, kv_sep=kv_sep
-    )
-
-
-# --- end of what moves into ivory_hydra/_compat.py -----------------------------------------
 
 
 @functools.cache

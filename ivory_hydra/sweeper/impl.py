@@ -577,8 +577,12 @@ class IvorySweeperImpl:
         task = TrialTask(
             self.task_function, self._ticket(url, engine.study.name, mirror), on_end=bar.hook()
         )
+        from ivory_hydra.sweeper.composition import compose_once
+
+        # Jobs that differ only in values are served from one composition of the
+        # config files (the launcher composes every job otherwise).
         launcher = Plugins.instance().instantiate_launcher(
-            hydra_context=self.hydra_context, task_function=task, config=self.config
+            hydra_context=compose_once(self.hydra_context), task_function=task, config=self.config
         )
         if type(launcher).__name__ != "BasicLauncher":  # its workers must not outlive us
             from ivory_hydra.engine.orphans import watch
