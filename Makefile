@@ -24,7 +24,7 @@ postgres:
 # Runs an example sweep on the embedded defaults (SQLite files in $(DEMO_DIR)/).
 demo: install
 	mkdir -p $(DEMO_DIR)
-	cd $(DEMO_DIR) && ../$(PY) ../examples/train.py -m hydra.sweep.dir=sweep \
+	cd $(DEMO_DIR) && $(abspath $(PY)) $(abspath examples/train.py) -m hydra.sweep.dir=sweep \
 		hydra.sweeper.mode=chain model=resnet,vit lr=1e-3_1e1:5.log dropout=0.0-0.2:3
 	@echo
 	@echo "Where to look (these commands work from here, $(CURDIR)):"

@@ -107,6 +107,20 @@ class FrozenClock(datetime.datetime):
         return cls(2024, 5, 6, 7, 8, 9)
 
 
+@pytest.fixture(autouse=True)
+def hydra_version_base():
+    """Hydra's process-wide version base as it was.
+
+    Loading the sweep app sets version_base 1.3, which would change later in-process
+    Hydra runs of this test session (chdir, job logging).
+    """
+    from hydra.version import VersionBase
+
+    base = VersionBase.instance().version_base
+    yield
+    VersionBase.instance().version_base = base
+
+
 @pytest.fixture
 def frozen_now(monkeypatch):
     """``${now:...}``, as Hydra's ``now`` resolver reads it, stands still.

@@ -32,7 +32,7 @@ def get_json(url: str, timeout: float = 60) -> dict:
             time.sleep(0.3)
 
 
-def test_dashboard_reads_params_distributions_and_attrs(tmp_path):
+def test_dashboard_shows_the_sweep_and_the_task_and_nothing_else(tmp_path):
     result = run_app(
         tmp_path,
         "hydra.sweeper.mlflow.enabled=false",
@@ -41,6 +41,11 @@ def test_dashboard_reads_params_distributions_and_attrs(tmp_path):
         "model=small,large",
     )
     assert result.returncode == 0, result.output
+    import ivory_hydra as ivory
+
+    task = ivory.create_client(tmp_path, mlflow=False).create_task("app")  # the same storage
+    for run in task.product(x=[1, 2], verbose=0):
+        run.report(float(run.params["x"]))
     port = free_port()
     dashboard = Path(sys.executable).parent / "optuna-dashboard"
     proc = subprocess.Popen(
@@ -58,6 +63,8 @@ def test_dashboard_reads_params_distributions_and_attrs(tmp_path):
     try:
         base = f"http://127.0.0.1:{port}/api/studies"
         summaries = get_json(base)["study_summaries"]
+        # run and task numbers live in the ledger: no bookkeeping study beside them
+        assert sorted(s["study_name"] for s in summaries)[1:] == ["app.task#1"]
         [study] = [s for s in summaries if s["study_name"].startswith("app-ivory-")]
         detail = get_json(f"{base}/{study['study_id']}?after=0")
     finally:

@@ -98,11 +98,16 @@ def test_two_objectives_give_a_pareto_front(tmp_path):
     assert "Pareto front" in result.output
 
 
-def test_a_median_pruner_stops_bad_jobs_from_inside(tmp_path, mlflow_template):
+@pytest.mark.parametrize(
+    "launcher", [[], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]], ids=["basic", "joblib"]
+)
+def test_a_median_pruner_stops_bad_jobs_from_inside(tmp_path, mlflow_template, launcher):
     shutil.copy(mlflow_template, tmp_path / "mlflow.db")
     record = tmp_path / "steps.jsonl"
     result = run_app(
         tmp_path,
+        *launcher,
+        "hydra.sweeper.max_batch_size=1",  # the first jobs end before the later ones start
         "a=0,1,2,3,4,5,6",
         "hydra.sweeper.pruner={_target_: optuna.pruners.MedianPruner, n_startup_trials: 2}",
         f"record={record}",

@@ -426,3 +426,19 @@ def test_an_unusable_storage_is_named_without_its_password(sweep, tmp_path):
     assert "Traceback" not in result.stderr
     assert result.run_lines == []
     assert not (tmp_path / "optuna.db").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_every_chain_trial_records_every_value_its_job_ran_with(sweep, storage_url):
+    result = sweep("hydra.sweeper.mode=chain", "model=small,large", "a=1-3", "b=0.5,2.0")
+    assert result.returncode == 0, result.output
+    trials = load_study(storage_url).trials
+    # before a param's step, its job ran at the config default (a: 0, b: 0.0, model: small)
+    assert [t.params for t in trials[:2]] == [
+        {"model": "small", "a": 0, "b": 0.0},
+        {"model": "large", "a": 0, "b": 0.0},
+    ]
+    assert all(set(t.params) == {"model", "a", "b"} for t in trials)
+    # the default a=0 lies outside 1..3: the distribution widens to keep it plotted
+    assert trials[0].distributions["a"].low == 0 and trials[0].distributions["a"].high == 3
+    # the run lines keep Ivory's form: only the params stepped so far
+    assert result.run_lines[0] == "[run#0] model=small"
