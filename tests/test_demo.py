@@ -14,10 +14,9 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 
-def test_make_demo_prints_hints_whose_commands_work(tmp_path):
-    demo = tmp_path / "demo"
+def make_demo(demo: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    done = subprocess.run(
+    return subprocess.run(
         ["make", "--no-print-directory", "demo", f"DEMO_DIR={demo}"],
         cwd=ROOT,
         capture_output=True,
@@ -25,6 +24,11 @@ def test_make_demo_prints_hints_whose_commands_work(tmp_path):
         env=env,
         timeout=900,
     )
+
+
+def test_make_demo_prints_hints_whose_commands_work(tmp_path):
+    demo = tmp_path / "demo"
+    done = make_demo(demo)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     hints = done.stdout.split("Where to look", 1)[1].splitlines()[1:]
     found = {
@@ -43,12 +47,5 @@ def test_make_demo_prints_hints_whose_commands_work(tmp_path):
         store = Path(args[-1].removeprefix("sqlite:///"))
         assert store.is_file(), found[name]
     # and a second demo resumes: nothing left to run
-    again = subprocess.run(
-        ["make", "--no-print-directory", "demo", f"DEMO_DIR={demo}"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=900,
-    )
+    again = make_demo(demo)
     assert again.returncode == 0 and "nothing to run" in again.stdout + again.stderr

@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import optuna
@@ -31,6 +31,14 @@ import pytest
 from conftest import APPS, run_app
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
+from processes import (
+    assert_processes_end,
+    children_of,
+    cmdline,
+    cpu_seconds,
+    is_alive,
+    still_alive,
+)
 
 from ivory_hydra.engine.engine import DEFAULT_BATCH_LIMIT
 
@@ -119,69 +127,6 @@ def asleep_in_jobs(path: Path, sleep: float) -> bool:
 
 
 # ---------------------------------------------------------------- processes
-
-
-def process_state(pid: int) -> str | None:
-    """The state letter of a process (``R``, ``S``, ``Z``...), None if it is gone."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return None
-
-
-def is_alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie, exited but not yet reaped, is dead)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return process_state(pid) not in (None, "Z")
-
-
-def cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
-    except OSError:
-        return ""
-
-
-def cpu_seconds(pid: int) -> float:
-    """The CPU time (user and system) a process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def children_of(pid: int) -> list[int]:
-    """The processes whose parent is ``pid``."""
-    children = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        if parent == pid:
-            children.append(int(entry.name))
-    return children
-
-
-def still_alive(pids: Iterable[int], timeout: float = 15.0) -> list[int]:
-    """Wait (at most ``timeout`` s) for ``pids`` to end; return those still alive."""
-    pids = set(pids)
-    deadline = time.monotonic() + timeout
-    while True:
-        left = sorted(pid for pid in pids if is_alive(pid))
-        if not left or time.monotonic() > deadline:
-            return left
-        time.sleep(POLL)
-
-
-def assert_processes_end(pids: Iterable[int], timeout: float = 15.0) -> None:
-    left = still_alive(pids, timeout)
-    assert not left, f"alive {timeout} s later: {[(pid, cmdline(pid)) for pid in left]}"
 
 
 class App:

@@ -35,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +44,7 @@ import pytest
 from conftest import APPS, AppRun
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
+from processes import cmdline, pids_mentioning, still_alive
 
 from ivory_hydra.stores.format import BEAT, StudyAttr, TrialAttr
 
@@ -141,44 +142,6 @@ def mlflow_db(tmp_path, mlflow_template):
 # ---------------------------------------------------------------- processes
 
 
-def is_alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie is dead)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-
-
-def cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
-    except OSError:
-        return ""
-
-
-def pids_mentioning(text: str) -> list[int]:
-    """Live processes whose command line contains ``text``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            pid = int(entry.name)
-            if text in cmdline(pid) and is_alive(pid):
-                found.append(pid)
-    return found
-
-
-def still_alive(pids: Iterable[int], timeout: float = 20.0) -> list[int]:
-    """Wait (at most ``timeout`` s) for ``pids`` to end; return those still alive."""
-    pids = set(pids)
-    deadline = time.monotonic() + timeout
-    while True:
-        left = sorted(pid for pid in pids if is_alive(pid))
-        if not left or time.monotonic() > deadline:
-            return left
-        time.sleep(0.2)
-
-
 # ---------------------------------------------------------------- reading the stores
 
 
@@ -239,7 +202,7 @@ def check_trials(sweep: Sweep, study: optuna.Study, jobs: Sequence[tuple]) -> li
         assert Path(attrs[TrialAttr.OUTPUT_DIR], ".hydra", "config.yaml").is_file()
         pids.append(beat["pid"])
     # the jobs' processes are gone with the sweep
-    left = still_alive(pids)
+    left = still_alive(pids, timeout=20)
     assert not left, f"job processes alive after the sweep: {[(p, cmdline(p)) for p in left]}"
     return pids
 
