@@ -71,17 +71,14 @@ class Crew:
             self.ledger.compare_and_set(self.key, None, self.record)
         head = f"crew/{self.study}"
         for _ in range(50):
-            others = [
-                m
-                for k, m in self._members().items()
-                if k != self.key and not is_stale(m, self.grace)
-            ]
             stored = self.ledger.get(head)
             number = int(stored["number"]) if stored else 0
-            if any(m.get("generation") == number for m in others):
+            if number and self._generation_lives(number, stored.get("starter")):
                 self.generation = number
                 break
-            if self.ledger.compare_and_set(head, stored, {"number": number + 1}):
+            if self.ledger.compare_and_set(
+                head, stored, {"number": number + 1, "starter": self.key}
+            ):
                 self.generation = number + 1
                 self.started_generation = True
                 break
@@ -92,6 +89,20 @@ class Crew:
         self.ledger.add(self._active_key, 1)
         self._beater = Beater(self.interval, self._beat, name="ivory-hydra-crew").start()
         return self.generation
+
+    def _generation_lives(self, number: int, starter: str | None) -> bool:
+        """True while the starter of generation ``number`` or any worker of it lives.
+
+        The starter's record is written before it takes the head, so a worker
+        that reads the head sees a live starter even before it has recorded
+        its generation: two workers starting together never start two.
+        """
+        for key, member in self._members().items():
+            if key == self.key or is_stale(member, self.grace):
+                continue
+            if key == starter or member.get("generation") == number:
+                return True
+        return False
 
     @property
     def _active_key(self) -> str:
