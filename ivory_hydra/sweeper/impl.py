@@ -567,6 +567,7 @@ class IvorySweeperImpl:
 
         from ivory_hydra.job.hydra_task import TrialTask
         from ivory_hydra.progress import ProgressBar
+        from ivory_hydra.sweeper.returns import kept_on_disk
 
         assert self.config is not None and self.hydra_context is not None
         done = engine.done
@@ -593,8 +594,9 @@ class IvorySweeperImpl:
             probing = self.metric is not None
             size = self.max_batch_size or self._default_batch(engine)
             for claims in engine.walk(size, first_alone=probing):
-                returns.append(self._launch(launcher, task, claims))
-                results = engine.collect(claims, _fallbacks(claims, returns[-1], self.metric))
+                launched = self._launch(launcher, task, claims)
+                results = engine.collect(claims, _fallbacks(claims, launched, self.metric))
+                returns.append([kept_on_disk(r) for r in launched])
                 bar.advance_to(done + engine.claimed)
                 if probing:
                     probing = False

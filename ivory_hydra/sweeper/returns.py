@@ -1,0 +1,74 @@
+"""What the sweep hands back to Hydra: every job's ``JobReturn``, with its configs kept on disk.
+
+A ``JobReturn`` holds two full configs of its job (``cfg`` and ``hydra_cfg``,
+about 100 KB together), so a sweep that keeps every one grows by that much per
+job: 1 GB for 10,000 jobs. Each job also saved both configs in its output
+folder (``.hydra/config.yaml`` and ``hydra.yaml``). Once its batch is read, a
+job's return keeps only the paths and reads the configs back when they are
+asked for, so a long sweep's memory stays flat. A return whose files cannot
+be read (``hydra.output_subdir=null``, a job on another machine) is kept whole.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hydra.core.utils import JobReturn
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+CONFIG_FILES = {"cfg": "config.yaml", "hydra_cfg": "hydra.yaml"}
+
+
+def _load(folder: Path, name: str) -> DictConfig:
+    from omegaconf import OmegaConf
+
+    loaded = OmegaConf.load(folder / name)
+    OmegaConf.set_struct(loaded, True)  # as Hydra composed it
+    return loaded  # type: ignore[return-value]
+
+
+class StoredJobReturn(JobReturn):
+    """A ``JobReturn`` whose ``cfg`` and ``hydra_cfg`` are read from the job's folder."""
+
+    _folder: Path
+
+    @property  # type: ignore[override]
+    def cfg(self) -> DictConfig:
+        """The job's config, as saved in its ``.hydra/config.yaml``."""
+        return _load(self._folder, CONFIG_FILES["cfg"])
+
+    @cfg.setter
+    def cfg(self, value: Any) -> None:
+        raise AttributeError("a finished job's cfg is read from its folder")
+
+    @property  # type: ignore[override]
+    def hydra_cfg(self) -> DictConfig:
+        """The job's Hydra config, as saved in its ``.hydra/hydra.yaml``."""
+        return _load(self._folder, CONFIG_FILES["hydra_cfg"])
+
+    @hydra_cfg.setter
+    def hydra_cfg(self, value: Any) -> None:
+        raise AttributeError("a finished job's hydra_cfg is read from its folder")
+
+
+def kept_on_disk(result: JobReturn) -> JobReturn:
+    """``result`` without its configs in memory, when its folder holds them."""
+    hydra_cfg = result.hydra_cfg
+    if hydra_cfg is None:
+        return result
+    output_dir = hydra_cfg.hydra.runtime.get("output_dir")
+    subdir = hydra_cfg.hydra.get("output_subdir")
+    if output_dir is None or subdir is None:
+        return result
+    folder = Path(output_dir, str(subdir))
+    if not all((folder / name).is_file() for name in CONFIG_FILES.values()):
+        return result
+    slim = StoredJobReturn.__new__(StoredJobReturn)
+    for name, value in vars(result).items():
+        if name not in CONFIG_FILES:
+            object.__setattr__(slim, name, value)
+    slim._folder = folder
+    return slim
