@@ -17,8 +17,10 @@ Rows:
 * 100 jobs (a 10x10 grid), whole wall time.
 
 Then MLflow's own cost (``import mlflow``, opening an existing store), which
-bounds what mirroring can cost, and the scaling of ivory (MLflow off) to the
-``--scale`` sizes: seconds per job, peak memory, and resuming the finished sweep.
+bounds what mirroring can cost, Optuna's own (``import optuna``, creating a
+fresh SQLite storage), the floor of a sweep with MLflow off, and the scaling
+of ivory (MLflow off) to the ``--scale`` sizes: seconds per job, peak memory,
+and resuming the finished sweep.
 """
 
 from __future__ import annotations
@@ -119,6 +121,25 @@ def mlflow_cost(python: str) -> tuple[float, float]:
     return imported - nothing, opened - nothing
 
 
+def optuna_cost(python: str) -> tuple[float, float]:
+    """``import optuna`` alone, and creating a fresh SQLite storage in a new process.
+
+    With MLflow off, this is what a one-job ivory sweep pays beyond BasicSweeper's
+    start-up at the least: the floor of that row.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        create = (
+            "import optuna, uuid; "
+            f"optuna.storages.RDBStorage('sqlite:///{tmp}/' + uuid.uuid4().hex + '.db')"
+        )
+        subprocess.run([python, "-c", create], check=True, capture_output=True)
+        nothing = timed([python, "-c", "pass"], folder)[0]
+        imported = timed([python, "-c", "import optuna"], folder)[0]
+        created = timed([python, "-c", create], folder)[0]
+    return imported - nothing, created - nothing
+
+
 def scaling(python: str, jobs: int) -> tuple[float, float, int]:
     """Ivory with MLflow off over ``jobs`` jobs: wall time, resume time, peak memory (KB)."""
     side = 100
@@ -158,6 +179,7 @@ def main() -> None:
             table[row][sweeper] = measure(python, sweeper)
             print(f"  measured {row} / {sweeper}: {table[row][sweeper]:.2f} s", flush=True)
     imported, opened = mlflow_cost(sys.executable)
+    optuna_imported, optuna_created = optuna_cost(sys.executable)
 
     width = max(map(len, rows)) + 2
     names = list(pythons)
@@ -173,6 +195,12 @@ def main() -> None:
     print(
         f"\nMLflow's own cost: import mlflow {imported:.2f} s, "
         f"open an existing store {opened:.2f} s"
+    )
+    print(
+        f"Optuna's own cost: import optuna {optuna_imported:.2f} s, "
+        f"import and create a fresh SQLite storage {optuna_created:.2f} s "
+        f"(floor of a 1-job sweep with MLflow off: BasicSweeper + this = "
+        f"{table['1-job sweep, fresh folder']['basic'] + optuna_created:.2f} s)"
     )
     basic = table["1-job sweep, fresh folder"]["basic"]
     help_time = table["app.py --help"]["basic"]
