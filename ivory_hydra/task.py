@@ -330,9 +330,9 @@ class Task:
 def _drive(task: Task, opening: Opening, ticket: Ticket, verbose: int) -> Iterator[Run]:
     """Yield the engine's runs one at a time; each is finished when the loop body returns."""
     from ivory_hydra.engine.engine import open_engine
-    from ivory_hydra.engine.signals import interrupts, received
     from ivory_hydra.job.session import JobSession
     from ivory_hydra.progress import ProgressBar
+    from ivory_hydra.signals import interrupts, received
 
     engine = open_engine(opening)
     bar = ProgressBar(opening.plan.total, verbose)

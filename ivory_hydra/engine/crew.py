@@ -9,6 +9,7 @@ is an atomic ledger operation.
   finished yet. A record whose beats stopped (see
   :mod:`ivory_hydra.stores.liveness`) belongs to a dead worker; the first
   survivor to remove it (compare-and-set) inherits its ranges and runs them.
+  A worker stopped by a signal leaves its unfinished ranges the same way.
 * **Generations.** Workers started while others of the sweep live join their
   generation; a worker that finds none starts the next one (compare-and-set
   on ``crew/<study>`` so that of several starting together exactly one does).
@@ -98,7 +99,7 @@ class Crew:
         its generation: two workers starting together never start two.
         """
         for key, member in self._members().items():
-            if key == self.key or is_stale(member, self.grace):
+            if key == self.key or member.get("left") or is_stale(member, self.grace):
                 continue
             if key == starter or member.get("generation") == number:
                 return True
@@ -175,7 +176,8 @@ class Crew:
                 "A worker of this sweep stopped (%s); its jobs run again here", describe(member)
             )
             if member.get("generation") == self.generation:
-                self.ledger.add(self._active_key, -1)
+                if not member.get("left"):  # a worker that left counted itself out
+                    self.ledger.add(self._active_key, -1)
                 for step, start, stop in member.get("claims", []):
                     self._inherited.append((int(step), int(start), int(stop)))
                     got += 1
@@ -194,12 +196,18 @@ class Crew:
         return dict(found) if isinstance(found, dict) else None
 
     def leave(self) -> bool:
-        """Leave the sweep; True when this worker is the last of its generation."""
+        """Leave the sweep; True when this worker is the last of its generation.
+
+        A worker stopped with ranges unfinished (a signal, an error) keeps its
+        record, marked as left: once its process is gone the others inherit
+        the ranges, as they would a dead worker's.
+        """
         if self._beater is not None:
             self._beater.stop()
         last = self.ledger.add(self._active_key, -1) == 1
         with self._lock:
             if self.record is not None:
-                self.ledger.compare_and_set(self.key, self.record, None)
+                left = {**self.record, "left": True} if self.record["claims"] else None
+                self.ledger.compare_and_set(self.key, self.record, left)
                 self.record = None
         return last

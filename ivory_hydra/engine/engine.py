@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ivory_hydra.core.display import run_line
 from ivory_hydra.core.outcomes import COMPLETE, FAIL, Outcome
 from ivory_hydra.core.plan import Plan, Point, pareto_front, parse_slot
+from ivory_hydra.signals import shielded
 from ivory_hydra.stores import numbering, trials
 from ivory_hydra.stores.format import OWNER, StudyAttr, Tag, TrialAttr, metric_names, score_metrics
 from ivory_hydra.stores.liveness import GRACE_PERIOD, HEARTBEAT_INTERVAL, HOST, describe, is_stale
@@ -208,6 +209,7 @@ class Engine:
 
     # ------------------------------------------------------------ reading back
 
+    @shielded()
     def load(self) -> int:
         """Read what earlier runs of this study left; return how many runs are done.
 
@@ -264,6 +266,7 @@ class Engine:
         record = self.ledger.get(str(owner["worker"]))
         return record is not None and not is_stale(record, self.settings.grace_period)
 
+    @shielded()
     def reap(self) -> None:
         """Fail the trials of workers that died (after one was found dead)."""
         from optuna.trial import TrialState
@@ -480,6 +483,7 @@ class Engine:
             self.refresh()
             self.decide(step)
 
+    @shielded()
     def claim(self, points: Sequence[Point]) -> list[Claim]:
         """Number a batch and create its WAITING trials, then their MLflow child runs.
 
@@ -537,6 +541,7 @@ class Engine:
         tags[Tag.TRIAL_NUMBER] = str(number)
         return self.mirror.create_child(self.parent_run_id, ChildSpec(run_name, params, tags))
 
+    @shielded()
     def collect(
         self, claims: Sequence[Claim], fallback: Mapping[int, Outcome] | None = None
     ) -> list[Finished]:
@@ -596,6 +601,7 @@ class Engine:
             claim.run_name, claim.number, claim.point.slot, outcome, claim.params, finished_attrs
         )
 
+    @shielded()
     def abandon(self, reason: str) -> None:
         """The sweep stops: fail the unfinished trials of the batch in flight.
 
@@ -654,6 +660,7 @@ class Engine:
 
     # ------------------------------------------------------------ chain decisions
 
+    @shielded()
     def decide(self, step: int) -> None:
         """Fix the chain param of ``step`` at its best value (a decision made once stands)."""
         name = self.plan.stepping(step)
@@ -725,6 +732,7 @@ class Engine:
             self.task, self.plan.total, self._best, dict(self.decisions), counts, failed, pareto
         )
 
+    @shielded()
     def close(
         self,
         summary: Summary | None = None,
@@ -747,6 +755,7 @@ class Engine:
         finally:
             self.release()
 
+    @shielded()
     def leave(self) -> bool:
         """Stop taking work; True when this process is the last of its sweep's workers.
 
@@ -766,6 +775,7 @@ class Engine:
             self.lease.release()
             self.lease = None
 
+    @shielded()
     def discard(self, claims: Sequence[Claim], created: bool) -> None:
         """Undo a sweep that must not have started: its MLflow runs, and its study if new.
 
@@ -858,6 +868,7 @@ class Opening:
     show: Callable[[str], None] = print
 
 
+@shielded()
 def open_engine(opening: Opening) -> Engine:
     """Take the sweep's lease, open its study and MLflow parent run, and read it back.
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ivory_hydra.core.outcomes import FAIL, PRUNED, Outcome, as_number, score_or_fail
 from ivory_hydra.errors import IvoryError, StoreError
 from ivory_hydra.job.ticket import Ticket
+from ivory_hydra.signals import shielded
 from ivory_hydra.stores import trials
 from ivory_hydra.stores.format import Tag, TrialAttr, metric_names, score_metrics
 from ivory_hydra.stores.liveness import HOST, Beater
@@ -112,8 +113,13 @@ class JobSession:
 
         Raises :class:`~ivory_hydra.errors.StoreError` when the storage cannot
         be reached from this process and :class:`ClaimLostError` when another
-        process owns the trial.
+        process owns the trial. A stop signal waits until it returns.
         """
+        with shielded():
+            return cls._begin(ticket, claim, output_dir)
+
+    @classmethod
+    def _begin(cls, ticket: Ticket, claim: Claim, output_dir: str | None) -> JobSession:
         try:
             url = ticket.storage_url
         except Exception as error:  # noqa: BLE001 - e.g. ${oc.env:...} unset in this process
@@ -232,7 +238,8 @@ class JobSession:
                 return False
             self._finished = True
         try:
-            return self._record(outcome, error, attrs, tags, artifact_dirs)
+            with shielded():  # a stop signal waits until both stores have it
+                return self._record(outcome, error, attrs, tags, artifact_dirs)
         finally:
             self._recorded.set()
 

@@ -244,7 +244,7 @@ class IvorySweeperImpl:
         was started is failed in both stores, and the exit code names the
         signal (130, 143, 129).
         """
-        from ivory_hydra.engine.signals import exit_code, interrupts
+        from ivory_hydra.signals import exit_code, interrupts
 
         with interrupts():
             try:
@@ -311,7 +311,7 @@ class IvorySweeperImpl:
         except BaseException as error:
             if engine.closed:
                 raise
-            from ivory_hydra.engine.signals import exit_code
+            from ivory_hydra.signals import exit_code
 
             reason = f"the sweep stopped: {type(error).__name__}: {error}".rstrip(": ")
             interrupted = isinstance(error, KeyboardInterrupt)

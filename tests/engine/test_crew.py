@@ -107,3 +107,26 @@ def test_the_first_chain_decision_stands(ledger):
     assert two.decide("lr", {"value": 1.0}) == {"value": 0.1}
     assert two.decision("lr") == {"value": 0.1}
     one.leave(), two.leave()
+
+
+def test_a_worker_stopped_with_ranges_unfinished_leaves_them_to_the_others(ledger):
+    stopped, survivor = crew(ledger), crew(ledger)
+    stopped.join(), survivor.join()
+    assert stopped.take(0, 10, 4) == range(0, 4)
+    assert stopped.leave() is False  # the survivor is still active
+    left = ledger.get(stopped.key)
+    assert left["left"] is True and left["claims"] == [[0, 0, 4]]
+    assert survivor.inherit() == 0  # its process still lives
+    ledger.compare_and_set(stopped.key, left, {**left, **dead_record()})  # now it is gone
+    assert survivor.inherit() == 1
+    assert survivor.take(0, 10, 4) == range(0, 4)
+    assert survivor.leave() is True  # counted once, not twice
+
+
+def test_a_worker_that_finished_its_ranges_leaves_no_record(ledger):
+    worker = crew(ledger)
+    worker.join()
+    taken = worker.take(0, 3, 3)
+    worker.finished(0, taken)
+    assert worker.leave() is True
+    assert ledger.get(worker.key) is None

@@ -509,10 +509,12 @@ def test_a_stop_while_a_batch_is_claimed_leaves_no_mlflow_run_running(
     """SIGTERM right after the first child run of a chain's step 1 is created.
 
     Step 1 has 20 runs to claim, so the signal lands while the engine creates
-    them. The sweeper stops with 143 and the rerun finishes the sweep, but
-    child runs of the interrupted claim stay RUNNING in MLflow.
+    them (or, on a busy machine where polling MLflow is slow, early in the
+    batch: its jobs take 0.3 s each so that the sweep cannot end first). The
+    sweeper stops with 143 and the rerun finishes the sweep, but child runs of
+    the interrupted claim stay RUNNING in MLflow.
     """
-    args = ("hydra.sweeper.mode=chain", "a=1-3", "b=0-19", f"record={records}")
+    args = ("hydra.sweeper.mode=chain", "a=1-3", "b=0-19", "sleep=0.3", f"record={records}")
     app = launch(*args)
     app.wait_for_line("Chain: a is fixed")
     app.wait_until(lambda: len(mlflow_runs(tmp_path)[1]) > 3, "a child run of step 1")

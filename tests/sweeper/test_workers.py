@@ -78,8 +78,8 @@ def records(path: Path, event: str = "end") -> list[dict]:
     return [e for e in map(json.loads, path.read_text().splitlines()) if e["event"] == event]
 
 
-def run_workers(tmp_path, storage, *args, kill_one=False):
-    """Start three workers at once; optionally SIGKILL one in the middle of a job."""
+def run_workers(tmp_path, storage, *args, kill_one=None):
+    """Start three workers at once; optionally signal one (``kill_one``) in the middle of a job."""
     shutil.copy(tmp_path.parent / "mlflow-template.db", tmp_path / "mlflow.db")
     record = tmp_path / "jobs.jsonl"
     procs = [start(tmp_path, storage, record, *args, name=f"w{i}") for i in range(WORKERS)]
@@ -93,7 +93,7 @@ def run_workers(tmp_path, storage, *args, kill_one=False):
             busy = [p for p in procs if 0 < ended[p.pid] < started[p.pid]]
             if busy:
                 killed = busy[0]
-                killed.send_signal(signal.SIGKILL)
+                killed.send_signal(kill_one)
                 break
             time.sleep(0.02)
         assert killed is not None, "no worker ran two jobs"
@@ -160,11 +160,15 @@ def test_three_workers_share_a_chain_and_use_the_same_winners(tmp_path, storage)
     assert study.user_attrs["decisions"]["model"]["value"] == "large"
 
 
-def test_a_killed_workers_job_runs_again_elsewhere(tmp_path, storage):
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_a_killed_workers_job_runs_again_elsewhere(tmp_path, storage, signum):
+    """SIGKILL: the worker's beats stop. SIGTERM: it fails its batch and leaves its
+    unfinished range to the others. Either way the others run that range."""
     procs, codes, logs, record, killed = run_workers(
-        tmp_path, storage, "a=0-14", "sleep=0.5", kill_one=True
+        tmp_path, storage, "a=0-14", "sleep=0.5", kill_one=signum
     )
-    assert killed is not None and killed.returncode == -signal.SIGKILL
+    assert killed is not None
+    assert killed.returncode == (-signal.SIGKILL if signum == signal.SIGKILL else 143)
     assert sorted(c for p, c in zip(procs, codes, strict=True) if p is not killed) == [0, 0]
     ended = Counter(e["a"] for e in records(record))
     assert ended == Counter(range(15)), ended  # none lost, none twice

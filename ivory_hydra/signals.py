@@ -5,6 +5,11 @@ default kills Python without running ``finally`` blocks: the batch in flight
 would stay RUNNING. Inside :func:`interrupts`, the first SIGINT, SIGTERM or
 SIGHUP raises :class:`Interrupted` (a ``KeyboardInterrupt``) in the main
 thread; a second one exits at once with the signal's code.
+
+A signal must not land inside a write to a store: an exception raised in the
+middle of a database call can leave a SQLite write transaction open, and the
+clean-up's own writes then wait on that lock (a measured 60 s hang). Writes
+run inside :func:`shielded`, which holds a first signal until the block ends.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ def exit_code(error: BaseException) -> int:
 
 
 _received: list[int] = []
+_shield = {"depth": 0, "pending": None}
 
 
 def received() -> int | None:
@@ -62,11 +68,15 @@ def interrupts() -> Iterator[None]:
         yield
         return
     _received.clear()
+    _shield["pending"] = None
 
     def handler(signum: int, _frame: Any) -> None:
         if _received:
             os._exit(128 + signum)
         _received.append(signum)
+        if _shield["depth"]:
+            _shield["pending"] = signum  # raised when the shielded block ends
+            return
         raise Interrupted(signum)
 
     previous = {signum: signal.signal(signum, handler) for signum in SIGNALS}
@@ -75,3 +85,26 @@ def interrupts() -> Iterator[None]:
     finally:
         for signum, old in previous.items():
             signal.signal(signum, old)
+
+
+@contextlib.contextmanager
+def shielded() -> Iterator[None]:
+    """Hold a stop signal while the block runs (it writes to a store); raise it after.
+
+    A second signal still exits at once. Other threads are never interrupted.
+
+    >>> with shielded():
+    ...     pass
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _shield["depth"] += 1
+    try:
+        yield
+    finally:
+        _shield["depth"] -= 1
+        signum = _shield["pending"] if not _shield["depth"] else None
+        if signum is not None:
+            _shield["pending"] = None
+            raise Interrupted(signum)
