@@ -92,6 +92,8 @@ class TrialTask:
         try:
             value = self.task_function(cfg)
         except BaseException as error:
+            if session is not None:
+                session.returned()
             outcome = outcome_from_error(error)
             if outcome.state == PRUNED:  # the pruner stopped it: not a failure
                 log.info("[%s] %s", claim.run_name, outcome.reason)
@@ -113,6 +115,7 @@ class TrialTask:
                 raise JobExitError(outcome.reason) from None
             raise
         if session is not None:
+            session.returned()
             session.finish(session.score(value), **finish)
         return value
 

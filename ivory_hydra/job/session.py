@@ -49,8 +49,9 @@ def _watch_driver(ticket: Ticket) -> None:
     """In a worker that the sweeper started itself (loky, submitit_local), follow the sweeper.
 
     Such a worker outlives a killed sweeper and, busy or idle, would run on
-    unseen. A daemon thread checks every second that its parent is still the
-    sweeper; when it is not, running jobs fail their trials and the process exits.
+    unseen. A daemon thread checks five times a second that its parent is still
+    the sweeper; when it is not, running jobs fail their trials and the process
+    exits. A job whose code already returned records its own outcome first.
     """
     driver = ticket.driver_pid
     if _watching or ticket.driver_host != HOST or os.getpid() == driver or os.getppid() != driver:
@@ -59,7 +60,7 @@ def _watch_driver(ticket: Ticket) -> None:
 
     def watch() -> None:
         while os.getppid() == driver:
-            time.sleep(1.0)
+            time.sleep(0.2)
         for session in list(_RUNNING):
             session.orphaned()
         os._exit(1)
@@ -100,6 +101,7 @@ class JobSession:
         self._thread = threading.current_thread()  # where the child run is active
         self._pruner: tuple[Any, Any] | None = None
         self.pruned = False  # should_prune() said so
+        self._returned = False  # the job's own code returned
 
     @classmethod
     def begin(
@@ -157,8 +159,18 @@ class JobSession:
             if not self._finished:
                 trials.beat(self.storage, self.claim.trial_id)
 
+    def returned(self) -> None:
+        """The job's own code returned (or raised): its outcome is being recorded."""
+        self._returned = True
+
     def orphaned(self) -> None:
-        """The sweeper process that started this worker died: fail the job's trial."""
+        """The sweeper process that started this worker died: fail the job's trial.
+
+        A job whose code has returned is left to record its own outcome.
+        """
+        if self._returned:
+            self._recorded.wait(timeout=60)
+            return
         reason = f"its sweeper process (pid {self.ticket.driver_pid}) died while the job ran"
         if self.finish(Outcome(FAIL, None, reason, "Interrupted")):
             log.error("%s: %s; the job stops", self.claim.run_name, reason)

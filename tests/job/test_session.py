@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -64,3 +65,27 @@ def test_an_unreachable_storage_is_a_store_error(setup, monkeypatch):
         JobSession.begin(Ticket(storage="${oc.env:IVORY_TEST_NO_SUCH_VAR}"), claim)
     with pytest.raises(StoreError, match="cannot open this Optuna storage"):
         JobSession.begin(Ticket(storage="/proc/no/such/journal.log"), claim)
+
+
+def test_a_job_whose_sweeper_died_fails_unless_its_code_returned(setup, tmp_path):
+    url, storage, claim = setup
+    session = JobSession.begin(Ticket(storage=url), claim)
+    session.orphaned()  # the job's code is still running: its trial fails
+    stored = storage.get_trial(claim.trial_id)
+    assert stored.state.name == "FAIL" and "died while the job ran" in stored.user_attrs["reason"]
+
+    study = Study.open(storage, "s", "minimize")
+    dists = distributions_for({"a": [1, 2]})
+    [(trial_id, number)] = study.create_trials([TrialSpec({"a": 2}, dists, {"run_name": "run#1"})])
+    returned = JobSession.begin(
+        Ticket(storage=url), Claim(trial_id, number, "run#1", Point(0, 1, {"a": 2}), {"a": 2})
+    )
+    returned.returned()  # its code returned as the sweeper died: it records its own outcome
+    watcher = threading.Thread(target=returned.orphaned)
+    watcher.start()
+    time.sleep(0.2)
+    assert watcher.is_alive()  # waiting for the job to record its outcome
+    assert returned.finish(Outcome("complete", 0.25))
+    watcher.join(timeout=10)
+    assert not watcher.is_alive()
+    assert storage.get_trial(trial_id).state.name == "COMPLETE"
