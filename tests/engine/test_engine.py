@@ -151,3 +151,29 @@ def test_waits_for_a_run_that_a_live_process_elsewhere_still_runs(url):
     assert second.decisions["a"]["value"] == 2
     assert len(storage.get_all_trials(second.study.study_id)) == 2
     second.release()
+
+
+def test_workers_opening_a_sweep_at_once_number_its_task_once(tmp_path):
+    """Of several workers that open a new shared sweep together, one numbers its task."""
+    import threading
+
+    from ivory_hydra.stores import numbering
+    from ivory_hydra.stores.ledger import ledger_for
+
+    url = storage_url(str(tmp_path / "sweep.journal"))
+    plan = Plan.from_params("product", {"a": [1, 2]})
+    engines, barrier = [], threading.Barrier(4)
+
+    def open_one() -> None:
+        barrier.wait()
+        engines.append(open_engine(opening(url, plan)))
+
+    threads = [threading.Thread(target=open_one) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert [engine.task for engine in engines] == ["task#0"] * 4
+    assert numbering.allocate(ledger_for(url), "exp", "task") == 1  # one number was taken
+    for engine in engines:
+        engine.close()
