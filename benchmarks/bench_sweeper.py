@@ -109,35 +109,31 @@ def again(python: str, sweeper: str, jobs: int) -> float:
         return timed(command(python, sweeper, jobs, folder), folder)[0]
 
 
-def mlflow_cost(python: str) -> tuple[float, float]:
-    """``import mlflow`` alone, and opening an existing SQLite store in a new process."""
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        open_store = f"from mlflow.tracking import MlflowClient as C; C('sqlite:///{tmp}/m.db').search_experiments()"
-        subprocess.run([python, "-c", open_store], check=True, capture_output=True)
-        nothing = timed([python, "-c", "pass"], folder)[0]
-        imported = timed([python, "-c", "import mlflow"], folder)[0]
-        opened = timed([python, "-c", open_store], folder)[0]
-    return imported - nothing, opened - nothing
+def own_cost(python: str, module: str, use: str) -> tuple[float, float]:
+    """A library's own cost in a new process: ``import module`` alone, and ``use``.
 
-
-def optuna_cost(python: str) -> tuple[float, float]:
-    """``import optuna`` alone, and creating a fresh SQLite storage in a new process.
-
-    With MLflow off, this is what a one-job ivory sweep pays beyond BasicSweeper's
-    start-up at the least: the floor of that row.
+    ``use`` is Python code with ``{tmp}`` for a scratch folder; one untimed run
+    first fills caches and creates what a later run opens.
     """
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        create = (
-            "import optuna, uuid; "
-            f"optuna.storages.RDBStorage('sqlite:///{tmp}/' + uuid.uuid4().hex + '.db')"
-        )
-        subprocess.run([python, "-c", create], check=True, capture_output=True)
+        code = use.format(tmp=tmp)
+        subprocess.run([python, "-c", code], check=True, capture_output=True)
         nothing = timed([python, "-c", "pass"], folder)[0]
-        imported = timed([python, "-c", "import optuna"], folder)[0]
-        created = timed([python, "-c", create], folder)[0]
-    return imported - nothing, created - nothing
+        imported = timed([python, "-c", f"import {module}"], folder)[0]
+        used = timed([python, "-c", code], folder)[0]
+    return imported - nothing, used - nothing
+
+
+#: Opening an existing MLflow SQLite store: what mirroring pays once per command.
+OPEN_MLFLOW_STORE = (
+    "from mlflow.tracking import MlflowClient as C; C('sqlite:///{tmp}/m.db').search_experiments()"
+)
+#: Creating a fresh Optuna SQLite storage: with MLflow off, the floor of a one-job
+#: ivory sweep beyond BasicSweeper's start-up.
+CREATE_OPTUNA_STORAGE = (
+    "import optuna, uuid; optuna.storages.RDBStorage('sqlite:///{tmp}/' + uuid.uuid4().hex + '.db')"
+)
 
 
 def scaling(python: str, jobs: int) -> tuple[float, float, int]:
@@ -178,8 +174,8 @@ def main() -> None:
         for sweeper, python in pythons.items():
             table[row][sweeper] = measure(python, sweeper)
             print(f"  measured {row} / {sweeper}: {table[row][sweeper]:.2f} s", flush=True)
-    imported, opened = mlflow_cost(sys.executable)
-    optuna_imported, optuna_created = optuna_cost(sys.executable)
+    imported, opened = own_cost(sys.executable, "mlflow", OPEN_MLFLOW_STORE)
+    optuna_imported, optuna_created = own_cost(sys.executable, "optuna", CREATE_OPTUNA_STORAGE)
 
     width = max(map(len, rows)) + 2
     names = list(pythons)

@@ -20,6 +20,8 @@ is an atomic ledger operation.
   step is complete.
 * **Decisions.** The first worker to see a chain step complete records its
   winner by compare-and-set (``decision/<study>/<param>``); everyone uses it.
+* **The task name.** The first worker to count itself in numbers the task
+  (``task/<study>``); the others use its name.
 * **The end.** A counter of active workers tells the last one to leave: it
   writes the summary and closes the MLflow parent run.
 """
@@ -30,6 +32,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from ivory_hydra.stores.ledger import Ledger
@@ -189,6 +192,24 @@ class Crew:
         if self.ledger.compare_and_set(key, None, decision):
             return decision
         return dict(self.ledger.get(key))
+
+    def name_task(self, number: Callable[[], str]) -> str:
+        """The sweep's task name, made once by ``number()`` for all workers.
+
+        The first worker to count itself in calls it (it takes a task number);
+        the others wait for its name, and should that worker die first, name
+        the task themselves.
+        """
+        key = f"task/{self.study}"
+        if self.ledger.add(f"task-numbering/{self.study}", 1) == 0:
+            self.ledger.compare_and_set(key, None, number())
+        deadline = time.monotonic() + 30
+        while (task := self.ledger.get(key)) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if task is None:  # the numbering worker died first
+            self.ledger.compare_and_set(key, None, number())
+            task = self.ledger.get(key)
+        return str(task)
 
     def decision(self, param: str) -> dict[str, Any] | None:
         """The decision recorded for ``param``, if any."""

@@ -868,31 +868,6 @@ class Opening:
     show: Callable[[str], None] = print
 
 
-def _next_task_name(ledger: Ledger, experiment: str) -> str:
-    return f"task#{numbering.allocate(ledger, experiment, 'task')}"
-
-
-def _shared_task_name(ledger: Ledger, study_name: str, opening: Opening) -> str:
-    """The task name of a sweep that several workers open at once, numbered once.
-
-    The first worker to count itself in numbers the task; the others wait for
-    its name (bounded: should it die first, they number it themselves).
-    """
-    key = f"task/{study_name}"
-    if ledger.add(f"task-numbering/{study_name}", 1) == 0:
-        ledger.compare_and_set(
-            key, None, opening.task_name or _next_task_name(ledger, opening.experiment)
-        )
-    deadline = time.monotonic() + 30
-    while (task := ledger.get(key)) is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if task is None:  # the numbering worker died first
-        name = opening.task_name or _next_task_name(ledger, opening.experiment)
-        ledger.compare_and_set(key, None, name)
-        task = ledger.get(key)
-    return str(task)
-
-
 @shielded()
 def open_engine(opening: Opening) -> Engine:
     """Take the sweep's lease, open its study and MLflow parent run, and read it back.
@@ -925,10 +900,13 @@ def open_engine(opening: Opening) -> Engine:
         attrs = study.user_attrs
         task = attrs.get(StudyAttr.TASK)
         if study.created or task is None:
-            if crew is not None:
-                task = _shared_task_name(ledger, name, opening)
-            else:
-                task = opening.task_name or _next_task_name(ledger, opening.experiment)
+
+            def number() -> str:
+                return opening.task_name or (
+                    f"task#{numbering.allocate(ledger, opening.experiment, 'task')}"
+                )
+
+            task = number() if crew is None else crew.name_task(number)
             study.set_attrs(
                 {
                     StudyAttr.KIND: opening.kind,

@@ -30,28 +30,27 @@ def _load(folder: Path, name: str) -> DictConfig:
     return loaded  # type: ignore[return-value]
 
 
+class _SavedConfig:
+    """A ``JobReturn`` field read from the job's saved config file on each access."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, result: Any, owner: type | None = None) -> Any:
+        if result is None:
+            return self
+        return _load(result._folder, CONFIG_FILES[self.name])
+
+    def __set__(self, result: Any, value: Any) -> None:
+        raise AttributeError(f"a finished job's {self.name} is read from its folder")
+
+
 class StoredJobReturn(JobReturn):
     """A ``JobReturn`` whose ``cfg`` and ``hydra_cfg`` are read from the job's folder."""
 
     _folder: Path
-
-    @property  # type: ignore[override]
-    def cfg(self) -> DictConfig:
-        """The job's config, as saved in its ``.hydra/config.yaml``."""
-        return _load(self._folder, CONFIG_FILES["cfg"])
-
-    @cfg.setter
-    def cfg(self, value: Any) -> None:
-        raise AttributeError("a finished job's cfg is read from its folder")
-
-    @property  # type: ignore[override]
-    def hydra_cfg(self) -> DictConfig:
-        """The job's Hydra config, as saved in its ``.hydra/hydra.yaml``."""
-        return _load(self._folder, CONFIG_FILES["hydra_cfg"])
-
-    @hydra_cfg.setter
-    def hydra_cfg(self, value: Any) -> None:
-        raise AttributeError("a finished job's hydra_cfg is read from its folder")
+    cfg = _SavedConfig()  # type: ignore[assignment]
+    hydra_cfg = _SavedConfig()  # type: ignore[assignment]
 
 
 def kept_on_disk(result: JobReturn) -> JobReturn:

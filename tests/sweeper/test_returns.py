@@ -36,9 +36,9 @@ class Recorder:
         return cfg.a * 10.0
 
 
-def test_returns_read_their_configs_from_each_jobs_folder(hydra_sweep_runner, tmp_path):
-    recorder = Recorder()
-    sweep = hydra_sweep_runner(
+def sweep(hydra_sweep_runner, tmp_path, recorder: Recorder, *overrides: str) -> Any:
+    """Hydra's in-process sweep runner on the sweep app, stores in ``tmp_path``."""
+    return hydra_sweep_runner(
         calling_file=str(APPS / "sweep/app.py"),
         calling_module=None,
         task_function=recorder,
@@ -48,13 +48,23 @@ def test_returns_read_their_configs_from_each_jobs_folder(hydra_sweep_runner, tm
             f"hydra.sweeper.storage=sqlite:///{tmp_path}/optuna.db",
             "hydra.sweeper.mlflow.enabled=false",
             "hydra.sweeper.verbose=0",
-            "hydra.sweeper.max_batch_size=2",
-            "hydra.job.chdir=true",  # as verify_dir_outputs expects
-            "a=0,1,2",
+            *overrides,
         ],
     )
-    with sweep:
-        returns = [r for batch in sweep.returns for r in batch]
+
+
+def test_returns_read_their_configs_from_each_jobs_folder(hydra_sweep_runner, tmp_path):
+    recorder = Recorder()
+    run = sweep(
+        hydra_sweep_runner,
+        tmp_path,
+        recorder,
+        "hydra.sweeper.max_batch_size=2",
+        "hydra.job.chdir=true",  # as verify_dir_outputs expects
+        "a=0,1,2",
+    )
+    with run:
+        returns = [r for batch in run.returns for r in batch]
         assert [r.return_value for r in returns] == [0.0, 10.0, 20.0]
         for result in returns:
             assert isinstance(result, StoredJobReturn)
@@ -71,23 +81,9 @@ def test_returns_read_their_configs_from_each_jobs_folder(hydra_sweep_runner, tm
 
 
 def test_returns_without_saved_configs_keep_them_in_memory(hydra_sweep_runner, tmp_path):
-    recorder = Recorder()
-    sweep = hydra_sweep_runner(
-        calling_file=str(APPS / "sweep/app.py"),
-        calling_module=None,
-        task_function=recorder,
-        config_path="conf",
-        config_name="config",
-        overrides=[
-            f"hydra.sweeper.storage=sqlite:///{tmp_path}/optuna.db",
-            "hydra.sweeper.mlflow.enabled=false",
-            "hydra.sweeper.verbose=0",
-            "hydra.output_subdir=null",
-            "a=0,1",
-        ],
-    )
-    with sweep:
-        returns = [r for batch in sweep.returns for r in batch]
+    run = sweep(hydra_sweep_runner, tmp_path, Recorder(), "hydra.output_subdir=null", "a=0,1")
+    with run:
+        returns = [r for batch in run.returns for r in batch]
         assert [type(r) for r in returns] == [JobReturn, JobReturn]
         assert [r.cfg.a for r in returns] == [0, 1]
         assert all(isinstance(r.hydra_cfg, DictConfig) for r in returns)
