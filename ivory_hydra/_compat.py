@@ -59,6 +59,14 @@ def job_exception(job_return: Any) -> BaseException | None:
     return job_return._return_value
 
 
+def trial_id_of(trial: Any) -> int:
+    """The storage's id of a ``FrozenTrial`` (Optuna: ``FrozenTrial._trial_id``).
+
+    The public way, ``get_trial_id_from_study_id_trial_number``, costs a query.
+    """
+    return int(trial._trial_id)
+
+
 # ------------------------------------------------ composing a job's config once
 
 

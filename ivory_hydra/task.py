@@ -18,19 +18,21 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ivory_hydra.core.objectives import Objectives
 from ivory_hydra.core.outcomes import FAIL, PRUNED, Outcome, check_reported
-from ivory_hydra.core.plan import Plan, check_direction
+from ivory_hydra.core.plan import Plan
 from ivory_hydra.core.ranges import Range
 from ivory_hydra.core.redact import redact_url
 from ivory_hydra.stores.format import TASK, StudyAttr, Tag
 from ivory_hydra.stores.liveness import GRACE_PERIOD, HEARTBEAT_INTERVAL
 
 if TYPE_CHECKING:
-    from ivory_hydra.engine.engine import Finished, Opening, Summary
+    from ivory_hydra.engine.opening import Opening
+    from ivory_hydra.engine.results import Finished, Summary
     from ivory_hydra.job.session import JobSession
     from ivory_hydra.job.ticket import Ticket
     from ivory_hydra.stores.mlflow_mirror import MlflowMirror
-    from ivory_hydra.stores.trials import Claim
+    from ivory_hydra.stores.trials import Assignment
 
 _UNSET = object()
 #: Runs of tasks whose loop is still open; closed at exit so nothing stays RUNNING.
@@ -121,15 +123,15 @@ class Run:
     out, and finished when the loop body hands control back.
     """
 
-    def __init__(self, claim: Claim, session: JobSession) -> None:
-        self._claim = claim
+    def __init__(self, assignment: Assignment, session: JobSession) -> None:
+        self._assignment = assignment
         self._session = session
         self._reported: Any = _UNSET
 
     @property
     def name(self) -> str:
         """``run#N``, numbered across the experiment."""
-        return self._claim.run_name
+        return self._assignment.run_name
 
     @property
     def params(self) -> dict[str, Any]:
@@ -138,17 +140,17 @@ class Run:
         In chain mode, as in Ivory, only the params stepped so far: later ones
         are left at their defaults.
         """
-        return dict(self._claim.params)
+        return dict(self._assignment.params)
 
     @property
     def trial_number(self) -> int:
         """The run's Optuna trial number within its task's study."""
-        return self._claim.number
+        return self._assignment.number
 
     @property
     def mlflow_run_id(self) -> str | None:
         """The id of the run's MLflow child run (None when MLflow is off)."""
-        return self._claim.mlflow_run_id
+        return self._assignment.mlflow_run_id
 
     @property
     def reported(self) -> bool:
@@ -209,7 +211,7 @@ class Task:
     def product(self, verbose: int = 1, **params: Any) -> Iterator[Run]:
         """Runs over the cartesian product of the params; the last varies fastest."""
         plan = Plan.from_params("product", params)
-        return self._runs(plan, params, "minimize", None, verbose)
+        return self._runs(plan, params, Objectives(), verbose)
 
     def chain(
         self,
@@ -225,9 +227,11 @@ class Task:
         run reported the best score (ties to the earliest; failed, NaN and
         unreported runs never win; the first value if none reported).
         """
-        check_direction(direction)
+        objectives = Objectives.of(direction, metric)
+        if not objectives.single:
+            raise ValueError("chain takes one direction, not a list: use optimize")
         plan = Plan.from_params("chain", params, use_best_param)
-        return self._runs(plan, params, direction, metric, verbose)
+        return self._runs(plan, params, objectives, verbose)
 
     def optimize(
         self,
@@ -250,11 +254,7 @@ class Task:
         """
         if isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1:
             raise ValueError(f"n_trials must be a positive int, not {n_trials!r}")
-        directions = [direction] if isinstance(direction, str) else list(direction)
-        for item in directions:
-            check_direction(item)
-        if isinstance(metric, list) and len(metric) != len(directions):
-            raise ValueError(f"{len(metric)} metric names for {len(directions)} directions")
+        objectives = Objectives.of(direction, metric)
         fixed, space = _search_space(params)
         if not space:
             raise ValueError("optimize needs a search space: a Range, a list or a distribution")
@@ -268,20 +268,20 @@ class Task:
             chosen = sampler if sampler is not None else optuna.samplers.TPESampler()
             return Sampling(study.storage, study.name, chosen, space)
 
-        return self._runs(plan, params, direction, metric, verbose, space, sampling, pruner)
+        return self._runs(plan, params, objectives, verbose, space, sampling, pruner)
 
     def _runs(
         self,
         plan: Plan,
         params: dict[str, Any],
-        direction: str | list[str],
-        metric: str | list[str] | None,
+        objectives: Objectives,
         verbose: int,
         space: dict[str, Any] | None = None,
         sampling: Any = None,
         pruner: Any = None,
     ) -> Iterator[Run]:
-        from ivory_hydra.engine.engine import Opening, Settings
+        from ivory_hydra.engine.opening import Opening
+        from ivory_hydra.engine.state import Settings
         from ivory_hydra.job.ticket import Ticket
         from ivory_hydra.stores.distributions import distributions_for
 
@@ -302,8 +302,7 @@ class Task:
             distributions=distributions,
             sampling=sampling,
             settings=Settings(
-                metric=metric,
-                direction=direction,
+                objectives=objectives,
                 use_best_param=plan.use_best_param,
                 heartbeat_interval=HEARTBEAT_INTERVAL,
                 grace_period=GRACE_PERIOD,
@@ -317,8 +316,7 @@ class Task:
         ticket = Ticket(
             storage=self.client.storage_url,
             tracking_uri=None if mirror is None else mirror.tracking_uri,
-            metric=metric,
-            objectives=1 if isinstance(direction, str) else len(direction),
+            objectives=objectives,
             study_name=self.study_name,
             pruner=pruner,
         )
@@ -329,7 +327,7 @@ class Task:
 
 def _drive(task: Task, opening: Opening, ticket: Ticket, verbose: int) -> Iterator[Run]:
     """Yield the engine's runs one at a time; each is finished when the loop body returns."""
-    from ivory_hydra.engine.engine import open_engine
+    from ivory_hydra.engine.opening import open_engine
     from ivory_hydra.job.session import JobSession
     from ivory_hydra.progress import ProgressBar
     from ivory_hydra.signals import interrupts, received
@@ -342,18 +340,18 @@ def _drive(task: Task, opening: Opening, ticket: Ticket, verbose: int) -> Iterat
     try:
         with interrupts():
             try:
-                for [claim] in engine.walk(1):
-                    current = Run(claim, JobSession.begin(ticket, claim))
+                for [assignment] in engine.walk(1):
+                    current = Run(assignment, JobSession.begin(ticket, assignment))
                     yield current
                     current._finish()
                     current = None
-                    bar.advance_to(engine.claimed)
+                    bar.advance_to(engine.issued)
             finally:
                 signum = received()
                 if current is not None:
                     reason = f"stopped by signal {signum}" if signum else None
                     current._finish(stopped=True, reason=reason)
-                    engine.collect([current._claim])
+                    engine.collect([current._assignment])
                 if signum:
                     status = "KILLED"
     except GeneratorExit:
@@ -368,7 +366,8 @@ def _drive(task: Task, opening: Opening, ticket: Ticket, verbose: int) -> Iterat
         if verbose:
             from ivory_hydra.core.display import summary_lines
 
-            print("\n".join(summary_lines(task.summary.as_dict(), ticket.metric, "run")))
+            metric = ticket.objectives.metric_arg
+            print("\n".join(summary_lines(task.summary.as_dict(), metric, "run")))
 
 
 def _search_space(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -15,6 +15,9 @@ from typing import Any
 COMPLETE = "complete"
 FAIL = "fail"
 PRUNED = "pruned"
+#: The error of a run whose process stopped before the run could end (a dead
+#: worker, a stopped sweep): its job runs again.
+INTERRUPTED = "Interrupted"
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,16 @@ class Outcome:
     def failed(self) -> bool:
         """True for a failed run."""
         return self.state == FAIL
+
+    @property
+    def interrupted(self) -> bool:
+        """The run was cut short from outside (see :data:`INTERRUPTED`); it runs again."""
+        return self.error == INTERRUPTED
+
+    @property
+    def missing_metric(self) -> bool:
+        """The run returned a mapping without the sweep's metric."""
+        return self.error == MissingMetricError.__name__
 
     @property
     def objectives(self) -> list[float] | None:

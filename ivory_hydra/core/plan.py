@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 MODES = ("product", "chain", "optimize")
-DIRECTIONS = ("minimize", "maximize")
 
 
 @dataclass(frozen=True)
@@ -76,71 +75,12 @@ def split_params(params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, l
     return fixed, swept
 
 
-def best_index(scores: Sequence[float | None], direction: str = "minimize") -> int | None:
-    """Index of the best finite score; ties go to the earliest; None if none scored.
-
-    Failed (None) and NaN scores never win. Ivory's min mode picked the last
-    value on ties; this picks the first.
-
-    >>> best_index([0.3, 0.1, 0.1])
-    1
-    >>> best_index([0.3, None, float("nan"), 0.3], "maximize")
-    0
-    >>> best_index([None, float("nan")]) is None
-    True
-    """
-    check_direction(direction)
-    best: int | None = None
-    for i, score in enumerate(scores):
-        if score is None or not math.isfinite(score):
-            continue
-        if best is None:
-            best = i
-            continue
-        current = scores[best]
-        assert current is not None
-        better = score < current if direction == "minimize" else score > current
-        if better:
-            best = i
-    return best
-
-
-def pareto_front(values: Sequence[Sequence[float]], directions: Sequence[str]) -> list[int]:
-    """Indices of the runs no other run beats on every objective (in order).
-
-    >>> pareto_front([[1, 5], [2, 2], [3, 3], [5, 1]], ["minimize", "minimize"])
-    [0, 1, 3]
-    >>> pareto_front([[1, 5], [2, 2]], ["maximize", "minimize"])
-    [1]
-    """
-    signs = [1 if check_direction(d) == "minimize" else -1 for d in directions]
-    keyed = [[s * v for s, v in zip(signs, row, strict=True)] for row in values]
-
-    def dominates(a: list[float], b: list[float]) -> bool:
-        return all(x <= y for x, y in zip(a, b, strict=True)) and a != b
-
-    return [i for i, row in enumerate(keyed) if not any(dominates(o, row) for o in keyed)]
-
-
 def _check_choice(kind: str, value: str, choices: Sequence[str]) -> str:
     if value not in choices:
         quoted = [repr(c) for c in choices]
         options = ", ".join(quoted[:-1]) + " or " + quoted[-1] if len(quoted) > 1 else quoted[0]
         raise ValueError(f"unknown {kind} {value!r}: use {options}")
     return value
-
-
-def check_direction(direction: str) -> str:
-    """Return ``direction`` if it is ``minimize`` or ``maximize``, else raise.
-
-    >>> check_direction("maximize")
-    'maximize'
-    >>> check_direction("max")
-    Traceback (most recent call last):
-    ...
-    ValueError: unknown direction 'max': use 'minimize' or 'maximize'
-    """
-    return _check_choice("direction", direction, DIRECTIONS)
 
 
 def check_mode(mode: str) -> str:
@@ -264,30 +204,3 @@ class Plan:
         """The runs of one step, in order, computed one at a time."""
         for index in range(self.size(step)):
             yield self.point(step, index, winners)
-
-    def winner(self, step: int, scores: Sequence[float | None], direction: str = "minimize") -> Any:
-        """The value of the step's param whose run scored best; first value if none scored.
-
-        >>> chain = Plan("chain", {}, {"lr": [0.1, 0.01, 0.001]})
-        >>> chain.winner(0, [0.5, 0.2, 0.2])
-        0.01
-        >>> chain.winner(0, [None, float("nan"), None])
-        0.1
-        """
-        return self.swept[self._stepping_or_raise(step)][self.winner_index(scores, direction)]
-
-    @staticmethod
-    def winner_index(scores: Sequence[float | None], direction: str = "minimize") -> int:
-        """The index of the winning value: the best score, or 0 if none scored.
-
-        >>> Plan.winner_index([None, 0.3, 0.2], "maximize")
-        1
-        """
-        best = best_index(scores, direction)
-        return 0 if best is None else best
-
-    def _stepping_or_raise(self, step: int) -> str:
-        name = self.stepping(step)
-        if name is None:
-            raise ValueError("only a chain step has a winner")
-        return name

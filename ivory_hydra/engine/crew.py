@@ -2,87 +2,137 @@
 
 Workers meet in the storage's ledger (PostgreSQL or a journal file; SQLite
 cannot be shared safely). No scheduler of ours runs anywhere: every decision
-is an atomic ledger operation.
+is one atomic ledger operation, and every change that spans several records
+writes the new state before it removes the old, so that a worker may die
+between any two writes and the others still converge.
 
-* **Membership.** Each worker keeps a record ``crew/<study>/<id>`` that it
-  rewrites every heartbeat, with the ranges of slots it took and has not
-  finished yet. A record whose beats stopped (see
-  :mod:`ivory_hydra.stores.liveness`) belongs to a dead worker; the first
-  survivor to remove it (compare-and-set) inherits its ranges and runs them.
-  A worker stopped by a signal leaves its unfinished ranges the same way.
+* **Membership.** Each worker keeps a record ``member/<study>/<id>`` (where it
+  runs, its generation) and beats beside it (:mod:`ivory_hydra.stores.beats`).
+  A worker whose beats stopped (see :mod:`ivory_hydra.stores.liveness`) is dead.
 * **Generations.** Workers started while others of the sweep live join their
-  generation; a worker that finds none starts the next one (compare-and-set
-  on ``crew/<study>`` so that of several starting together exactly one does).
-  A resumed sweep is a new generation: its slot cursors start again.
-* **Work.** A step's slots are handed out in ranges by an atomic counter
-  (``cursor/<study>/<gen>/<step>``); each range is counted as resolved when
-  its jobs ended (``resolved/...``), so that every worker knows when a chain
-  step is complete.
-* **Decisions.** The first worker to see a chain step complete records its
+  generation; a worker that finds none starts the next one (compare-and-set on
+  ``crew/<study>``, which names its starter: the starter's record exists before
+  it takes the head, so two workers starting together never start two). A
+  resumed sweep is a new generation: its slots are handed out again.
+* **Slots.** A step's slots are handed out by an atomic counter (a hint), and
+  each slot is owned through its own record ``slot/<study>/<gen>/<step>/<i>``,
+  made by compare-and-set: ``{"owner"}``, then ``{"owner", "done"}`` once its
+  job ended. A slot whose owner died (or left) is taken over by
+  compare-and-set on that one record; a slot the counter handed to a worker
+  that died before recording it is found as a gap. A step is resolved when all
+  its slot records say done.
+* **Decisions.** The first worker to see a chain step resolved records its
   winner by compare-and-set (``decision/<study>/<param>``); everyone uses it.
-* **The task name.** The first worker to count itself in numbers the task
-  (``task/<study>``); the others use its name.
-* **The end.** A counter of active workers tells the last one to leave: it
-  writes the summary and closes the MLflow parent run.
+* **The task name.** The first worker to count itself in numbers the task.
+* **The end.** A worker that leaves marks its record left (or removes it when
+  it owns nothing unfinished); one that sees no other live worker of its
+  generation competes, by compare-and-set on ``closer/<study>/<gen>``, to
+  close the sweep: exactly one writes the summary and closes the MLflow
+  parent. If every worker dies instead, the next run of the command does it.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
+import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from ivory_hydra.engine.coordination import Coordination
+from ivory_hydra.stores.beats import Beats
+from ivory_hydra.stores.format import Keys
 from ivory_hydra.stores.ledger import Ledger
-from ivory_hydra.stores.liveness import Beater, beat_record, describe, is_stale
+from ivory_hydra.stores.liveness import HOST, Beater, beat_record, describe, is_stale
 
 log = logging.getLogger(__name__)
 
+#: Seconds the other workers wait for the first one to number the task.
+TASK_NAMING_WAIT = 30.0
 
-class Crew:
+
+class Crew(Coordination):
     """This worker's place among the workers of one sweep."""
 
-    def __init__(self, ledger: Ledger, study_name: str, *, interval: float, grace: float) -> None:
+    shared = True
+
+    def __init__(
+        self, ledger: Ledger, beats: Beats, study_name: str, *, interval: float, grace: float
+    ) -> None:
         self.ledger = ledger
+        self.beats = beats
         self.study = study_name
         self.interval = interval
         self.grace = grace
+        self.poll = min(1.0, interval)
         self.id = uuid.uuid4().hex[:12]
-        self.key = f"crew/{study_name}/{self.id}"
+        self.key = Keys.member(study_name, self.id)
         self.generation = 0
         self.started_generation = False
-        self.record: dict[str, Any] | None = None
-        self._lock = threading.Lock()
+        self._record: dict[str, Any] | None = None
+        self._alive = True
         self._beater: Beater | None = None
-        self._inherited: list[tuple[int, int, int]] = []
+        self._spent: set[int] = set()  # steps whose counter is used up
+        self._owned: set[tuple[int, int]] = set()  # (step, index) taken, not yet resolved
+        self._adopted = False
+        self._announced: set[str] = set()
 
     # ------------------------------------------------------------ membership
 
+    @property
+    def alive(self) -> bool:
+        return self._alive
+
+    def owner(self) -> dict[str, Any]:
+        return {"host": HOST, "pid": os.getpid(), "worker": self.key}
+
+    def _beat(self) -> None:
+        self.beats.write(Keys.beat(self.key), beat_record())
+        if self._record is not None and self.ledger.get(self.key) is None:
+            self._lost()
+
+    def _lost(self) -> None:
+        if self._alive:
+            log.error(
+                "This worker was taken for dead by the others of study %r and its work "
+                "given to them; it stops taking work",
+                self.study,
+            )
+        self._alive = False
+        self._record = None
+
     def _members(self) -> dict[str, dict[str, Any]]:
-        prefix = f"crew/{self.study}/"
-        return {k: v for k, v in self.ledger.items(prefix) if isinstance(v, dict) and "pid" in v}
+        """Every worker's record, with its latest beat."""
+        prefix = Keys.members(self.study)
+        beats = dict(self.beats.items(Keys.beat(prefix)))
+        return {
+            key: {**record, **beats.get(Keys.beat(key), {})}
+            for key, record in self.ledger.items(prefix)
+            if isinstance(record, Mapping)
+        }
 
-    def join(self) -> int:
-        """Join the live workers' generation, or start the next one; return its number.
+    def _working(self, member: Mapping[str, Any] | None) -> bool:
+        """Whether a worker still works: it lives and has not left."""
+        return member is not None and not member.get("left") and not is_stale(member, self.grace)
 
-        A generation lives while its starter or any worker of it lives.
+    def join(self) -> None:
+        """Join the live workers' generation, or start the next one.
+
+        A generation lives while its starter or any worker of it works.
         """
-        since = time.strftime("%Y-%m-%d %H:%M:%S")
-        with self._lock:
-            self.record = beat_record(since=since, generation=None, claims=[])
-            self.ledger.compare_and_set(self.key, None, self.record)
-        head = f"crew/{self.study}"
-        for _ in range(50):
+        self._record = beat_record(since=time.strftime("%Y-%m-%d %H:%M:%S"), generation=None)
+        self.ledger.compare_and_set(self.key, None, self._record)
+        self.beats.write(Keys.beat(self.key), beat_record())
+        head = Keys.crew(self.study)
+        for _ in range(100):
             stored = self.ledger.get(head)
             number = int(stored["number"]) if stored else 0
             if number and self._generation_lives(number, stored.get("starter")):
                 self.generation = number
                 break
-            if self.ledger.compare_and_set(
-                head, stored, {"number": number + 1, "starter": self.key}
-            ):
+            new = {"number": number + 1, "starter": self.key}
+            if self.ledger.compare_and_set(head, stored, new):
                 self.generation = number + 1
                 self.started_generation = True
                 break
@@ -90,120 +140,132 @@ class Crew:
         else:
             raise RuntimeError(f"could not join the workers of study {self.study!r}")
         self._update(generation=self.generation)
-        self.ledger.add(self._active_key, 1)
         self._beater = Beater(self.interval, self._beat, name="ivory-hydra-crew").start()
-        return self.generation
 
     def _generation_lives(self, number: int, starter: str | None) -> bool:
-        """True while the starter of generation ``number`` or any worker of it lives.
-
-        The starter's record is written before it takes the head, so a worker
-        that reads the head sees a live starter even before it has recorded
-        its generation: two workers starting together never start two.
-        """
         for key, member in self._members().items():
-            if key == self.key or member.get("left") or is_stale(member, self.grace):
+            if key == self.key or not self._working(member):
                 continue
             if key == starter or member.get("generation") == number:
                 return True
         return False
 
-    @property
-    def _active_key(self) -> str:
-        return f"active/{self.study}/{self.generation}"
-
     def _update(self, **changes: Any) -> None:
-        with self._lock:
-            if self.record is None:
-                return
-            new = {**self.record, **changes}
-            if self.ledger.compare_and_set(self.key, self.record, new):
-                self.record = new
-            else:
-                self.record = None
-                log.error(
-                    "This worker was taken for dead by the others of study %r and its work "
-                    "given to them; it stops taking work",
-                    self.study,
-                )
+        if self._record is None:
+            return
+        new = {**self._record, **changes}
+        if self.ledger.compare_and_set(self.key, self._record, new):
+            self._record = new
+        else:
+            self._lost()
 
-    def _beat(self) -> None:
-        assert self.record is not None
-        self._update(**{k: v for k, v in beat_record().items() if k != "since"})
+    # ------------------------------------------------------------ slots
 
-    @property
-    def alive(self) -> bool:
-        """False once the others took this worker for dead."""
-        return self.record is not None
+    def _slot(self, step: int, index: int) -> str:
+        return Keys.slot(self.study, self.generation, step, index)
 
-    # ------------------------------------------------------------ work
-
-    def take(self, step: int, size: int, count: int) -> range | None:
-        """Take the next ``count`` slot indices of ``step`` (None when all are taken)."""
-        if not self.alive:
-            return None
-        for position, (owned_step, start, stop) in enumerate(self._inherited):
-            if owned_step == step:
-                del self._inherited[position]
-                return self._claim(step, range(start, stop))
-        start = self.ledger.add(f"cursor/{self.study}/{self.generation}/{step}", count)
-        if start >= size:
-            return None
-        return self._claim(step, range(start, min(start + count, size)))
-
-    def _claim(self, step: int, taken: range) -> range:
-        assert self.record is not None
-        self._update(claims=[*self.record["claims"], [step, taken.start, taken.stop]])
-        return taken
-
-    def finished(self, step: int, taken: range) -> None:
-        """The jobs of a taken range ended: count them, and drop the claim."""
-        self.ledger.add(f"resolved/{self.study}/{self.generation}/{step}", len(taken))
-        if self.record is not None:
-            claims = [c for c in self.record["claims"] if c != [step, taken.start, taken.stop]]
-            self._update(claims=claims)
-
-    def resolved(self, step: int) -> int:
-        """How many slots of ``step`` the workers finished in this generation."""
-        return self.ledger.add(f"resolved/{self.study}/{self.generation}/{step}", 0)
-
-    def inherit(self) -> int:
-        """Take over the ranges of dead workers; return how many ranges this worker got."""
-        got = 0
-        for key, member in self._members().items():
-            if key == self.key or not is_stale(member, self.grace):
-                continue
-            if not self.ledger.compare_and_set(key, member, None):
-                continue  # another survivor took it
-            log.warning(
-                "A worker of this sweep stopped (%s); its jobs run again here", describe(member)
-            )
-            if member.get("generation") == self.generation:
-                if not member.get("left"):  # a worker that left counted itself out
-                    self.ledger.add(self._active_key, -1)
-                for step, start, stop in member.get("claims", []):
-                    self._inherited.append((int(step), int(start), int(stop)))
-                    got += 1
+    def _own(self, step: int, indices: Iterable[int], expected: Any = None) -> list[int]:
+        mine = {"owner": self.key}
+        got = [
+            i for i in indices if self.ledger.compare_and_set(self._slot(step, i), expected, mine)
+        ]
+        self._owned.update((step, i) for i in got)
         return got
 
+    def take(self, step: int, total: int, count: int) -> list[int] | None:
+        if not self._alive:
+            return []
+        while step not in self._spent:
+            start = self.ledger.add(Keys.cursor(self.study, self.generation, step), count)
+            if start >= total:
+                self._spent.add(step)
+                break
+            got = self._own(step, range(start, min(start + count, total)))
+            if got:
+                return got
+        return self._scan(step, total, count)
+
+    def _scan(self, step: int, total: int, count: int) -> list[int] | None:
+        """After the counter: gaps left by workers that died, and dead workers' slots."""
+        prefix = Keys.slots(self.study, self.generation, step)
+        records = {int(key[len(prefix) :]): value for key, value in self.ledger.items(prefix)}
+        if len(records) >= total and all(r.get("done") for r in records.values()):
+            return None
+        got = self._own(step, [i for i in range(total) if i not in records][:count])
+        members = self._members()
+        for index, record in sorted(records.items()):
+            owner = record.get("owner")
+            if len(got) >= count or record.get("done") or owner == self.key:
+                continue
+            if self._working(members.get(owner)):
+                continue
+            if self._own(step, [index], expected=record):
+                records[index] = {"owner": self.key}
+                got.append(index)
+                self._adopted = True
+                self._announce(str(owner), members.get(owner))
+        self._forget(members, records)
+        return got
+
+    def _announce(self, key: str, member: Mapping[str, Any] | None) -> None:
+        if key in self._announced:
+            return
+        self._announced.add(key)
+        what = "left" if member and member.get("left") else "stopped"
+        log.warning(
+            "A worker of this sweep %s (%s); its jobs run again here", what, describe(member)
+        )
+
+    def _forget(self, members: Mapping[str, Any], records: Mapping[int, Any]) -> None:
+        """Remove the records of dead workers that own nothing unfinished any more."""
+        owners = {r.get("owner") for r in records.values() if not r.get("done")}
+        for key, member in members.items():
+            if key != self.key and key not in owners and not self._working(member):
+                stored = self.ledger.get(key)
+                if stored is not None:
+                    self.ledger.compare_and_set(key, stored, None)
+                    self.beats.delete(Keys.beat(key))
+
+    def resolve(self, step: int, indices: Sequence[int]) -> None:
+        mine = {"owner": self.key}
+        for index in indices:
+            self._owned.discard((step, index))
+            done = {**mine, "done": True}
+            if not self.ledger.compare_and_set(self._slot(step, index), mine, done):
+                log.debug("slot %d.%d was taken over by another worker", step, index)
+
+    def adopted(self) -> bool:
+        adopted, self._adopted = self._adopted, False
+        return adopted
+
+    def owner_lives(self, owner: Mapping[str, Any]) -> bool:
+        worker = owner.get("worker")
+        if not worker:
+            return False
+        members = self._members()
+        return self._working(members.get(str(worker)))
+
+    # ------------------------------------------------------------ agreements
+
+    def decision(self, param: str) -> dict[str, Any] | None:
+        found = self.ledger.get(Keys.decision(self.study, param))
+        return dict(found) if isinstance(found, Mapping) else None
+
     def decide(self, param: str, decision: dict[str, Any]) -> dict[str, Any]:
-        """Record a chain decision unless another worker did first; return the one that stands."""
-        key = f"decision/{self.study}/{param}"
+        key = Keys.decision(self.study, param)
         if self.ledger.compare_and_set(key, None, decision):
             return decision
         return dict(self.ledger.get(key))
 
     def name_task(self, number: Callable[[], str]) -> str:
-        """The sweep's task name, made once by ``number()`` for all workers.
-
-        The first worker to count itself in calls it (it takes a task number);
-        the others wait for its name, and should that worker die first, name
-        the task themselves.
+        """The first worker to count itself in calls ``number()`` (it takes a task
+        number); the others wait for its name, and should it die first, name the
+        task themselves.
         """
-        key = f"task/{self.study}"
-        if self.ledger.add(f"task-numbering/{self.study}", 1) == 0:
+        key = Keys.task(self.study)
+        if self.ledger.add(Keys.task_numbering(self.study), 1) == 0:
             self.ledger.compare_and_set(key, None, number())
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + TASK_NAMING_WAIT
         while (task := self.ledger.get(key)) is None and time.monotonic() < deadline:
             time.sleep(0.05)
         if task is None:  # the numbering worker died first
@@ -211,24 +273,47 @@ class Crew:
             task = self.ledger.get(key)
         return str(task)
 
-    def decision(self, param: str) -> dict[str, Any] | None:
-        """The decision recorded for ``param``, if any."""
-        found = self.ledger.get(f"decision/{self.study}/{param}")
-        return dict(found) if isinstance(found, dict) else None
+    def shared_parent(self) -> str | None:
+        found = self.ledger.get(Keys.parent(self.study))
+        return None if found is None else str(found)
 
-    def leave(self) -> bool:
-        """Leave the sweep; True when this worker is the last of its generation.
+    def share_parent(self, run_id: str) -> str:
+        key = Keys.parent(self.study)
+        if self.ledger.compare_and_set(key, None, run_id):
+            return run_id
+        return str(self.ledger.get(key))
 
-        A worker stopped with ranges unfinished (a signal, an error) keeps its
-        record, marked as left: once its process is gone the others inherit
-        the ranges, as they would a dead worker's.
+    # ------------------------------------------------------------ the end
+
+    def leave(self, finished: bool) -> bool:
+        """Leave; True when this worker closes the sweep.
+
+        A worker that owns unfinished slots (a signal stopped it) keeps its
+        record, marked left, so that the others take them over at once. One
+        whose walk ``finished`` waits (at most the grace period) for the other
+        workers of its generation to leave or die: the last one out closes.
         """
         if self._beater is not None:
             self._beater.stop()
-        last = self.ledger.add(self._active_key, -1) == 1
-        with self._lock:
-            if self.record is not None:
-                left = {**self.record, "left": True} if self.record["claims"] else None
-                self.ledger.compare_and_set(self.key, self.record, left)
-                self.record = None
-        return last
+        if self._record is not None:
+            left = {**self._record, "left": True} if self._owned else None
+            if self.ledger.compare_and_set(self.key, self._record, left):
+                self._record = left
+            if left is None:
+                self.beats.delete(Keys.beat(self.key))
+        self._alive = False
+        deadline = time.monotonic() + self.grace + self.interval
+        while self._others_work():
+            if not finished or time.monotonic() > deadline:
+                return False  # a live worker of this generation closes it
+            time.sleep(self.poll)
+        return self.ledger.compare_and_set(Keys.closer(self.study, self.generation), None, self.key)
+
+    def _others_work(self) -> bool:
+        """Whether another worker of this generation (or one joining) still works."""
+        return any(
+            key != self.key
+            and self._working(member)
+            and member.get("generation") in (self.generation, None)
+            for key, member in self._members().items()
+        )

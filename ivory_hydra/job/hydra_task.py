@@ -2,8 +2,8 @@
 
 The sweeper hands Hydra's launcher a :class:`TrialTask` in place of the app's
 task function. Launchers ship it with every job (joblib, Ray and submitit
-pickle it), so in the job's own process it finds the job's claim by
-``hydra.job.num``, claims the trial, runs the app, and records the outcome in
+pickle it), so in the job's own process it finds the job's assignment by
+``hydra.job.num``, starts the trial, runs the app, and records the outcome in
 Optuna and MLflow as soon as the job ends. The app's return value is passed on
 unchanged; an exception fails the job only (``sys.exit(n)`` included).
 """
@@ -22,7 +22,7 @@ from ivory_hydra.errors import StoreError
 from ivory_hydra.job.session import JobSession
 from ivory_hydra.job.ticket import Ticket
 from ivory_hydra.stores.format import Tag, TrialAttr
-from ivory_hydra.stores.trials import Claim
+from ivory_hydra.stores.trials import Assignment
 
 log = logging.getLogger(__name__)
 
@@ -63,28 +63,30 @@ class TrialTask:
         self.task_function = task_function
         self.ticket = ticket
         self.on_end = on_end  # picklable; called after each job (e.g. a progress bar)
-        self.claims: dict[int, Claim] = {}  # by hydra.job.num, set before each launch
+        self.assignments: dict[int, Assignment] = {}  # by hydra.job.num, set before each launch
 
     def __call__(self, cfg: Any) -> Any:
         """Run one job of the sweep."""
         from hydra.core.hydra_config import HydraConfig
 
         hydra_cfg = HydraConfig.get()
-        claim = self.claims.get(hydra_cfg.job.num)
-        if claim is None:  # not a job of this sweep's batches
+        assignment = self.assignments.get(hydra_cfg.job.num)
+        if assignment is None:  # not a job of this sweep's batches
             return self.task_function(cfg)
         output_dir = Path(str(hydra_cfg.runtime.output_dir))
         hydra_dir = output_dir / str(hydra_cfg.output_subdir) if hydra_cfg.output_subdir else None
         if hydra_dir is not None and hydra_dir.is_dir():
             redact_folder(hydra_dir)
         try:
-            return self._run(cfg, claim, output_dir, hydra_dir)
+            return self._run(cfg, assignment, output_dir, hydra_dir)
         finally:
             if self.on_end is not None:
                 self.on_end()
 
-    def _run(self, cfg: Any, claim: Claim, output_dir: Path, hydra_dir: Path | None) -> Any:
-        session = self._begin(claim, output_dir)
+    def _run(
+        self, cfg: Any, assignment: Assignment, output_dir: Path, hydra_dir: Path | None
+    ) -> Any:
+        session = self._begin(assignment, output_dir)
         finish: dict[str, Any] = {
             "tags": {Tag.OUTPUT_DIR: str(output_dir)},
             "artifact_dirs": [hydra_dir] if hydra_dir is not None and hydra_dir.is_dir() else [],
@@ -96,7 +98,7 @@ class TrialTask:
                 session.returned()
             outcome = outcome_from_error(error)
             if outcome.state == PRUNED:  # the pruner stopped it: not a failure
-                log.info("[%s] %s", claim.run_name, outcome.reason)
+                log.info("[%s] %s", assignment.run_name, outcome.reason)
                 if session is not None:
                     session.finish(outcome, **finish)
                 return None
@@ -107,7 +109,7 @@ class TrialTask:
             except OSError:
                 path = None
             where = f" (traceback: {path})" if path else ""
-            log.error("[%s] failed: %s%s", claim.run_name, outcome.reason, where)
+            log.error("[%s] failed: %s%s", assignment.run_name, outcome.reason, where)
             if session is not None:
                 attrs = {TrialAttr.TRACEBACK: str(path)} if path else {}
                 session.finish(outcome, error=text, attrs=attrs, **finish)
@@ -119,10 +121,10 @@ class TrialTask:
             session.finish(session.score(value), **finish)
         return value
 
-    def _begin(self, claim: Claim, output_dir: Path) -> JobSession | None:
+    def _begin(self, assignment: Assignment, output_dir: Path) -> JobSession | None:
         global _warned_unreachable
         try:
-            return JobSession.begin(self.ticket, claim, output_dir=str(output_dir))
+            return JobSession.begin(self.ticket, assignment, output_dir=str(output_dir))
         except StoreError as error:
             if not _warned_unreachable:
                 _warned_unreachable = True

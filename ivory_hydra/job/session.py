@@ -1,6 +1,6 @@
 """A running job's ownership of its trial and its MLflow child run.
 
-:meth:`JobSession.begin` runs in the process that runs the job: it claims the
+:meth:`JobSession.begin` runs in the process that runs the job: it starts the
 trial (Optuna's WAITING-to-RUNNING compare-and-set, which stamps the job's own
 start time), makes the child run MLflow's active run, and starts beating.
 :meth:`JobSession.finish` records the outcome in both stores as soon as the job
@@ -22,21 +22,22 @@ from ivory_hydra.errors import IvoryError, StoreError
 from ivory_hydra.job.ticket import Ticket
 from ivory_hydra.signals import shielded
 from ivory_hydra.stores import trials
-from ivory_hydra.stores.format import Tag, TrialAttr, metric_names, score_metrics
+from ivory_hydra.stores.format import TrialAttr, attr_tag, score_metrics
 from ivory_hydra.stores.liveness import HOST, Beater
+from ivory_hydra.stores.mlflow_mirror import outcome_tags, run_status
 from ivory_hydra.stores.optuna_storage import open_storage
 
 if TYPE_CHECKING:
     from optuna.storages import BaseStorage
 
-    from ivory_hydra.stores.trials import Claim
+    from ivory_hydra.stores.trials import Assignment
 
 log = logging.getLogger(__name__)
 
 _current = threading.local()
 
 
-class ClaimLostError(IvoryError):
+class TrialTakenError(IvoryError):
     """The job's trial was already started or finished by another process."""
 
 
@@ -73,25 +74,12 @@ def current_session() -> JobSession | None:
     return getattr(_current, "session", None)
 
 
-def mlflow_status(outcome: Outcome) -> str:
-    """The MLflow status of a run that ended with ``outcome``.
-
-    >>> mlflow_status(Outcome("complete", 1.0)), mlflow_status(Outcome("fail"))
-    ('FINISHED', 'FAILED')
-    >>> mlflow_status(Outcome("fail", error="KeyboardInterrupt"))
-    'KILLED'
-    """
-    if outcome.error in ("KeyboardInterrupt", "Interrupted", "TrialPruned"):
-        return "KILLED"
-    return "FAILED" if outcome.state == FAIL else "FINISHED"
-
-
 class JobSession:
     """The trial and MLflow child run of one running job, owned by its process."""
 
-    def __init__(self, ticket: Ticket, claim: Claim, storage: BaseStorage) -> None:
+    def __init__(self, ticket: Ticket, assignment: Assignment, storage: BaseStorage) -> None:
         self.ticket = ticket
-        self.claim = claim
+        self.assignment = assignment
         self.storage = storage
         self.mlflow_active = False
         self._beater: Beater | None = None
@@ -107,44 +95,44 @@ class JobSession:
     def begin(
         cls,
         ticket: Ticket,
-        claim: Claim,
+        assignment: Assignment,
         *,
         output_dir: str | None = None,
     ) -> JobSession:
-        """Claim the trial, activate the child run, start beating.
+        """Start the trial, activate the child run, start beating.
 
         Raises :class:`~ivory_hydra.errors.StoreError` when the storage cannot
-        be reached from this process and :class:`ClaimLostError` when another
+        be reached from this process and :class:`TrialTakenError` when another
         process owns the trial. A stop signal waits until it returns.
         """
         with shielded():
-            return cls._begin(ticket, claim, output_dir)
+            return cls._begin(ticket, assignment, output_dir)
 
     @classmethod
-    def _begin(cls, ticket: Ticket, claim: Claim, output_dir: str | None) -> JobSession:
+    def _begin(cls, ticket: Ticket, assignment: Assignment, output_dir: str | None) -> JobSession:
         try:
             url = ticket.storage_url
         except Exception as error:  # noqa: BLE001 - e.g. ${oc.env:...} unset in this process
             raise StoreError(f"cannot resolve storage={ticket.storage!r}: {error}") from None
         storage = open_storage(url)
-        if not trials.claim(storage, claim.trial_id):
-            raise ClaimLostError(
-                f"{claim.run_name} (trial {claim.number}) was started or finished elsewhere; "
-                "this job does not run it again"
+        if not trials.start(storage, assignment.trial_id):
+            raise TrialTakenError(
+                f"{assignment.run_name} (trial {assignment.number}) was started or finished "
+                "elsewhere; this job does not run it again"
             )
-        session = cls(ticket, claim, storage)
+        session = cls(ticket, assignment, storage)
         if output_dir:
-            trials.set_attrs(storage, claim.trial_id, {TrialAttr.OUTPUT_DIR: output_dir})
+            trials.set_attrs(storage, assignment.trial_id, {TrialAttr.OUTPUT_DIR: output_dir})
         uri = ticket.mlflow_uri
-        if uri and claim.mlflow_run_id:
+        if uri and assignment.mlflow_run_id:
             from ivory_hydra.job.active_run import activate
 
             try:
-                activate(uri, claim.mlflow_run_id)
+                activate(uri, assignment.mlflow_run_id)
                 session.mlflow_active = True
             except Exception as error:  # noqa: BLE001 - the trial still records the job
                 log.warning(
-                    "%s: its MLflow run is not active in this job: %s", claim.run_name, error
+                    "%s: its MLflow run is not active in this job: %s", assignment.run_name, error
                 )
         session._beater = Beater(ticket.heartbeat_interval, session._beat).start()
         _current.session = session
@@ -157,7 +145,7 @@ class JobSession:
     def _beat(self) -> None:
         with self._lock:
             if not self._finished:
-                trials.beat(self.storage, self.claim.trial_id)
+                trials.beat(self.storage, self.assignment.trial_id)
 
     def returned(self) -> None:
         """The job's own code returned (or raised): its outcome is being recorded."""
@@ -173,7 +161,7 @@ class JobSession:
             return
         reason = f"its sweeper process (pid {self.ticket.driver_pid}) died while the job ran"
         if self.finish(Outcome(FAIL, None, reason, "Interrupted")):
-            log.error("%s: %s; the job stops", self.claim.run_name, reason)
+            log.error("%s: %s; the job stops", self.assignment.run_name, reason)
         else:  # the job itself is recording its outcome: let it end
             self._recorded.wait(timeout=60)
 
@@ -186,7 +174,7 @@ class JobSession:
             raise TypeError(f"report() takes a number, not {value!r}")
         if isinstance(step, bool) or not isinstance(step, int) or step < 0:
             raise TypeError(f"report() takes a step that is an int >= 0, not {step!r}")
-        self.storage.set_trial_intermediate_value(self.claim.trial_id, step, number)
+        self.storage.set_trial_intermediate_value(self.assignment.trial_id, step, number)
 
     def should_prune(self) -> bool:
         """Whether the sweep's pruner would stop this job now (False without a pruner).
@@ -209,7 +197,7 @@ class JobSession:
             )
             self._pruner = (pruner, study)
         pruner, study = self._pruner
-        prune = bool(pruner.prune(study, self.storage.get_trial(self.claim.trial_id)))
+        prune = bool(pruner.prune(study, self.storage.get_trial(self.assignment.trial_id)))
         self.pruned = self.pruned or prune
         return prune
 
@@ -217,18 +205,18 @@ class JobSession:
 
     def score(self, value: Any) -> Outcome:
         """The outcome of a job that returned (or reported) ``value``."""
-        metric = self.ticket.metric
+        objectives = self.ticket.objectives
+        metric = objectives.metric
         logged = None
-        single = isinstance(metric, str) and self.ticket.objectives == 1
-        if single and as_number(value) is None and not isinstance(value, Mapping):
+        if metric is not None and as_number(value) is None and not isinstance(value, Mapping):
             from ivory_hydra.job.active_run import latest_metric
 
             logged = latest_metric(metric) if self.mlflow_active else None
-        return score_or_fail(value, metric, logged, self.ticket.objectives)
+        return score_or_fail(value, objectives.metric_arg, logged, objectives.count)
 
     def last_value(self) -> float | None:
         """The last intermediate value the job reported (a pruned trial keeps it)."""
-        values = self.storage.get_trial(self.claim.trial_id).intermediate_values
+        values = self.storage.get_trial(self.assignment.trial_id).intermediate_values
         return values[max(values)] if values else None
 
     def finish(
@@ -270,25 +258,24 @@ class JobSession:
         _RUNNING.discard(self)
         if outcome.state == PRUNED and outcome.score is None and outcome.error == "TrialPruned":
             outcome = Outcome(PRUNED, self.last_value(), outcome.reason, outcome.error)
-        recorded = trials.finish(self.storage, self.claim.trial_id, outcome, attrs)
+        recorded = trials.finish(self.storage, self.assignment.trial_id, outcome, attrs)
         if self.mlflow_active:
             from ivory_hydra.job.active_run import deactivate, end_elsewhere
 
-            metrics = score_metrics(
-                outcome, metric_names(self.ticket.metric, self.ticket.objectives)
-            )
-            all_tags = {Tag.STATE: outcome.state, Tag.TRIAL_NUMBER: str(self.claim.number)}
-            if outcome.reason:
-                all_tags[Tag.REASON] = outcome.reason
-            all_tags.update({f"ivory.{key}": str(value) for key, value in (attrs or {}).items()})
+            metrics = score_metrics(outcome, self.ticket.objectives.metric_names)
+            all_tags = outcome_tags(outcome, self.assignment.number)
+            all_tags.update({attr_tag(key): str(value) for key, value in (attrs or {}).items()})
             all_tags.update(tags or {})
-            status = mlflow_status(outcome)
+            status = run_status(outcome)
             if threading.current_thread() is self._thread:
                 deactivate(
                     status, metrics=metrics, tags=all_tags, error=error, artifact_dirs=artifact_dirs
                 )
             else:  # a watchdog: MLflow's active run belongs to the job's thread
                 end_elsewhere(
-                    str(self.ticket.mlflow_uri), str(self.claim.mlflow_run_id), status, all_tags
+                    str(self.ticket.mlflow_uri),
+                    str(self.assignment.mlflow_run_id),
+                    status,
+                    all_tags,
                 )
         return recorded

@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from ivory_hydra.core.objectives import Objectives
 from ivory_hydra.stores.liveness import HEARTBEAT_INTERVAL, HOST
 
 
@@ -37,8 +38,7 @@ class Ticket:
 
     storage: str
     tracking_uri: str | None = None
-    metric: Any = None  # a name, or with several objectives a list of names
-    objectives: int = 1
+    objectives: Objectives = field(default_factory=Objectives)
     study_name: str | None = None
     pruner: Any = None  # a node with _target_ (built in the job's process), or a pruner
     heartbeat_interval: float = HEARTBEAT_INTERVAL

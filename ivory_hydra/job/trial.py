@@ -16,12 +16,12 @@ class JobTrial:
     @property
     def number(self) -> int:
         """The trial's number in its study (the job's ``hydra.job.num``)."""
-        return self._session.claim.number
+        return self._session.assignment.number
 
     @property
     def params(self) -> dict[str, Any]:
         """The job's swept and fixed values, as recorded in the trial."""
-        return dict(self._session.claim.params)
+        return dict(self._session.assignment.params)
 
     def report(self, value: float, step: int) -> None:
         """Record an intermediate value at ``step`` (for pruners and the dashboard)."""

@@ -18,6 +18,10 @@ Study user attributes (``study.user_attrs``), shown by optuna-dashboard:
 ``decisions``             chain decisions: ``{param: {"value", "index", "score",
                           "run"}}``; the value is the one every later step uses
 ``summary``               written when a sweep ends: best run, counts, failures
+``format_version``        the version of this stored format the study was
+                          written with (:data:`FORMAT_VERSION`)
+``mirror_synced``         True once MLflow was brought in line with the study
+                          after the sweep's last run (a rerun repairs it if not)
 ========================  =====================================================
 
 Trial user attributes (``trial.user_attrs``), one trial per run:
@@ -35,13 +39,17 @@ Trial user attributes (``trial.user_attrs``), one trial per run:
 ``traceback``      where the full traceback of a failed job was written
 =================  ==============================================================
 
-Trial system attributes (hidden by optuna-dashboard): ``ivory:beat`` holds the
-last heartbeat of the process that runs the trial (``at``, ``host``, ``pid``);
-``ivory:owner`` names the sweeper that created it.
+Trial system attributes (hidden by optuna-dashboard): ``ivory:owner`` names
+the sweeper that created it. The heartbeats of the process that runs a trial
+live beside the storage (:mod:`ivory_hydra.stores.beats`), not in the trial.
 
-Ledger keys (:mod:`ivory_hydra.stores.ledger`): ``numbers/<experiment>/run``
-and ``numbers/<experiment>/task`` count runs and tasks; ``lease/<study>`` names
-the live process that drives a sweep or task.
+Ledger keys (:mod:`ivory_hydra.stores.ledger`), all made by :class:`Keys`:
+``numbers/<experiment>/run`` and ``numbers/<experiment>/task`` count runs and
+tasks; ``lease/<study>`` names the live process that drives a sweep or task;
+the workers of a shared sweep (:mod:`ivory_hydra.engine.crew`) keep
+``crew/<study>`` (the generation), ``member/<study>/<id>``, ``cursor/...``,
+``slot/...``, ``closer/...``, ``decision/<study>/<param>``, ``task/<study>``,
+``task-numbering/<study>`` and ``parent/<study>``.
 
 MLflow: the parent run ``task#K`` and child runs ``run#N`` carry the tags
 below; a child's score is logged under the sweep's metric name (``score`` when
@@ -51,10 +59,14 @@ none is set) and the parent gets ``best_<metric>``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from ivory_hydra.core.outcomes import COMPLETE, Outcome
 
+#: The version of the stored format. 2: round 2 (no ``format_version``
+#: attribute); 3: beats beside the storage, per-slot work records.
+FORMAT_VERSION = 3
+#: Versions this code reads (older ones are migrated when a sweep opens them).
+READABLE_VERSIONS = (2, 3)
 #: What a study holds: a Hydra sweep or a task of the Python API.
 SWEEP = "sweep"
 TASK = "task"
@@ -71,6 +83,8 @@ class StudyAttr:
     PARENT_RUN = "mlflow_parent_run_id"
     DECISIONS = "decisions"
     SUMMARY = "summary"
+    FORMAT = "format_version"
+    MIRROR_SYNCED = "mirror_synced"
 
 
 class TrialAttr:
@@ -97,6 +111,8 @@ OWNER = "ivory:owner"
 class Tag:
     """MLflow tag names (the parent run's and the child runs')."""
 
+    PREFIX = "ivory."
+
     # MLflow's own
     PARENT = "mlflow.parentRunId"
     USER = "mlflow.user"
@@ -122,34 +138,17 @@ class Tag:
     ERROR = "ivory.error"
 
 
+def attr_tag(name: str) -> str:
+    """The MLflow tag that mirrors a trial attribute.
+
+    >>> attr_tag(TrialAttr.OVERRIDES)
+    'ivory.overrides'
+    """
+    return Tag.PREFIX + name
+
+
 #: The artifact holding a failed run's full traceback.
 ERROR_ARTIFACT = "error.txt"
-#: The metric name of a score when the sweep sets no metric.
-DEFAULT_METRIC = "score"
-
-
-def metric_name(metric: str | None) -> str:
-    """The name a run's score is logged under.
-
-    >>> metric_name(None), metric_name("loss")
-    ('score', 'loss')
-    """
-    return metric or DEFAULT_METRIC
-
-
-def metric_names(metric: Any, objectives: int = 1) -> list[str]:
-    """The metric name each objective's score is logged under.
-
-    >>> metric_names(None), metric_names("loss"), metric_names(None, 2), metric_names(["a", "b"], 2)
-    (['score'], ['loss'], ['score_0', 'score_1'], ['a', 'b'])
-    """
-    if isinstance(metric, str):
-        return [metric]
-    if metric:
-        return [str(m) for m in metric]
-    if objectives == 1:
-        return [DEFAULT_METRIC]
-    return [f"{DEFAULT_METRIC}_{i}" for i in range(objectives)]
 
 
 def score_metrics(outcome: Outcome, names: Sequence[str]) -> dict[str, float]:
@@ -168,19 +167,86 @@ def score_metrics(outcome: Outcome, names: Sequence[str]) -> dict[str, float]:
     return dict(zip(names, outcome.objectives, strict=False))
 
 
-def numbers_key(experiment: str, kind: str) -> str:
-    """The ledger key that counts ``kind`` numbers ("run" or "task") of an experiment.
+def _part(name: str) -> str:
+    """A name as one part of a ledger key ("/" separates parts)."""
+    return name.replace("%", "%25").replace("/", "%2F")
 
-    >>> numbers_key("torch", "run")
-    'numbers/torch/run'
+
+class Keys:
+    """Every ledger key, made in one place.
+
+    >>> Keys.lease("train-ivory-1a2b3c4d"), Keys.slot("s", 1, 0, 7)
+    ('lease/train-ivory-1a2b3c4d', 'slot/s/1/0/7')
+    >>> Keys.member("a/b", "x1")
+    'member/a%2Fb/x1'
     """
-    return f"numbers/{experiment}/{kind}"
 
+    @staticmethod
+    def numbers(experiment: str, kind: str) -> str:
+        """Counts ``kind`` numbers ("run" or "task") of an experiment."""
+        return f"numbers/{experiment}/{kind}"
 
-def lease_key(study_name: str) -> str:
-    """The ledger key of the lease on a sweep or task.
+    @staticmethod
+    def lease(study: str) -> str:
+        """The lone process that drives a sweep or task (SQLite)."""
+        return f"lease/{_part(study)}"
 
-    >>> lease_key("train-ivory-1a2b3c4d")
-    'lease/train-ivory-1a2b3c4d'
-    """
-    return f"lease/{study_name}"
+    @staticmethod
+    def crew(study: str) -> str:
+        """The workers' current generation: ``{"number", "starter"}``."""
+        return f"crew/{_part(study)}"
+
+    @staticmethod
+    def members(study: str) -> str:
+        """The prefix of the workers' records."""
+        return f"member/{_part(study)}/"
+
+    @staticmethod
+    def member(study: str, worker: str) -> str:
+        """One worker's record: where it runs, its generation, whether it left."""
+        return Keys.members(study) + worker
+
+    @staticmethod
+    def cursor(study: str, generation: int, step: int) -> str:
+        """Counts the slots of a step handed out in a generation (a hint)."""
+        return f"cursor/{_part(study)}/{generation}/{step}"
+
+    @staticmethod
+    def slots(study: str, generation: int, step: int) -> str:
+        """The prefix of a step's slot records."""
+        return f"slot/{_part(study)}/{generation}/{step}/"
+
+    @staticmethod
+    def slot(study: str, generation: int, step: int, index: int) -> str:
+        """Who runs one slot of a step (``{"owner"}``), and whether it is done."""
+        return Keys.slots(study, generation, step) + str(index)
+
+    @staticmethod
+    def closer(study: str, generation: int) -> str:
+        """The worker that closes a generation (compare-and-set: exactly one)."""
+        return f"closer/{_part(study)}/{generation}"
+
+    @staticmethod
+    def decision(study: str, param: str) -> str:
+        """A chain decision; the first recorded stands."""
+        return f"decision/{_part(study)}/{_part(param)}"
+
+    @staticmethod
+    def task(study: str) -> str:
+        """The shared sweep's task name."""
+        return f"task/{_part(study)}"
+
+    @staticmethod
+    def task_numbering(study: str) -> str:
+        """Counts the workers that tried to number the task (the first one does)."""
+        return f"task-numbering/{_part(study)}"
+
+    @staticmethod
+    def parent(study: str) -> str:
+        """The shared sweep's MLflow parent run."""
+        return f"parent/{_part(study)}"
+
+    @staticmethod
+    def beat(owner: str) -> str:
+        """The latest heartbeat of a worker, lease holder or trial."""
+        return f"beat/{owner}"

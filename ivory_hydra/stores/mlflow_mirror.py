@@ -13,16 +13,18 @@ does not import :mod:`mlflow`.
 
 from __future__ import annotations
 
+import functools
 import getpass
 import logging
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from ivory_hydra.core.outcomes import FAIL, INTERRUPTED, Outcome
 from ivory_hydra.core.redact import redact_url
-from ivory_hydra.stores.format import Tag
+from ivory_hydra.stores.format import Tag, score_metrics
 from ivory_hydra.stores.mlflow_client import (
     MAX_TAG_VAL_LENGTH,
     client_for,
@@ -42,6 +44,71 @@ if TYPE_CHECKING:  # pragma: no cover
     from mlflow.tracking import MlflowClient
 
 _log = logging.getLogger(__name__)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def run_status(outcome: Outcome) -> str:
+    """The MLflow status of a run that ended with ``outcome``.
+
+    >>> run_status(Outcome("complete", 1.0)), run_status(Outcome("fail"))
+    ('FINISHED', 'FAILED')
+    >>> run_status(Outcome("fail", error="KeyboardInterrupt"))
+    'KILLED'
+    """
+    if outcome.error in ("KeyboardInterrupt", INTERRUPTED, "TrialPruned"):
+        return "KILLED"
+    return "FAILED" if outcome.state == FAIL else "FINISHED"
+
+
+def outcome_tags(outcome: Outcome, number: int) -> dict[str, str]:
+    """The tags that mirror a run's outcome and its trial.
+
+    >>> outcome_tags(Outcome("fail", None, "boom"), 3)
+    {'ivory.state': 'fail', 'ivory.trial_number': '3', 'ivory.reason': 'boom'}
+    """
+    tags = {Tag.STATE: outcome.state, Tag.TRIAL_NUMBER: str(number)}
+    if outcome.reason:
+        tags[Tag.REASON] = outcome.reason
+    return tags
+
+
+def best_effort(default: Any = None) -> Callable[[F], F]:
+    """A mirror write that never stops the sweep: a failure is logged, and the
+    mirror is marked behind (a later run brings it in line with the storage)."""
+
+    def wrap(method: F) -> F:
+        @functools.wraps(method)
+        def call(self: MlflowMirror, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(self, *args, **kwargs)
+            except Exception as error:  # noqa: BLE001 - Optuna holds the truth
+                level = logging.DEBUG if self.behind else logging.WARNING
+                _log.log(
+                    level,
+                    "MLflow (%s) could not %s: %s: %s; it is brought in line later",
+                    redact_url(self.tracking_uri),
+                    method.__name__.replace("_", " "),
+                    type(error).__name__,
+                    str(error).splitlines()[0] if str(error) else "",
+                )
+                self.behind = True
+                return default
+
+        return call  # type: ignore[return-value]
+
+    return wrap
+
+
+@dataclass(frozen=True)
+class ChildRun:
+    """A child run as the MLflow store holds it."""
+
+    run_id: str
+    status: str
+    number: int | None  # its trial's number (None: not a run of ours)
+    metrics: Mapping[str, float] = field(default_factory=dict)
 
 
 #: MLflow 3's experiment tag that picks the UI's default view.
@@ -119,6 +186,8 @@ def user_name() -> str:
 class MlflowMirror:
     """Mirror one sweep (or task) into MLflow; every store call retries SQLite's locks."""
 
+    enabled = True
+
     def __init__(
         self, tracking_uri: str | None, experiment_name: str, script: str | None = None
     ) -> None:
@@ -127,6 +196,7 @@ class MlflowMirror:
         self.source = source_tags(script)  # on every run it creates
         self._client_obj: MlflowClient | None = None
         self._experiment_id: str | None = None
+        self.behind = False  # a write failed: the store lags the storage
 
     def __repr__(self) -> str:
         return f"MlflowMirror({redact_url(self.tracking_uri)!r}, {self.experiment_name!r})"
@@ -217,6 +287,7 @@ class MlflowMirror:
         )
         return run.info.run_id
 
+    @best_effort()
     def create_child(self, parent_run_id: str, spec: ChildSpec) -> str:
         """Create a nested RUNNING run under ``parent_run_id``; return its id.
 
@@ -234,6 +305,7 @@ class MlflowMirror:
         log_batch(client, run.info.run_id, params=spec.params)
         return run.info.run_id
 
+    @best_effort()
     def finish_child(
         self,
         run_id: str,
@@ -246,6 +318,7 @@ class MlflowMirror:
         log_batch(self.client, run_id, metrics=metrics, tags=tags)
         end_run(self.client, run_id, status)
 
+    @best_effort()
     def close_parent(
         self,
         run_id: str,
@@ -278,17 +351,25 @@ class MlflowMirror:
                 _log.warning("Artifact %s does not exist; not logged to MLflow", path)
         end_run(client, run_id, status)
 
+    @best_effort()
     def delete_runs(self, run_ids: Sequence[str]) -> None:
         """Delete runs (MLflow keeps them as deleted until ``mlflow gc``)."""
         for run_id in run_ids:
             retry(self.client.delete_run, run_id)
 
-    def run_status(self, run_id: str) -> str:
-        """A run's status (RUNNING, FINISHED, FAILED, KILLED)."""
-        return str(retry(self.client.get_run, run_id).info.status)
+    @best_effort()
+    def settle(self, run_id: str, outcome: Outcome, number: int, names: Sequence[str]) -> None:
+        """End a child run as its trial ended: the score, the outcome's tags, the status."""
+        self.finish_child(
+            run_id,
+            run_status(outcome),
+            metrics=score_metrics(outcome, names),
+            tags=outcome_tags(outcome, number),
+        )
 
-    def running_children(self, parent_run_id: str) -> list[tuple[str, int | None]]:
-        """The child runs still RUNNING under a parent, with their trial numbers."""
+    @best_effort()
+    def children(self, parent_run_id: str) -> list[ChildRun] | None:
+        """Every child run of a parent (None when the store cannot be read)."""
         experiment_id = retry(self.client.get_run, parent_run_id).info.experiment_id
         found = []
         token = None
@@ -296,19 +377,25 @@ class MlflowMirror:
             page = retry(
                 self.client.search_runs,
                 [experiment_id],
-                filter_string=(
-                    f"tags.`{Tag.PARENT}` = '{parent_run_id}' and attributes.status = 'RUNNING'"
-                ),
+                filter_string=f"tags.`{Tag.PARENT}` = '{parent_run_id}'",
                 max_results=1000,
                 page_token=token,
             )
             for run in page:
                 number = run.data.tags.get(Tag.TRIAL_NUMBER)
-                found.append((run.info.run_id, int(number) if number else None))
+                found.append(
+                    ChildRun(
+                        run.info.run_id,
+                        str(run.info.status),
+                        int(number) if number and number.isdigit() else None,
+                        dict(run.data.metrics),
+                    )
+                )
             token = page.token
             if not token:
                 return found
 
+    @best_effort()
     def find_parent(self, study_name: str) -> str | None:
         """The newest top-level run of a study, if its id was never recorded in the study."""
         runs = retry(
@@ -332,3 +419,41 @@ class MlflowMirror:
         if uri.startswith(("http://", "https://")):
             return f"open {redact_url(uri)}"
         return f"mlflow ui --backend-store-uri {shlex.quote(redact_url(uri))}"
+
+
+class NullMirror(MlflowMirror):
+    """The mirror when MLflow is off: it writes nothing and knows no runs."""
+
+    enabled = False
+
+    def __init__(self) -> None:
+        self.tracking_uri = ""
+        self.experiment_name = ""
+        self.behind = False
+
+    def __repr__(self) -> str:
+        return "NullMirror()"
+
+    def open_parent(self, run_name: str, tags: Mapping[str, str], run_id: str | None = None) -> Any:
+        return None
+
+    def create_child(self, parent_run_id: str, spec: ChildSpec) -> Any:
+        return None
+
+    def finish_child(self, run_id: str, status: str, **kwargs: Any) -> None:
+        return None
+
+    def settle(self, run_id: str, outcome: Outcome, number: int, names: Sequence[str]) -> None:
+        return None
+
+    def close_parent(self, run_id: str, **kwargs: Any) -> None:
+        return None
+
+    def delete_runs(self, run_ids: Sequence[str]) -> None:
+        return None
+
+    def children(self, parent_run_id: str) -> list[ChildRun] | None:
+        return []
+
+    def find_parent(self, study_name: str) -> str | None:
+        return None

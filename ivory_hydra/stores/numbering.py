@@ -7,7 +7,7 @@ they need no bookkeeping study (optuna-dashboard lists only sweeps and tasks).
 
 from __future__ import annotations
 
-from ivory_hydra.stores.format import numbers_key
+from ivory_hydra.stores.format import Keys
 from ivory_hydra.stores.ledger import Ledger
 
 KINDS = ("run", "task")
@@ -28,4 +28,4 @@ def allocate(ledger: Ledger, experiment: str, kind: str, count: int = 1) -> int:
         raise ValueError(f"unknown kind {kind!r}: use 'run' or 'task'")
     if count < 1:
         raise ValueError(f"count must be positive, not {count}")
-    return ledger.add(numbers_key(experiment, kind), count)
+    return ledger.add(Keys.numbers(experiment, kind), count)

@@ -7,12 +7,16 @@ from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ivory_hydra.errors import StoreError
 from ivory_hydra.stores.distributions import trial_param
+from ivory_hydra.stores.format import FORMAT_VERSION, READABLE_VERSIONS, StudyAttr
 
 if TYPE_CHECKING:
     from optuna.distributions import BaseDistribution
     from optuna.storages import BaseStorage
     from optuna.trial import FrozenTrial, TrialState
+
+    from ivory_hydra.core.objectives import Objectives
 
 
 @dataclass(frozen=True)
@@ -35,14 +39,8 @@ class Study:
     created: bool = False
 
     @classmethod
-    def open(
-        cls,
-        storage: BaseStorage,
-        name: str,
-        direction: str | Sequence[str],
-        metric: str | Sequence[str] | None = None,
-    ) -> Study:
-        """Load the study called ``name``, or create it with ``direction`` (or a list).
+    def open(cls, storage: BaseStorage, name: str, objectives: Objectives) -> Study:
+        """Load the study called ``name``, or create it with the objectives' directions.
 
         A study that exists with other directions is an error, since Optuna
         cannot change them.
@@ -50,15 +48,14 @@ class Study:
         import optuna
         from optuna.study import StudyDirection
 
-        directions = [direction] if isinstance(direction, str) else list(direction)
+        directions = list(objectives.directions)
         wanted = [StudyDirection[d.upper()] for d in directions]
         study = cls.find(storage, name)
         if study is None:
             try:
                 study = cls(storage, storage.create_new_study(wanted, name), name, True)
-                names = [metric] if isinstance(metric, str) else list(metric or [])
-                if names:
-                    study.name_metrics(names)
+                if objectives.metrics:
+                    study.name_metrics(list(objectives.metrics))
             except optuna.exceptions.DuplicatedStudyError:
                 study = cls(storage, storage.get_study_id_from_name(name), name)
         existing = list(storage.get_study_directions(study.study_id))
@@ -132,6 +129,30 @@ class Study:
     def delete(self) -> None:
         """Delete the study and its trials."""
         self.storage.delete_study(self.study_id)
+
+
+def check_format(name: str, attrs: Mapping[str, Any], *, created: bool = False) -> int:
+    """The stored format version of a study (2 when unmarked); refuse a newer one.
+
+    >>> check_format("s", {"format_version": 3}), check_format("s", {"task": "task#0"})
+    (3, 2)
+    >>> check_format("s", {"format_version": 9})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ivory_hydra.errors.StoreError: study 's' was written by a newer ivory-hydra ...
+    """
+    if created:
+        return FORMAT_VERSION
+    version = int(attrs.get(StudyAttr.FORMAT, 2))
+    if version not in READABLE_VERSIONS:
+        newer = version > FORMAT_VERSION
+        raise StoreError(
+            f"study {name!r} was written by "
+            f"{'a newer' if newer else 'an older'} ivory-hydra (stored format {version}; "
+            f"this one reads {READABLE_VERSIONS[0]} to {READABLE_VERSIONS[-1]}): "
+            + ("upgrade ivory-hydra to open it" if newer else "open it with ivory-hydra 0.2")
+        )
+    return version
 
 
 def now() -> datetime.datetime:

@@ -1,7 +1,7 @@
-"""One run's trial: claimed, kept alive and finished by the process that runs it.
+"""One run's trial: started, kept alive and finished by the process that runs it.
 
 Every function here takes the storage and a trial id, so that a job can own
-its trial from any process that reaches the storage. Claiming is Optuna's own
+its trial from any process that reaches the storage. Starting is Optuna's own
 compare-and-set (WAITING to RUNNING succeeds once); finishing an already
 finished trial is refused by the storage, and returns False here.
 """
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
 
-def claim(storage: BaseStorage, trial_id: int) -> bool:
+def start(storage: BaseStorage, trial_id: int) -> bool:
     """Start a WAITING trial (its start time is now); False if someone else did."""
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
@@ -41,7 +41,7 @@ def beat(storage: BaseStorage, trial_id: int) -> None:
     storage.set_trial_system_attr(trial_id, BEAT, beat_record())
 
 
-def last_beat(trial: FrozenTrial) -> dict[str, Any] | None:
+def last_beat(storage: BaseStorage, trial: FrozenTrial) -> dict[str, Any] | None:
     """The last liveness record of the process running ``trial``, if any."""
     record = trial.system_attrs.get(BEAT)
     return dict(record) if isinstance(record, Mapping) else None
@@ -73,12 +73,12 @@ def finish(
     outcome: Outcome,
     attrs: Mapping[str, Any] | None = None,
     *,
-    claimed: bool = True,
+    start_if_waiting: bool = False,
 ) -> bool:
     """Finish a trial with ``outcome``; False if it was finished already.
 
-    ``claimed=False`` is for a trial that may still be WAITING (its job never
-    claimed it): it is started first, so that it has a start time.
+    ``start_if_waiting`` is for a trial whose job may never have started it:
+    it is started first, so that it has a start time.
     """
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
@@ -86,7 +86,7 @@ def finish(
     state = {COMPLETE: TrialState.COMPLETE, FAIL: TrialState.FAIL, PRUNED: TrialState.PRUNED}
     values = None if outcome.state == FAIL else outcome.objectives
     try:
-        if not claimed:
+        if start_if_waiting:
             storage.set_trial_state_values(trial_id, TrialState.RUNNING)
         set_attrs(storage, trial_id, {**(attrs or {}), **outcome_attrs(outcome)})
         storage.set_trial_state_values(trial_id, state[outcome.state], values)
@@ -114,7 +114,7 @@ def trial_outcome(trial: FrozenTrial) -> Outcome | None:
 
 
 @dataclass(frozen=True)
-class Claim:
+class Assignment:
     """One run handed out to be run: its trial, numbers, params and MLflow child run.
 
     ``number`` is the trial's number in its study; a sweep launches the job

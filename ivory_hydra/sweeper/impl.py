@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ivory_hydra.core.display import plural
-from ivory_hydra.core.plan import Plan, Point, check_direction, check_mode
+from ivory_hydra.core.plan import Plan, Point, check_mode
 from ivory_hydra.core.redact import redact_text, redact_url
 from ivory_hydra.errors import StoreError, SweepBusyError
 from ivory_hydra.stores.format import SWEEP, StudyAttr, Tag, TrialAttr
@@ -40,11 +40,12 @@ if TYPE_CHECKING:
     from hydra.types import HydraContext, TaskFunction
     from omegaconf import DictConfig
 
+    from ivory_hydra.core.objectives import Objectives
     from ivory_hydra.core.outcomes import Outcome
     from ivory_hydra.engine.engine import Engine
     from ivory_hydra.job.hydra_task import TrialTask
     from ivory_hydra.stores.mlflow_mirror import MlflowMirror
-    from ivory_hydra.stores.trials import Claim
+    from ivory_hydra.stores.trials import Assignment
 
 log = logging.getLogger(__name__)
 
@@ -141,11 +142,6 @@ class IvorySweeperImpl:
 
     # ------------------------------------------------------------ definition
 
-    @property
-    def directions(self) -> list[str]:
-        """One direction per objective."""
-        return [self.direction] if isinstance(self.direction, str) else list(self.direction)
-
     def _check_settings(self) -> None:
         def bad(setting: str, message: str) -> SweepInputError:
             return SweepInputError(f"hydra.sweeper.{setting}: {message}")
@@ -154,30 +150,21 @@ class IvorySweeperImpl:
             check_mode(self.mode)
         except ValueError as error:
             raise bad("mode", str(error)) from None
-        if not isinstance(self.direction, (str, list)) or not self.directions:
-            raise bad(
-                "direction", f"use minimize or maximize, or a list of them: {self.direction!r}"
-            )
-        for direction in self.directions:
-            try:
-                check_direction(str(direction))
-            except ValueError as error:
-                raise bad("direction", str(error)) from None
-        several = len(self.directions) > 1 or isinstance(self.direction, list)
-        if several and self.mode == "chain":
+        from ivory_hydra.core.objectives import Objectives
+
+        try:
+            self.objectives = Objectives.of(self.direction, self.metric)
+        except ValueError as error:
+            setting, _, message = str(error).partition(": ")
+            raise bad(setting, message) from None
+        if not self.objectives.single and self.mode == "chain":
             raise bad(
                 "direction",
                 "chain mode fixes each param at its best value, so it takes "
                 "one direction, not a list; use mode=optimize for several objectives",
             )
-        if isinstance(self.metric, list) and len(self.metric) != len(self.directions):
-            raise bad(
-                "metric",
-                f"{len(self.metric)} metric names for "
-                f"{len(self.directions)} directions; give one name per direction",
-            )
-        if isinstance(self.metric, list) and len(self.directions) == 1:
-            self.metric = self.metric[0]
+        self.direction = self.objectives.stored["direction"]
+        self.metric = self.objectives.stored["metric"]
         if self.max_batch_size is not None and self.max_batch_size < 1:
             setting = "n_jobs" if self.max_batch_size == self.n_jobs else "max_batch_size"
             raise bad(setting, f"must be positive or null, not {self.max_batch_size}")
@@ -279,12 +266,13 @@ class IvorySweeperImpl:
 
             self._check("mlflow.tracking_uri", tracking_uri, check_tracking_uri)
         study_name = self.study_name or study_name_for(job_name, definition)
-        stored = self._stored_summary(url, study_name, definition)
+        stored, synced = self._stored_summary(url, study_name, definition)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         log.info(
             f"Ivory sweeper: {plan.mode} of {plural(plan.total, 'job')} (study {study_name!r})"
         )
-        if stored is not None and stored.get("finished") and stored.get("total") == plan.total:
+        finished = stored is not None and stored.get("finished") and stored["total"] == plan.total
+        if finished and (synced or tracking_uri is None):
             log.info("Every job of this sweep finished already: nothing to run")
             self._report(stored, url, study_name, tracking_uri, sweep_dir)
             return []
@@ -315,7 +303,7 @@ class IvorySweeperImpl:
 
             reason = f"the sweep stopped: {type(error).__name__}: {error}".rstrip(": ")
             interrupted = isinstance(error, KeyboardInterrupt)
-            engine.abandon(reason)
+            engine.fail_in_flight(reason)
             engine.close(status="KILLED" if interrupted else "FAILED")
             if interrupted:
                 log.error(f"Stopped ({error or 'Ctrl-C'}): {reason}; rerun to resume.")
@@ -339,8 +327,9 @@ class IvorySweeperImpl:
     @staticmethod
     def _stored_summary(
         url: str, study_name: str, definition: Mapping[str, Any]
-    ) -> dict[str, Any] | None:
-        """The summary of this sweep's last run, if its study exists.
+    ) -> tuple[dict[str, Any] | None, bool]:
+        """The summary of this sweep's last run, if its study exists, and whether
+        MLflow was brought in line with it.
 
         A study holds one sweep: finding another definition in it is an error.
         A study can exist only where the storage exists, so a fresh folder is
@@ -348,18 +337,19 @@ class IvorySweeperImpl:
         """
         from ivory_hydra.stores.optuna_storage import is_journal, open_storage
         from ivory_hydra.stores.sqlite_files import sqlite_file
-        from ivory_hydra.stores.study import Study
+        from ivory_hydra.stores.study import Study, check_format
 
         local = Path(url) if is_journal(url) else sqlite_file(url)
         if local is not None and not local.exists():
-            return None
+            return None, False
         try:
             study = Study.find(open_storage(url), study_name)
+            attrs = {} if study is None else study.user_attrs
+            check_format(study_name, attrs)
         except StoreError as error:
             raise SweepInputError(f"hydra.sweeper.storage={redact_url(url)}: {error}") from None
         if study is None:
-            return None
-        attrs = study.user_attrs
+            return None, False
         stored = attrs.get(StudyAttr.DEFINITION)
         wanted = json.loads(json.dumps(definition, default=str))
         if stored is not None and stored != wanted:
@@ -376,7 +366,8 @@ class IvorySweeperImpl:
                 "resume it, or choose a new study_name."
             )
         summary = attrs.get(StudyAttr.SUMMARY)
-        return dict(summary) if isinstance(summary, Mapping) else None
+        synced = attrs.get(StudyAttr.MIRROR_SYNCED) is True
+        return (dict(summary) if isinstance(summary, Mapping) else None), synced
 
     def _open_engine(
         self,
@@ -389,7 +380,8 @@ class IvorySweeperImpl:
         mirror: MlflowMirror | None,
         optimizing: Optimizing | None,
     ) -> Engine:
-        from ivory_hydra.engine.engine import Opening, Settings, open_engine
+        from ivory_hydra.engine.opening import Opening, open_engine
+        from ivory_hydra.engine.state import Settings
         from ivory_hydra.stores.distributions import distributions_for, fits
 
         self.by_name = {p.name: p for p in params}
@@ -415,8 +407,7 @@ class IvorySweeperImpl:
             distributions=distributions,
             defaults=defaults,
             settings=Settings(
-                metric=self.metric,
-                direction=self.direction,
+                objectives=self.objectives,
                 use_best_param=self.use_best_param,
                 heartbeat_interval=self.heartbeat_interval,
                 grace_period=self.grace_period,
@@ -548,8 +539,7 @@ class IvorySweeperImpl:
             tracking_uri=None
             if mirror is None
             else shipped("mlflow.tracking_uri", mirror.tracking_uri),
-            metric=self.metric,
-            objectives=len(self.directions),
+            objectives=self.objectives,
             study_name=study_name,
             pruner=self.pruner,
             heartbeat_interval=self.heartbeat_interval,
@@ -593,14 +583,15 @@ class IvorySweeperImpl:
         try:
             probing = self.metric is not None
             size = self.max_batch_size or self._default_batch(engine)
-            for claims in engine.walk(size, first_alone=probing):
-                launched = self._launch(launcher, task, claims)
-                results = engine.collect(claims, _fallbacks(claims, launched, self.metric))
+            for batch in engine.walk(size, first_alone=probing):
+                launched = self._launch(launcher, task, batch)
+                fallbacks = _fallbacks(batch, launched, self.objectives)
+                results = engine.collect(batch, fallbacks)
                 returns.append([kept_on_disk(r) for r in launched])
-                bar.advance_to(done + engine.claimed)
+                bar.advance_to(done + engine.issued)
                 if probing:
                     probing = False
-                    self._check_first(engine, claims, results)
+                    self._check_first(engine, batch, results)
                 self._check_failure_rate(results)
         except SweepFailedError as error:  # too many failures: the sweep stops
             bar.close()
@@ -617,18 +608,18 @@ class IvorySweeperImpl:
         """
         from omegaconf import OmegaConf
 
-        if self.mode != "optimize" and engine.crew is None:
+        if self.mode != "optimize" and not engine.coordination.shared:
             return None
         parallel = OmegaConf.select(self.config, "hydra.launcher.n_jobs", default=None)
         return parallel if isinstance(parallel, int) and parallel > 0 else 1
 
-    def _launch(self, launcher: Any, task: TrialTask, claims: list[Claim]) -> list[JobReturn]:
-        task.claims = {c.number: c for c in claims}
-        overrides = [self.overrides(c.point) for c in claims]
+    def _launch(self, launcher: Any, task: TrialTask, batch: list[Assignment]) -> list[JobReturn]:
+        task.assignments = {a.number: a for a in batch}
+        overrides = [self.overrides(a.point) for a in batch]
         results: list[JobReturn] = []
-        for start, end in _contiguous([c.number for c in claims]):
+        for start, end in _contiguous([a.number for a in batch]):
             results.extend(
-                launcher.launch(overrides[start:end], initial_job_idx=claims[start].number)
+                launcher.launch(overrides[start:end], initial_job_idx=batch[start].number)
             )
         return results
 
@@ -644,12 +635,12 @@ class IvorySweeperImpl:
                 f"{failed[0].outcome.reason}); the sweep stops"
             )
 
-    def _check_first(self, engine: Engine, claims: list[Claim], results: Sequence[Any]) -> None:
+    def _check_first(self, engine: Engine, batch: list[Assignment], results: Sequence[Any]) -> None:
         """A metric missing from the first job's mapping is bad input: undo the sweep."""
         first = results[0] if results else None
-        if first is None or first.outcome.error != "MissingMetricError":
+        if first is None or not first.outcome.missing_metric:
             return
-        engine.discard(claims, engine.study.created)
+        engine.undo(batch)
         raise SweepDefinitionError(f"hydra.sweeper.metric={self.metric}: {first.outcome.reason}")
 
     def _finish(
@@ -661,8 +652,8 @@ class IvorySweeperImpl:
         stopped: str | None = None,
     ) -> None:
         total = engine.plan.total
-        if engine.crew is not None:
-            log.info(f"This worker ran {plural(engine.claimed, 'job')} of {plural(total, 'job')}")
+        if engine.coordination.shared:
+            log.info(f"This worker ran {plural(engine.issued, 'job')} of {plural(total, 'job')}")
         if not engine.leave():
             mine = [f for f in engine.summary().failed if f.number in engine.mine]
             engine.close()
@@ -676,9 +667,7 @@ class IvorySweeperImpl:
         tracking_uri = mirror.tracking_uri if mirror else None
         path = self._report(summary.as_dict(), url, engine.study.name, tracking_uri, sweep_dir)
         artifacts = [path, *self._chain_plot(engine, sweep_dir)]
-        engine.close(
-            summary, status="FAILED" if summary.failed else "FINISHED", artifacts=artifacts
-        )
+        engine.close(summary, artifacts=artifacts)
         if stopped:
             raise SweepFailedError(stopped)
         if summary.failed:
@@ -699,7 +688,7 @@ class IvorySweeperImpl:
                 engine.chain_steps(),
                 sweep_dir / "chain.png",
                 metric=self.metric if isinstance(self.metric, str) else "score",
-                direction=self.directions[0],
+                direction=self.objectives.direction,
                 log_params={p.name for p in self.by_name.values() if p.log},
             )
         except Exception as error:  # noqa: BLE001 - a figure must not fail a finished sweep
@@ -818,7 +807,7 @@ def _contiguous(numbers: Sequence[int]) -> list[tuple[int, int]]:
 
 
 def _fallbacks(
-    claims: Sequence[Claim], returns: Sequence[JobReturn], metric: str | None
+    batch: Sequence[Assignment], returns: Sequence[JobReturn], objectives: Objectives
 ) -> dict[int, Outcome]:
     """Outcomes from the launcher's returns, for jobs that could not reach the storage."""
     from hydra.core.utils import JobStatus
@@ -827,9 +816,11 @@ def _fallbacks(
     from ivory_hydra.core.outcomes import outcome_from_error, score_or_fail
 
     outcomes = {}
-    for claim, result in zip(claims, returns, strict=False):
+    for assignment, result in zip(batch, returns, strict=False):
         if result.status == JobStatus.FAILED:
-            outcomes[claim.number] = outcome_from_error(job_exception(result))
+            outcomes[assignment.number] = outcome_from_error(job_exception(result))
         elif result.status == JobStatus.COMPLETED:
-            outcomes[claim.number] = score_or_fail(result.return_value, metric)
+            outcomes[assignment.number] = score_or_fail(
+                result.return_value, objectives.metric_arg, None, objectives.count
+            )
     return outcomes

@@ -1,11 +1,8 @@
 import itertools
-import math
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
-from ivory_hydra.core.plan import Plan, best_index, check_direction, check_mode, split_params
+from ivory_hydra.core.plan import Plan, check_mode, split_params
 from ivory_hydra.core.ranges import Range
 
 
@@ -58,53 +55,9 @@ def test_slots_are_unique_across_the_plan():
     assert len(slots) == len(set(slots)) == 4
 
 
-@pytest.mark.parametrize(
-    ("scores", "direction", "expected"),
-    [
-        ([0.3, 0.1, 0.2], "minimize", 1),
-        ([0.3, 0.1, 0.2], "maximize", 0),
-        (
-            [0.1, 0.1, 0.1],
-            "minimize",
-            0,
-        ),  # ties go to the earliest (Ivory picked the last)
-        ([0.5, 0.1, 0.1], "minimize", 1),
-        ([0.9, 0.9], "maximize", 0),
-        ([None, 0.4, float("nan")], "minimize", 1),
-        ([float("nan"), None], "maximize", None),
-        ([float("-inf"), 2.0], "minimize", 1),  # infinities are not scores
-        ([], "minimize", None),
-    ],
-)
-def test_best_index(scores, direction, expected):
-    assert best_index(scores, direction) == expected
-
-
-def test_winner_is_first_value_when_nothing_scored():
-    plan = Plan.from_params("chain", {"lr": [0.1, 0.01]})
-    assert plan.winner(0, [None, None]) == 0.1
-    assert plan.winner(0, [None, 0.3]) == 0.01
-
-
-@given(st.lists(st.one_of(st.none(), st.floats(allow_nan=True)), max_size=12))
-def test_best_index_never_picks_a_missing_or_nan_score(scores):
-    for direction in ("minimize", "maximize"):
-        index = best_index(scores, direction)
-        finite = [s for s in scores if s is not None and math.isfinite(s)]
-        if not finite:
-            assert index is None
-            continue
-        assert index is not None
-        target = min(finite) if direction == "minimize" else max(finite)
-        assert scores[index] == target
-        assert index == next(i for i, s in enumerate(scores) if s == target)
-
-
 def test_bad_input():
     with pytest.raises(ValueError, match="unknown mode 'grid'"):
         check_mode("grid")
-    with pytest.raises(ValueError, match="unknown direction 'min'"):
-        check_direction("min")
     with pytest.raises(ValueError, match="param 'x' has no values"):
         Plan.from_params("product", {"x": []})
     with pytest.raises(IndexError):

@@ -1,7 +1,10 @@
-"""Workers of one sweep meet in the ledger: one generation, shared ranges, one decision.
+"""Workers of one sweep meet in the ledger: one generation, each slot once, one closer.
 
-Real ledgers (an SQLite file and a journal file); the concurrent joins run on
-threads, each with its own ``Crew`` as a separate process would have.
+Real ledgers (an SQLite file and a journal file). Each ``Crew`` gets a ledger
+object of its own, as a separate process would; concurrent joins run on
+threads. A worker "dies" the way the others see it: its record names a process
+of this machine that has exited. Every crew a test makes leaves at the end, so
+that no heartbeat thread outlives its test.
 """
 
 from __future__ import annotations
@@ -11,22 +14,45 @@ import sys
 import threading
 
 import pytest
+import sqlalchemy
 
 from ivory_hydra.engine.crew import Crew
-from ivory_hydra.stores.ledger import ledger_for
+from ivory_hydra.stores.beats import LedgerBeats
+from ivory_hydra.stores.format import Keys
+from ivory_hydra.stores.ledger import JournalLedger, SqlLedger
 from ivory_hydra.stores.liveness import beat_record
-from ivory_hydra.stores.optuna_storage import storage_url
+from ivory_hydra.stores.optuna_storage import open_storage, storage_url
+
+STUDY = "study"
 
 
 @pytest.fixture(params=["sqlite", "journal"])
-def ledger(request, tmp_path):
+def new_ledger(request, tmp_path):
+    """Makes a ledger object of its own on one shared ledger (one per 'process')."""
     if request.param == "sqlite":
-        return ledger_for(storage_url(None, tmp_path))
-    return ledger_for(storage_url(str(tmp_path / "sweep.journal")))
+        url = storage_url(None, tmp_path)
+        open_storage(url)  # the database and its tables
+        return lambda: SqlLedger(sqlalchemy.create_engine(url))
+    path = str(tmp_path / "sweep.journal.ivory")
+    return lambda: JournalLedger(path)
 
 
-def crew(ledger) -> Crew:
-    return Crew(ledger, "study", interval=0.2, grace=5)
+@pytest.fixture
+def crews(new_ledger):
+    """``crews(n)`` makes n workers; all of them leave when the test ends."""
+    made: list[Crew] = []
+
+    def make(n: int = 1) -> list[Crew]:
+        for _ in range(n):
+            ledger = new_ledger()
+            made.append(Crew(ledger, LedgerBeats(ledger), STUDY, interval=0.2, grace=5))
+        return made[-n:]
+
+    yield make
+    for crew in made:
+        if crew._beater is not None:
+            crew._beater.stop()
+            assert not crew._beater._thread.is_alive()
 
 
 def dead_record() -> dict:
@@ -36,97 +62,199 @@ def dead_record() -> dict:
     return {**beat_record(), "pid": child.pid, "started": "0"}
 
 
-def test_a_worker_that_took_the_head_but_has_not_recorded_it_is_joined(ledger):
-    first = crew(ledger)
-    assert first.join() == 1 and first.started_generation
+def kill(crew: Crew) -> None:
+    """Make ``crew`` dead in the others' eyes (its beats stop, its process is gone)."""
+    crew._beater.stop()
+    dead = {**crew._record, **dead_record()}
+    assert crew.ledger.compare_and_set(crew.key, crew._record, dead)
+    crew.beats.write(Keys.beat(crew.key), dead)
+    crew._record = None
+
+
+def slot(crew: Crew, step: int, index: int) -> dict | None:
+    return crew.ledger.get(Keys.slot(STUDY, crew.generation, step, index))
+
+
+def test_a_worker_that_took_the_head_but_has_not_recorded_it_is_joined(crews):
+    first, second = crews(2)
+    first.join()
+    assert first.generation == 1 and first.started_generation
     # the moment between taking the head and recording the generation
-    record = ledger.get(first.key)
-    assert ledger.compare_and_set(first.key, record, {**record, "generation": None})
-    second = crew(ledger)
-    assert second.join() == 1
-    assert not second.started_generation
-    second.leave(), first.leave()
+    record = first.ledger.get(first.key)
+    assert first.ledger.compare_and_set(first.key, record, {**record, "generation": None})
+    second.join()
+    assert second.generation == 1 and not second.started_generation
 
 
-def test_workers_starting_together_share_one_generation(ledger):
-    crews = [crew(ledger) for _ in range(6)]
-    barrier = threading.Barrier(len(crews))
-    generations: list[int] = []
+def test_workers_starting_together_share_one_generation_and_one_closer(crews):
+    workers = crews(6)
+    barrier = threading.Barrier(len(workers))
 
-    def join(member: Crew) -> None:
+    def join(worker: Crew) -> None:
         barrier.wait()
-        generations.append(member.join())
+        worker.join()
 
-    threads = [threading.Thread(target=join, args=(member,)) for member in crews]
+    threads = [threading.Thread(target=join, args=(w,)) for w in workers]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
-    assert generations == [1] * len(crews)
-    assert sum(member.started_generation for member in crews) == 1
-    taken = [member.take(0, 10, 3) for member in crews]
-    assert sorted(i for r in taken if r for i in r) == list(range(10))  # each slot once
-    assert [member.leave() for member in crews].count(True) == 1  # exactly one is last
+    assert [w.generation for w in workers] == [1] * len(workers)
+    assert sum(w.started_generation for w in workers) == 1
+    taken = [w.take(0, 10, 3) for w in workers]
+    assert sorted(i for t in taken for i in t) == list(range(10))  # each slot once
+    for worker, indices in zip(workers, taken, strict=True):
+        worker.resolve(0, indices)
+    assert all(w.take(0, 10, 3) is None for w in workers)  # the step is resolved
+    closers = []
+    leaving = [threading.Thread(target=lambda w=w: closers.append(w.leave(True))) for w in workers]
+    for thread in leaving:
+        thread.start()
+    for thread in leaving:
+        thread.join(timeout=60)
+    assert closers.count(True) == 1  # exactly one closes
 
 
-def test_a_sweep_started_again_after_all_workers_left_is_a_new_generation(ledger):
-    first = crew(ledger)
-    assert first.join() == 1
-    assert first.take(0, 4, 4) == range(4)
-    assert first.leave() is True
-    again = crew(ledger)
-    assert again.join() == 2 and again.started_generation
-    assert again.take(0, 4, 4) == range(4)  # a resumed sweep's cursors start again
-    again.leave()
+def test_a_sweep_started_again_after_all_workers_left_is_a_new_generation(crews):
+    first, again = crews(2)
+    first.join()
+    assert first.take(0, 4, 4) == [0, 1, 2, 3]
+    first.resolve(0, [0, 1, 2, 3])
+    assert first.leave(True) is True
+    again.join()
+    assert again.generation == 2 and again.started_generation
+    assert again.take(0, 4, 4) == [0, 1, 2, 3]  # a resumed sweep hands its slots out again
 
 
-def test_a_dead_starter_does_not_keep_its_generation(ledger):
-    ledger.compare_and_set("crew/study", None, {"number": 1, "starter": "crew/study/gone"})
-    ledger.compare_and_set("crew/study/gone", None, {**dead_record(), "generation": 1})
-    worker = crew(ledger)
-    assert worker.join() == 2
+def test_a_dead_starter_does_not_keep_its_generation(crews):
+    [worker] = crews(1)
+    gone = Keys.member(STUDY, "gone")
+    worker.ledger.compare_and_set(Keys.crew(STUDY), None, {"number": 1, "starter": gone})
+    worker.ledger.compare_and_set(gone, None, {**dead_record(), "generation": 1})
+    worker.join()
+    assert worker.generation == 2
 
 
-def test_a_survivor_inherits_the_ranges_of_a_dead_worker(ledger):
-    survivor = crew(ledger)
-    survivor.join()
-    dead = {**dead_record(), "generation": 1, "claims": [[0, 4, 8]]}
-    ledger.compare_and_set("crew/study/dead", None, dead)
-    ledger.add("active/study/1", 1)
-    assert survivor.inherit() == 1
-    assert ledger.get("crew/study/dead") is None
-    assert survivor.take(0, 10, 2) == range(4, 8)  # the dead worker's range first
-    assert survivor.take(0, 10, 2) == range(0, 2)
-    assert survivor.leave() is True
+def test_a_survivor_takes_over_the_slots_of_a_dead_worker(crews):
+    dead, survivor = crews(2)
+    dead.join(), survivor.join()
+    assert dead.take(0, 6, 4) == [0, 1, 2, 3]
+    dead.resolve(0, [0])
+    kill(dead)
+    assert survivor.take(0, 6, 4) == [4, 5]
+    assert not survivor.adopted()
+    assert survivor.take(0, 6, 4) == [1, 2, 3]  # the dead worker's unfinished slots
+    assert survivor.adopted() and not survivor.adopted()  # once
+    assert slot(survivor, 0, 1) == {"owner": survivor.key}
+    assert survivor.ledger.get(dead.key) is None  # it owns nothing any more: forgotten
+    survivor.resolve(0, [1, 2, 3, 4, 5])
+    assert survivor.take(0, 6, 4) is None
+    assert survivor.leave(True) is True
 
 
-def test_the_first_chain_decision_stands(ledger):
-    one, two = crew(ledger), crew(ledger)
+def test_a_worker_killed_while_taking_over_loses_nothing(crews):
+    """The probe of issue 15: kill A mid-job, then kill B as it takes A's slots over."""
+    a, b, c = crews(3)
+    for worker in (a, b, c):
+        worker.join()
+    assert a.take(0, 9, 3) == [0, 1, 2]
+    assert b.take(0, 9, 3) == [3, 4, 5]
+    assert c.take(0, 9, 3) == [6, 7, 8]
+    c.resolve(0, [6, 7, 8])
+    kill(a)
+    # B takes over one of A's slots and dies before it ran it (or took the rest)
+    assert b.take(0, 9, 1) == [0]
+    kill(b)
+    got = set()
+    while (taken := c.take(0, 9, 9)) is not None:
+        assert taken, "C waits for nobody: A and B are dead"
+        got.update(taken)
+        c.resolve(0, taken)
+    assert got == {0, 1, 2, 3, 4, 5}  # every slot A and B held, each once
+    assert c.ledger.get(a.key) is None and c.ledger.get(b.key) is None
+    assert c.leave(True) is True
+
+
+def test_a_slot_counted_out_to_a_worker_that_died_before_owning_it_is_found(crews):
+    dead, survivor = crews(2)
+    dead.join(), survivor.join()
+    dead.ledger.add(Keys.cursor(STUDY, 1, 0), 2)  # counted out [0, 2), never recorded
+    kill(dead)
+    assert survivor.take(0, 4, 4) == [2, 3]
+    assert survivor.take(0, 4, 4) == [0, 1]  # the gap
+    survivor.resolve(0, [0, 1, 2, 3])
+    assert survivor.take(0, 4, 4) is None
+
+
+def test_resolving_twice_counts_once(crews):
+    """A worker that dies after resolving, and whose slot is run again, cannot
+    resolve a step early: a step is resolved by its slot records, not a count."""
+    one, two = crews(2)
+    one.join(), two.join()
+    assert one.take(0, 3, 2) == [0, 1]
+    one.resolve(0, [0, 1])
+    one.resolve(0, [0, 1])
+    assert two.take(0, 3, 2) == [2]
+    assert one.take(0, 3, 2) == []  # slot 2 is not done: wait
+    two.resolve(0, [2])
+    assert one.take(0, 3, 2) is None
+
+
+def test_a_worker_stopped_with_slots_unfinished_leaves_them_at_once(crews):
+    stopped, survivor = crews(2)
+    stopped.join(), survivor.join()
+    assert stopped.take(0, 6, 4) == [0, 1, 2, 3]
+    stopped.resolve(0, [0])
+    assert stopped.leave(False) is False  # the survivor still works
+    assert stopped.ledger.get(stopped.key)["left"] is True
+    assert survivor.take(0, 6, 6) == [4, 5]
+    assert survivor.take(0, 6, 6) == [1, 2, 3]  # no wait for its process to end
+    survivor.resolve(0, [1, 2, 3, 4, 5])
+    assert survivor.take(0, 6, 6) is None
+    assert survivor.leave(True) is True
+
+
+def test_the_last_one_out_closes_even_when_the_other_died_without_leaving(crews):
+    """Every job done, one worker killed before it left: the other still closes."""
+    one, two = crews(2)
+    one.join(), two.join()
+    one.resolve(0, one.take(0, 2, 1))
+    two.resolve(0, two.take(0, 2, 1))
+    kill(two)
+    assert one.take(0, 2, 1) is None
+    assert one.leave(True) is True
+
+
+def test_a_late_joiner_is_waited_for_and_closes(crews):
+    early, late = crews(2)
+    early.join()
+    early.resolve(0, early.take(0, 2, 2))
+    late.join()
+    assert late.generation == 1  # it joined the live generation
+    assert late.take(0, 2, 2) is None
+    closers = []
+    waiter = threading.Thread(target=lambda: closers.append(early.leave(True)))
+    waiter.start()
+    closers.append(late.leave(True))
+    waiter.join(timeout=30)
+    assert not waiter.is_alive()
+    assert closers.count(True) == 1  # exactly one of them closes
+    assert late.ledger.get(Keys.closer(STUDY, 1)) in (early.key, late.key)
+
+
+def test_the_first_chain_decision_stands(crews):
+    one, two = crews(2)
     one.join(), two.join()
     assert one.decide("lr", {"value": 0.1}) == {"value": 0.1}
     assert two.decide("lr", {"value": 1.0}) == {"value": 0.1}
     assert two.decision("lr") == {"value": 0.1}
-    one.leave(), two.leave()
 
 
-def test_a_worker_stopped_with_ranges_unfinished_leaves_them_to_the_others(ledger):
-    stopped, survivor = crew(ledger), crew(ledger)
-    stopped.join(), survivor.join()
-    assert stopped.take(0, 10, 4) == range(0, 4)
-    assert stopped.leave() is False  # the survivor is still active
-    left = ledger.get(stopped.key)
-    assert left["left"] is True and left["claims"] == [[0, 0, 4]]
-    assert survivor.inherit() == 0  # its process still lives
-    ledger.compare_and_set(stopped.key, left, {**left, **dead_record()})  # now it is gone
-    assert survivor.inherit() == 1
-    assert survivor.take(0, 10, 4) == range(0, 4)
-    assert survivor.leave() is True  # counted once, not twice
-
-
-def test_a_worker_that_finished_its_ranges_leaves_no_record(ledger):
-    worker = crew(ledger)
-    worker.join()
-    taken = worker.take(0, 3, 3)
-    worker.finished(0, taken)
-    assert worker.leave() is True
-    assert ledger.get(worker.key) is None
+def test_a_worker_taken_for_dead_stops_taking_work(crews):
+    slow, other = crews(2)
+    slow.join(), other.join()
+    assert slow.take(0, 4, 2) == [0, 1]
+    record = slow.ledger.get(slow.key)
+    other.ledger.compare_and_set(slow.key, record, None)  # the others forgot it
+    slow._beat()
+    assert not slow.alive and slow.take(0, 4, 2) == []

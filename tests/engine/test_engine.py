@@ -9,7 +9,8 @@ import pytest
 
 from ivory_hydra.core.outcomes import Outcome
 from ivory_hydra.core.plan import Plan
-from ivory_hydra.engine.engine import Opening, Settings, open_engine
+from ivory_hydra.engine.opening import Opening, open_engine
+from ivory_hydra.engine.state import Settings
 from ivory_hydra.errors import SweepBusyError
 from ivory_hydra.job.session import JobSession
 from ivory_hydra.job.ticket import Ticket
@@ -70,9 +71,9 @@ def test_batches_are_lazy_and_bounded(url):
     assert [c.params for c in first] == [{"a": 0, "b": b} for b in range(3)]
     assert [c.number for c in first] == [0, 1, 2]
     assert len(engine.study.trials()) == 3  # trials are created per batch, not up front
-    engine.abandon("stopped by the test")
+    engine.fail_in_flight("stopped by the test")
     walk.close()
-    engine.release()
+    engine.coordination.leave(False)
     assert {t.state.name for t in engine.study.trials()} == {"FAIL"}
 
 
@@ -103,9 +104,9 @@ def test_a_restart_reaps_what_a_dead_process_left_and_runs_it_again(url):
     ticket = Ticket(storage=url)
     done = JobSession.begin(ticket, claims[0])
     done.finish(Outcome("complete", 1.0))
-    assert trials.claim(storage, claims[1].trial_id)  # started, then its process died
+    assert trials.start(storage, claims[1].trial_id)  # started, then its process died
     storage.set_trial_system_attr(claims[1].trial_id, BEAT, {"at": 0, "host": "gone", "pid": 1})
-    first.release()  # the sweeper "died": its lease is given up (or would go stale)
+    first.coordination.leave(False)  # the sweeper "died": its lease is given up (or would go stale)
 
     second = open_engine(opening(url, plan, grace_period=2.0, heartbeat_interval=1.0))
     assert second.done == 1
@@ -125,8 +126,8 @@ def test_a_live_sweeper_holds_the_lease(url):
     engine = open_engine(opening(url, plan))
     with pytest.raises(SweepBusyError, match="already running: pid"):
         open_engine(opening(url, plan))
-    engine.release()
-    open_engine(opening(url, plan)).release()  # free again
+    engine.coordination.leave(False)
+    open_engine(opening(url, plan)).coordination.leave(False)  # free again
 
 
 def test_waits_for_a_run_that_a_live_process_elsewhere_still_runs(url):
@@ -137,7 +138,7 @@ def test_waits_for_a_run_that_a_live_process_elsewhere_still_runs(url):
     ticket = Ticket(storage=url, heartbeat_interval=0.2)
     sessions = [JobSession.begin(ticket, c) for c in claims]  # still beating
     sessions[0].finish(Outcome("complete", 5.0))
-    first.release()
+    first.coordination.leave(False)
     second = open_engine(opening(url, plan, grace_period=30.0, heartbeat_interval=0.2))
 
     import threading
@@ -150,7 +151,7 @@ def test_waits_for_a_run_that_a_live_process_elsewhere_still_runs(url):
     finisher.join()
     assert second.decisions["a"]["value"] == 2
     assert len(storage.get_all_trials(second.study.study_id)) == 2
-    second.release()
+    second.coordination.leave(False)
 
 
 def test_workers_opening_a_sweep_at_once_number_its_task_once(tmp_path):

@@ -7,27 +7,28 @@ import time
 
 import pytest
 
+from ivory_hydra.core.objectives import Objectives
 from ivory_hydra.core.outcomes import Outcome
 from ivory_hydra.core.plan import Point
 from ivory_hydra.errors import StoreError
-from ivory_hydra.job.session import ClaimLostError, JobSession, current_session
+from ivory_hydra.job.session import JobSession, TrialTakenError, current_session
 from ivory_hydra.job.ticket import Ticket
 from ivory_hydra.job.trial import trial
 from ivory_hydra.stores import trials
 from ivory_hydra.stores.distributions import distributions_for
 from ivory_hydra.stores.optuna_storage import open_storage, storage_url
 from ivory_hydra.stores.study import Study, TrialSpec
-from ivory_hydra.stores.trials import Claim
+from ivory_hydra.stores.trials import Assignment
 
 
 @pytest.fixture
 def setup(tmp_path):
     url = storage_url(None, tmp_path)
     storage = open_storage(url)
-    study = Study.open(storage, "s", "minimize")
+    study = Study.open(storage, "s", Objectives.of("minimize"))
     dists = distributions_for({"a": [1, 2]})
     [(trial_id, number)] = study.create_trials([TrialSpec({"a": 1}, dists, {"run_name": "run#0"})])
-    claim = Claim(trial_id, number, "run#0", Point(0, 0, {"a": 1}), {"a": 1})
+    claim = Assignment(trial_id, number, "run#0", Point(0, 0, {"a": 1}), {"a": 1})
     return url, storage, claim
 
 
@@ -35,11 +36,11 @@ def test_claimed_once_beats_and_finishes_once(setup):
     url, storage, claim = setup
     session = JobSession.begin(Ticket(storage=url, heartbeat_interval=0.1), claim)
     assert current_session() is session and trial().number == 0 and trial().params == {"a": 1}
-    with pytest.raises(ClaimLostError, match="started or finished elsewhere"):
+    with pytest.raises(TrialTakenError, match="started or finished elsewhere"):
         JobSession.begin(Ticket(storage=url), claim)
-    first = trials.last_beat(storage.get_trial(claim.trial_id))["at"]
+    first = trials.last_beat(storage, storage.get_trial(claim.trial_id))["at"]
     time.sleep(0.35)
-    assert trials.last_beat(storage.get_trial(claim.trial_id))["at"] > first
+    assert trials.last_beat(storage, storage.get_trial(claim.trial_id))["at"] > first
     trial().report(0.7, 0)
     assert session.finish(Outcome("complete", 0.5))
     assert not session.finish(Outcome("fail"))
@@ -50,7 +51,9 @@ def test_claimed_once_beats_and_finishes_once(setup):
 
 def test_scores_with_the_metric(setup):
     url, _, claim = setup
-    session = JobSession.begin(Ticket(storage=url, metric="acc"), claim)
+    session = JobSession.begin(
+        Ticket(storage=url, objectives=Objectives.of("minimize", "acc")), claim
+    )
     assert session.score({"acc": 0.9}).score == 0.9
     missing = session.score({"loss": 0.1})
     assert missing.error == "MissingMetricError" and "'acc' is missing" in missing.reason
@@ -74,11 +77,11 @@ def test_a_job_whose_sweeper_died_fails_unless_its_code_returned(setup, tmp_path
     stored = storage.get_trial(claim.trial_id)
     assert stored.state.name == "FAIL" and "died while the job ran" in stored.user_attrs["reason"]
 
-    study = Study.open(storage, "s", "minimize")
+    study = Study.open(storage, "s", Objectives.of("minimize"))
     dists = distributions_for({"a": [1, 2]})
     [(trial_id, number)] = study.create_trials([TrialSpec({"a": 2}, dists, {"run_name": "run#1"})])
     returned = JobSession.begin(
-        Ticket(storage=url), Claim(trial_id, number, "run#1", Point(0, 1, {"a": 2}), {"a": 2})
+        Ticket(storage=url), Assignment(trial_id, number, "run#1", Point(0, 1, {"a": 2}), {"a": 2})
     )
     returned.returned()  # its code returned as the sweeper died: it records its own outcome
     watcher = threading.Thread(target=returned.orphaned)

@@ -10,6 +10,7 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
+from ivory_hydra.core.objectives import Objectives
 from ivory_hydra.core.outcomes import Outcome
 from ivory_hydra.stores import trials
 from ivory_hydra.stores.distributions import distribution_for
@@ -29,23 +30,25 @@ def spec(**attrs):
     return TrialSpec({"lr": 0.01, "m": "b"}, DISTS, attrs)
 
 
-def test_waiting_trials_are_claimed_once_and_finished_once(storage):
-    study = Study.open(storage, "s", "minimize", "loss")
+def test_waiting_trials_are_started_once_and_finished_once(storage):
+    study = Study.open(storage, "s", Objectives.of("minimize", "loss"))
     assert study.created
     [(trial_id, number), (other_id, _)] = study.create_trials([spec(run_name="run#0"), spec()])
     assert number == 0
     waiting = storage.get_trial(trial_id)
     assert waiting.state == TrialState.WAITING and waiting.datetime_start is None
-    assert trials.claim(storage, trial_id)
-    assert not trials.claim(storage, trial_id)  # the compare-and-set succeeds once
+    assert trials.start(storage, trial_id)
+    assert not trials.start(storage, trial_id)  # the compare-and-set succeeds once
     running = storage.get_trial(trial_id)
     assert running.state == TrialState.RUNNING and running.datetime_start is not None
-    assert trials.last_beat(running)["pid"] > 0
+    assert trials.last_beat(storage, running)["pid"] > 0
     assert trials.finish(storage, trial_id, Outcome("complete", 0.25))
     assert not trials.finish(storage, trial_id, Outcome("fail", None, "late"))
-    assert not trials.claim(storage, trial_id)
-    # a trial whose job never claimed it can be finished from elsewhere
-    assert trials.finish(storage, other_id, Outcome("fail", None, "x: y", "X"), claimed=False)
+    assert not trials.start(storage, trial_id)
+    # a trial whose job never started it can be finished from elsewhere
+    assert trials.finish(
+        storage, other_id, Outcome("fail", None, "x: y", "X"), start_if_waiting=True
+    )
     loaded = optuna.load_study(study_name="s", storage=storage)
     assert [t.state.name for t in loaded.trials] == ["COMPLETE", "FAIL"]
     assert loaded.trials[0].value == 0.25 and loaded.trials[0].params == {"lr": 0.01, "m": "b"}
@@ -57,10 +60,10 @@ def test_waiting_trials_are_claimed_once_and_finished_once(storage):
 
 
 def test_pruned_and_unscored_trials(storage):
-    study = Study.open(storage, "s", "maximize")
+    study = Study.open(storage, "s", Objectives.of("maximize"))
     [(a, _), (b, _)] = study.create_trials([spec(), spec()])
     for trial_id in (a, b):
-        trials.claim(storage, trial_id)
+        trials.start(storage, trial_id)
     trials.finish(storage, a, Outcome("pruned"))
     trials.finish(storage, b, Outcome("pruned", 0.5, "pruned at step 3", "TrialPruned"))
     loaded = study.trials()
@@ -69,13 +72,13 @@ def test_pruned_and_unscored_trials(storage):
 
 
 def test_study_attrs_and_direction(storage):
-    study = Study.open(storage, "s", "minimize")
+    study = Study.open(storage, "s", Objectives.of("minimize"))
     study.set_attrs({"kind": "sweep", "decisions": {"lr": {"value": 0.01, "index": 1}}})
-    again = Study.open(storage, "s", "minimize")
+    again = Study.open(storage, "s", Objectives.of("minimize"))
     assert not again.created and again.study_id == study.study_id
     assert again.user_attrs["decisions"]["lr"]["value"] == 0.01
     with pytest.raises(ValueError, match="already exists with direction 'minimize'"):
-        Study.open(storage, "s", "maximize")
+        Study.open(storage, "s", Objectives.of("maximize"))
     assert Study.find(storage, "nope") is None
     study.delete()
     assert Study.find(storage, "s") is None
@@ -95,8 +98,9 @@ import sys
 from ivory_hydra.stores.optuna_storage import open_storage
 from ivory_hydra.stores.ledger import ledger_for
 from ivory_hydra.stores.study import Study
+from ivory_hydra.core.objectives import Objectives
 storage = open_storage(sys.argv[1])
-Study.open(storage, "s" + sys.argv[2], "minimize")
+Study.open(storage, "s" + sys.argv[2], Objectives.of("minimize"))
 print(ledger_for(sys.argv[1]).add("n", 1))
 """
 

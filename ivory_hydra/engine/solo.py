@@ -1,19 +1,24 @@
-"""The lease on a sweep: one live process drives it, and a dead one is taken over.
+"""One process runs the sweep: the lease that keeps a second one out (SQLite).
 
 The lease is a ledger record that its holder rewrites every heartbeat. A
 second sweeper of the same sweep finds a live holder and is refused at once,
 with where and since when that holder runs; a holder that stopped beating for
 the grace period (or whose process is gone from this machine) is replaced by
 compare-and-set, so of two processes starting together exactly one wins.
+SQLite gives no safe compare-and-set across processes for trials, so a sweep on
+an SQLite storage is run by one process at a time.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
+from typing import Any
 
+from ivory_hydra.engine.coordination import Coordination
 from ivory_hydra.errors import SweepBusyError
-from ivory_hydra.stores.format import lease_key
+from ivory_hydra.stores.format import Keys
 from ivory_hydra.stores.ledger import Ledger
 from ivory_hydra.stores.liveness import Beater, beat_record, describe, is_stale
 
@@ -26,7 +31,7 @@ class Lease:
     def __init__(self, ledger: Ledger, study_name: str, *, interval: float, grace: float) -> None:
         self.ledger = ledger
         self.study_name = study_name
-        self.key = lease_key(study_name)
+        self.key = Keys.lease(study_name)
         self.interval = interval
         self.grace = grace
         self.record: dict | None = None
@@ -82,3 +87,36 @@ class Lease:
         if self.record is not None:
             self.ledger.compare_and_set(self.key, self.record, None)
             self.record = None
+
+
+class Solo(Coordination):
+    """This process runs the sweep alone; with a lease, no other may while it lives.
+
+    The task API runs without one: each task is a study of its own.
+    """
+
+    def __init__(self, lease: Lease | None = None) -> None:
+        self.lease = lease
+        self._cursor: dict[int, int] = {}
+
+    def owner(self) -> dict[str, Any]:
+        from ivory_hydra.stores.liveness import HOST
+
+        return {"host": HOST, "pid": os.getpid()}
+
+    def join(self) -> None:
+        if self.lease is not None:
+            self.lease.acquire()
+
+    def take(self, step: int, total: int, count: int) -> list[int] | None:
+        start = self._cursor.get(step, 0)
+        if start >= total:
+            return None
+        stop = min(start + count, total)
+        self._cursor[step] = stop
+        return list(range(start, stop))
+
+    def leave(self, finished: bool) -> bool:
+        if self.lease is not None:
+            self.lease.release()
+        return True

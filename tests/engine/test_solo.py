@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from ivory_hydra.engine.lease import Lease
+from ivory_hydra.engine.solo import Lease
 from ivory_hydra.errors import SweepBusyError
 from ivory_hydra.stores.ledger import ledger_for
 from ivory_hydra.stores.liveness import HOST

@@ -1,0 +1,74 @@
+"""Chain decisions: each stepped param is fixed at its best value (a part of the engine).
+
+The best value is the one whose run scored best (ties to the earliest; failed,
+NaN and unscored runs never win; the first value when none scored). The first
+decision recorded stands, for every worker and every rerun.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ivory_hydra.engine.issuing import Issuing
+from ivory_hydra.signals import shielded
+from ivory_hydra.stores.format import StudyAttr
+
+log = logging.getLogger(__name__)
+
+
+class Deciding(Issuing):
+    """Chain decisions."""
+
+    def decided(self, step: int) -> bool:
+        """Whether another process decided ``step`` already (its winner is applied)."""
+        name = self.plan.stepping(step)
+        if name is None or not self.settings.use_best_param:
+            return False
+        if self.coordination.decision(name) is None:
+            return False
+        self.decide(step)
+        return True
+
+    @shielded()
+    def decide(self, step: int) -> None:
+        """Fix the chain param of ``step`` at its best value (a decision made once stands)."""
+        name = self.plan.stepping(step)
+        if name is None or not self.settings.use_best_param:
+            return
+        values = self.plan.swept[name]
+        stored = self.decisions.get(name) or self.coordination.decision(name)
+        if stored is not None and 0 <= int(stored.get("index", -1)) < len(values):
+            self.decisions[name] = stored
+        else:
+            scores = [self.board.score_of(f"{step}.{i}") for i in range(len(values))]
+            index = self.settings.objectives.best_index(scores) or 0
+            winner = self.board.done.get(f"{step}.{index}")
+            decision = {
+                "value": self.value_of(values[index]),
+                "index": index,
+                "score": winner.outcome.score if winner else None,
+                "run": winner.run_name if winner else None,
+            }
+            self.decisions[name] = self.coordination.decide(name, decision)
+            self.study.set_attrs({StudyAttr.DECISIONS: self.decisions})
+        self.winners[name] = values[int(self.decisions[name]["index"])]
+        log.info(f"Chain: {name} is fixed at {self.decisions[name]['value']}")
+
+    def chain_steps(self) -> list[tuple[str, list[Any], list[float | None], int | None]]:
+        """Each chain step as (param, its values, their scores, the winner's index).
+
+        A value's score is None when its run failed, went unscored or has not run.
+        """
+        steps = []
+        for step in range(self.plan.num_steps):
+            name = self.plan.stepping(step)
+            if name is None:
+                continue
+            values = self.plan.swept[name]
+            runs = [self.board.done.get(f"{step}.{i}") for i in range(len(values))]
+            scores = [r.outcome.score if r is not None else None for r in runs]
+            decision = self.decisions.get(name)
+            winner = int(decision["index"]) if decision and "index" in decision else None
+            steps.append((name, [self.value_of(v) for v in values], scores, winner))
+        return steps

@@ -1,0 +1,106 @@
+"""What one engine holds while it walks a plan: its settings, stores and progress.
+
+The engine's concepts (recovery, issuing runs, chain decisions, opening and
+closing, the walk) are written in modules of their own as parts of one
+:class:`~ivory_hydra.engine.engine.Engine`; this is the state they share.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ivory_hydra.core.objectives import Objectives
+from ivory_hydra.core.plan import Plan, Point
+from ivory_hydra.engine.results import Scoreboard
+from ivory_hydra.stores.liveness import GRACE_PERIOD, HEARTBEAT_INTERVAL
+
+if TYPE_CHECKING:
+    from optuna.distributions import BaseDistribution
+
+    from ivory_hydra.engine.coordination import Coordination
+    from ivory_hydra.stores.ledger import Ledger
+    from ivory_hydra.stores.mlflow_mirror import MlflowMirror
+    from ivory_hydra.stores.sampling import Sampling
+    from ivory_hydra.stores.study import Study
+    from ivory_hydra.stores.trials import Assignment
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How the engine scores runs, decides chain steps and keeps runs alive."""
+
+    objectives: Objectives = field(default_factory=Objectives)
+    use_best_param: bool = True
+    heartbeat_interval: float = HEARTBEAT_INTERVAL
+    grace_period: float = GRACE_PERIOD
+
+
+class EngineState:
+    """The state shared by the engine's parts."""
+
+    def __init__(
+        self,
+        *,
+        study: Study,
+        ledger: Ledger,
+        coordination: Coordination,
+        mirror: MlflowMirror,
+        experiment: str,
+        task: str,
+        plan: Plan,
+        distributions: Mapping[str, BaseDistribution],
+        settings: Settings,
+        parent_run_id: str | None = None,
+        value_of: Callable[[Any], Any] = lambda value: value,
+        attrs_of: Callable[[Point], dict[str, Any]] = lambda point: {},
+        defaults: Mapping[str, Any] | None = None,
+        sampling: Sampling | None = None,
+        wrap: Callable[[str, Any], Any] = lambda name, value: value,
+        show: Callable[[str], None] = print,
+    ) -> None:
+        self.study = study
+        self.ledger = ledger
+        self.coordination = coordination
+        self.mirror = mirror
+        self.experiment = experiment
+        self.task = task
+        self.plan = plan
+        self.distributions = dict(distributions)
+        self.settings = settings
+        self.parent_run_id = parent_run_id
+        self.value_of = value_of  # a plan value as it is shown and stored
+        self.attrs_of = attrs_of  # a point's own trial attributes (its overrides)
+        self.defaults = dict(defaults or {})  # config values of params not yet stepped
+        self.sampling = sampling  # optimize mode
+        self.wrap = wrap  # a sampled value as a plan value
+        self.show = show  # prints a run line
+        self.board = Scoreboard(settings.objectives, final_failures=sampling is not None)
+        self.decisions: dict[str, dict[str, Any]] = {}
+        self.winners: dict[str, Any] = {}
+        self.elsewhere: dict[str, int] = {}  # slot -> trial id a live process elsewhere runs
+        self.waiting: dict[str, tuple[int, int]] = {}  # slot -> (step, index) taken, not ours
+        self.in_flight: list[Assignment] = []  # handed out, not yet collected
+        self.collected: set[int] = set()  # trial ids
+        self.issued = 0  # runs handed out by this process
+        self.mine: set[int] = set()  # their trial numbers
+        self.walked = False  # the walk ended with every step resolved
+        self.closed = False
+        self.closer: bool | None = None  # this process closes the sweep (once it left)
+
+    @property
+    def names(self) -> list[str]:
+        """The MLflow metric name of each objective."""
+        return self.settings.objectives.metric_names
+
+    @property
+    def done(self) -> int:
+        """How many runs of the plan finished (complete or unscored)."""
+        return len(self.board.done)
+
+    def trial_id(self, number: int) -> int:
+        """The storage's id of a trial of this study."""
+        return self.study.storage.get_trial_id_from_study_id_trial_number(
+            self.study.study_id, number
+        )
