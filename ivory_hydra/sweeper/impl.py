@@ -511,10 +511,11 @@ class IvorySweeperImpl:
             for p in params
             if p.swept
         }
-        if not space:
+        if not space and not self.custom_search_space:
             raise SweepInputError(
                 "hydra.sweeper.params: optimize mode needs a search space: a range "
-                "(lr=1e-5_1e-1.log), interval(), range(), choice() or a list of values"
+                "(lr=1e-5_1e-1.log), interval(), range(), choice() or a list of values, "
+                "or a custom_search_space"
             )
         extend = None
         if self.custom_search_space:
