@@ -359,8 +359,9 @@ def test_failure_rate(max_failure_rate: float, tmpdir: Path) -> None:
         assert error_string in err
     else:
         assert error_string not in err
-        # ivory: it prints every failure as it happens, also one that max_failure_rate
-        # tolerates (upstream logs only "Failed experiment"); that line is in the log.
+        # ivory: added. Every failure is in the log (stdout) as it happens, also one that
+        # max_failure_rate tolerates, with its exception's type (upstream logs
+        # "Failed experiment: cfg.error is True").
         assert "[run#0] failed: RuntimeError: cfg.error is True" in out
 
 
