@@ -84,6 +84,13 @@ for _name, _cls in SAMPLERS.items():
         node=_open(OmegaConf.create({"_target_": f"optuna.samplers.{_cls}", "seed": None})),
         provider="ivory_hydra",
     )
+# Hydra's Optuna sweeper keeps the name of the sampler that Optuna 4.0 removed, to say so.
+_store.store(
+    group="hydra/sweeper/sampler",
+    name="motpe",
+    node=_open(OmegaConf.create({"_target_": "ivory_hydra.sweeper.optuna_sweeper.motpe_removed"})),
+    provider="ivory_hydra",
+)
 
 
 class IvorySweeper(Sweeper):

@@ -249,6 +249,7 @@ class IvorySweeperImpl:
         # Everything that can be wrong with the input is found before any write.
         self._check_settings()
         params = self.parse(arguments)
+        self.by_name = {p.name: p for p in params}  # also for the report of a finished sweep
         plan = self.plan(params)
         from ivory_hydra.sweeper.validation import validate_sweep
 
@@ -501,10 +502,11 @@ class IvorySweeperImpl:
             for p in params
             if p.swept
         }
-        if not space:
+        if not space and not self.custom_search_space:
             raise SweepInputError(
                 "hydra.sweeper.params: optimize mode needs a search space: a range "
-                "(lr=1e-5_1e-1.log), interval(), range(), choice() or a list of values"
+                "(lr=1e-5_1e-1.log), interval(), range(), choice() or a list of values, "
+                "or a custom_search_space"
             )
         extend = None
         if self.custom_search_space:
@@ -720,6 +722,12 @@ class IvorySweeperImpl:
             "metric": self.metric,
         }
         path = write_results(sweep_dir / "results.yaml", results)
+        if self.mode == "optimize":  # what scripts written for Hydra's Optuna sweeper read
+            from ivory_hydra.sweeper.optuna_sweeper import write_optimization_results
+
+            write_optimization_results(
+                sweep_dir, result, len(self.directions), self.by_name.values()
+            )
         lines = summary_lines(result, self.metric)
         lines += [f"Results: {path}", f"Optuna:  {dashboard_command(url)}"]
         if tracking_uri is not None:

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
+import subprocess
+import sys
 
 import optuna
 import pytest
 import yaml
-from conftest import run_app
+from conftest import APPS, run_app
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
 
 pytestmark = pytest.mark.slow
 
@@ -68,24 +73,11 @@ def test_resume_continues_up_to_n_trials_in_total(tmp_path):
     assert len(set(points)) == 10
 
 
-def test_hydras_optuna_sweeper_example_runs_after_renaming_the_sweeper(tmp_path):
-    result = run_app(
-        tmp_path, "hydra.sweeper.mlflow.enabled=false", app="optuna_examples/sphere.py"
-    )
-    assert result.returncode == 0, result.output
-    loaded = study(tmp_path, "sphere")
-    assert len(loaded.trials) == 20
-    assert loaded.best_value <= 2.0  # x in range(-5.5, 5.5, 0.5), y in {-5, 0, 5}
-    assert isinstance(
-        loaded.trials[0].distributions["y"], optuna.distributions.CategoricalDistribution
-    )
-    assert loaded.trials[0].distributions["x"].step == 0.5
-    assert {t.params["y"] for t in loaded.trials} <= {-5, 0, 5}
-
-
 def test_two_objectives_give_a_pareto_front(tmp_path):
     result = run_app(
-        tmp_path, "hydra.sweeper.mlflow.enabled=false", app="optuna_examples/multi-objective.py"
+        tmp_path,
+        "hydra.sweeper.mlflow.enabled=false",
+        app="optuna_suite/example/multi-objective.py",
     )
     assert result.returncode == 0, result.output
     loaded = study(tmp_path, "multi-objective")
@@ -96,6 +88,12 @@ def test_two_objectives_give_a_pareto_front(tmp_path):
     stored = yaml.safe_load(results.read_text())
     assert {int(p["run"].split("#")[1]) for p in stored["pareto"]} == front
     assert "Pareto front" in result.output
+    # the same front, as Hydra's Optuna sweeper writes it (test_optuna_suite.py runs its tests)
+    [optimization] = list(tmp_path.glob("multirun/*/*/optimization_results.yaml"))
+    assert yaml.safe_load(optimization.read_text()) == {
+        "name": "optuna",
+        "solutions": [{"params": t.params, "values": t.values} for t in loaded.best_trials],
+    }
 
 
 @pytest.mark.parametrize(
@@ -160,3 +158,110 @@ def test_bad_search_spaces_fail_before_any_job(tmp_path, args, message):
     assert "Traceback" not in result.stderr
     assert result.run_lines == []
     assert not (tmp_path / "optuna.db").exists()
+
+
+def optimization_results(sweep_dir):
+    return yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
+
+
+def test_optimization_results_hold_the_sampled_params_and_are_written_again_on_a_rerun(tmp_path):
+    args = ("hydra.sweeper.n_trials=5", "hydra.sweeper.sampler.seed=3", "+z=7", "hydra.sweep.dir=s")
+    first = sphere_sweep(tmp_path, *args)
+    assert first.returncode == 0, first.output
+    best = study(tmp_path).best_trial
+    assert best.params["z"] == 7  # a fixed value is a trial param, but not a sampled one
+    written = (tmp_path / "s/optimization_results.yaml").read_text()
+    assert yaml.safe_load(written) == {
+        "name": "optuna",
+        "best_params": {"+x": best.params["x"], "+y": best.params["y"]},  # keyed as overridden
+        "best_value": best.value,
+    }
+    (tmp_path / "s/optimization_results.yaml").unlink()
+    again = sphere_sweep(tmp_path, *args)
+    assert again.returncode == 0 and "nothing to run" in again.output, again.output
+    assert (tmp_path / "s/optimization_results.yaml").read_text() == written
+
+
+def test_a_custom_search_space_alone_is_a_search_space(tmp_path):
+    """Hydra's Optuna sweeper runs a config whose whole space is its custom_search_space."""
+    result = run_app(
+        tmp_path,
+        "hydra/sweeper=ivory",
+        "hydra.sweeper.mode=optimize",
+        "hydra.sweeper.mlflow.enabled=false",
+        "hydra.sweeper.n_trials=4",
+        "hydra.sweeper.custom_search_space=sphere.space",
+        "hydra.sweep.dir=s",
+        app="optimize/sphere.py",
+    )
+    assert result.returncode == 0, result.output
+    trials = study(tmp_path).trials
+    assert len(trials) == 4 and {t.state.name for t in trials} == {"COMPLETE"}
+    assert all(set(t.params) == {"+x", "+y"} for t in trials)
+    assert set(optimization_results(tmp_path / "s")["best_params"]) == {"+x", "+y"}
+
+
+def test_the_last_of_two_workers_writes_optimization_results(tmp_path):
+    """Two copies of one command share a journal; the one that ends last reports."""
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    workers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                str(APPS / "sweep/app.py"),
+                "-m",
+                "hydra.sweeper.mode=optimize",
+                "hydra.sweeper.n_trials=10",
+                "hydra.sweeper.mlflow.enabled=false",
+                f"hydra.sweeper.storage={tmp_path}/sweep.journal",
+                f"hydra.sweep.dir=w{i}",
+                "a=0_9",
+                "b=0.0_1.0",
+                "sleep=0.5",
+            ],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        for i in range(2)
+    ]
+    logs = [w.communicate(timeout=300)[0] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], logs
+    assert all("This worker ran" in log and "This worker ran 0 jobs" not in log for log in logs)
+    written = [i for i in range(2) if (tmp_path / f"w{i}/optimization_results.yaml").exists()]
+    assert len(written) == 1, logs  # the last worker's
+    storage = JournalStorage(JournalFileBackend(str(tmp_path / "sweep.journal")))
+    [summary] = optuna.get_all_study_summaries(storage)
+    loaded = optuna.load_study(study_name=summary.study_name, storage=storage)
+    assert len(loaded.trials) == 10
+    assert optimization_results(tmp_path / f"w{written[0]}") == {
+        "name": "optuna",
+        "best_params": {k: loaded.best_trial.params[k] for k in ("a", "b")},  # not sleep
+        "best_value": loaded.best_value,
+    }
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="engine: in optimize mode a failed trial is 'spent' (Engine._note puts it in _done, "
+    "not _failed), so Summary.failed stays empty: the sweep exits 0 and results.yaml lists no "
+    "failure although its runs count them",
+)
+def test_failed_jobs_make_an_optimize_sweep_fail_at_the_end(tmp_path):
+    result = run_app(
+        tmp_path,
+        "hydra.sweeper.mlflow.enabled=false",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.max_failure_rate=null",  # the example's 0.0 would stop at the first
+        "hydra.sweep.dir=s",
+        "error=true",
+        app="optuna_suite/example/sphere.py",
+    )
+    stored = yaml.safe_load((tmp_path / "s/results.yaml").read_text())
+    assert stored["runs"] == {"fail": 2}
+    assert result.returncode == 1, result.output
+    assert "2 of 2 jobs failed" in result.stderr
+    assert [f["run"] for f in stored["failed"]] == ["run#0", "run#1"]

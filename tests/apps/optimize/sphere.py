@@ -9,5 +9,11 @@ def sphere(cfg: DictConfig) -> float:
     return (cfg.x - 1.5) ** 2 + (cfg.y + 0.5) ** 2
 
 
+def space(cfg: DictConfig, trial) -> None:
+    """A whole search space as a custom_search_space (``sphere.space``)."""
+    trial.suggest_float("+x", -5.0, 5.0)
+    trial.suggest_float("+y", -5.0, 5.0)
+
+
 if __name__ == "__main__":
     sphere()

@@ -1,5 +1,6 @@
-"""Hydra's Optuna sweeper's example (example/multi-objective.py), as is."""
-
+# Copyright (c) Facebook, Inc. and its affiliates. All Rights Reserved
+# From Hydra (https://github.com/facebookresearch/hydra, MIT License: see LICENSE here),
+# plugins/hydra_optuna_sweeper/example/multi-objective.py. Changed: version_base=None.
 from typing import Tuple  # noqa: UP035 - as in the original
 
 import hydra

@@ -1,5 +1,7 @@
-"""Hydra's Optuna sweeper's example (plugins/hydra_optuna_sweeper/example/sphere.py), as is."""
-
+# Copyright (c) Facebook, Inc. and its affiliates. All Rights Reserved
+# From Hydra (https://github.com/facebookresearch/hydra, MIT License: see LICENSE here),
+# plugins/hydra_optuna_sweeper/example/sphere.py. Changed: version_base=None (Hydra 1.3
+# warns without it, and the ported tests run with -Werror).
 import hydra
 from omegaconf import DictConfig
 
