@@ -726,7 +726,7 @@ class IvorySweeperImpl:
             from ivory_hydra.sweeper.optuna_sweeper import write_optimization_results
 
             write_optimization_results(
-                sweep_dir, result, len(self.directions), self.by_name.values()
+                sweep_dir, result, self.objectives.count, self.by_name.values()
             )
         lines = summary_lines(result, self.metric)
         lines += [f"Results: {path}", f"Optuna:  {dashboard_command(url)}"]

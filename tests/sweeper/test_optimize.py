@@ -244,12 +244,6 @@ def test_the_last_of_two_workers_writes_optimization_results(tmp_path):
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine: in optimize mode a failed trial is 'spent' (Engine._note puts it in _done, "
-    "not _failed), so Summary.failed stays empty: the sweep exits 0 and results.yaml lists no "
-    "failure although its runs count them",
-)
 def test_failed_jobs_make_an_optimize_sweep_fail_at_the_end(tmp_path):
     result = run_app(
         tmp_path,
