@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_DIR ?= demo
 
-.PHONY: install postgres demo test test-fast lint bench clean
+.PHONY: install postgres chromium demo test test-fast lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,16 @@ postgres:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
 	else echo "PostgreSQL's server is needed: sudo apt-get install postgresql"; exit 1; fi
 
+# The link to a sweep's runs in the MLflow UI, from its results.yaml.
+export RUNS_URL := import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["mlflow_runs_url"])
+
+# The browser test drives Debian's Chromium through Playwright (which downloads no browser).
+chromium:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "The browser test needs Chromium (sudo apt-get install chromium); it skips without it"; fi
+
 # Runs an example sweep on the embedded defaults (SQLite files in $(DEMO_DIR)/).
 demo: install
 	mkdir -p $(DEMO_DIR)
@@ -32,10 +42,13 @@ demo: install
 	@echo "  chain plot:  $(DEMO_DIR)/sweep/chain.png"
 	@echo "  Optuna:      $(VENV)/bin/optuna-dashboard sqlite:///$(abspath $(DEMO_DIR))/optuna.db"
 	@echo "  MLflow:      $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(abspath $(DEMO_DIR))/mlflow.db"
+	@echo "  then open:   $$($(PY) -c "$$RUNS_URL" $(DEMO_DIR)/sweep/results.yaml)"
+	@echo "               (the sweep's runs by score; elsewhere MLflow 3 starts on GenAI:"
+	@echo "               press \"Model training\" at the top left)"
 	@echo "Run make demo again: the same sweep resumes and finds nothing left to run."
 
 # The whole suite, slow end-to-end tests included (as CI runs it).
-test: install postgres
+test: install postgres chromium
 	$(PY) -m pytest -n 2 -q
 
 # The quick part: pure core and doctests.

@@ -128,7 +128,7 @@ def storage_url(tmp_path):
 # getfixturevalue() included) in its reports' keywords, which pytest-xdist
 # carries to the controller; the terminal summary then prints
 #
-#     server tests ran: postgresql=<n> mlflow-server=<n> ray=<n>
+#     server tests ran: postgresql=<n> mlflow-server=<n> ray=<n> browser=<n>
 #
 # counting passed tests, plus what skipped or failed. With
 # IVORY_REQUIRE_SERVER_TESTS=1 a run in which any kind ran no test, or any
@@ -139,6 +139,7 @@ SERVER_MARKERS = {
     "postgres": ("postgresql", "uses a real PostgreSQL server (tests/postgres_server.py)"),
     "mlflow_server": ("mlflow-server", "uses a real `mlflow server` (tests/mlflow_server.py)"),
     "ray": ("ray", "starts a local Ray instance (hydra/launcher=ray)"),
+    "browser": ("browser", "drives a real headless Chromium (Playwright, /usr/bin/chromium)"),
 }
 #: Fixtures that start a server -> the markers they imply.
 SERVER_FIXTURES = {

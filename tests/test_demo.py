@@ -46,6 +46,12 @@ def test_make_demo_prints_hints_whose_commands_work(tmp_path):
         assert os.access(ROOT / executable, os.X_OK), found[name]
         store = Path(args[-1].removeprefix("sqlite:///"))
         assert store.is_file(), found[name]
-    # and a second demo resumes: nothing left to run
+    # the link to the sweep's runs in `mlflow ui` (tests/sweeper/test_mlflow_browser.py
+    # opens such a link in a browser)
+    link = found["then open"]
+    assert link.startswith("http://127.0.0.1:5000/#/experiments/"), link
+    assert "workflowType=machine_learning&viewStateShareKey=ivory-task0" in link
+    # and a second demo resumes: nothing left to run, the same link
     again = make_demo(demo)
     assert again.returncode == 0 and "nothing to run" in again.stdout + again.stderr
+    assert f"then open:   {link}\n" in again.stdout

@@ -178,3 +178,23 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+#: How to get optuna-dashboard, an optional extra.
+DASHBOARD_INSTALL = "pip install 'ivory-hydra[ui]'"
+
+
+def dashboard_hint(url: str) -> str:
+    """The optuna-dashboard command, after the install hint when it is not importable.
+
+    >>> dashboard_hint("sqlite:////tmp/optuna.db").endswith("optuna-dashboard sqlite:////tmp/optuna.db")
+    True
+    """
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec("optuna_dashboard") is not None
+    except (ImportError, ValueError):
+        found = False
+    command = dashboard_command(url)
+    return command if found else f"{DASHBOARD_INSTALL}, then {command}"

@@ -28,6 +28,8 @@ PANEL_WIDTH = 4.0  # inches per panel
 PANEL_HEIGHT = 3.2  # inches per row of panels
 MAX_COLUMNS = 4
 DPI = 100
+LEGEND_FONTSIZE = 8  # points
+LEGEND_GAP = 0.5  # between a legend and the panel's frame, in font sizes (matplotlib's unit)
 INSTALL_HINT = "pip install 'ivory-hydra[plot]'"
 
 _warned = False
@@ -151,17 +153,28 @@ def _draw_step(ax: Any, step: Step, *, metric: str, log_scale: bool) -> None:
             ax.minorticks_off()
 
     if good:
-        order = sorted(good, key=lambda i: xs[i]) if numeric else good
-        ax.plot(
-            [xs[i] for i in order],
-            [float(scores[i]) for i in order],  # type: ignore[arg-type]
-            "o-",
-            color="tab:blue",
-            markersize=5,
-            zorder=2,
-        )
-        low = min(float(scores[i]) for i in good)  # type: ignore[arg-type]
-        high = max(float(scores[i]) for i in good)  # type: ignore[arg-type]
+        ys = [float(scores[i]) for i in good]  # type: ignore[arg-type]
+        if numeric:  # an ordered axis: the line shows the trend
+            order = sorted(range(len(good)), key=lambda k: xs[good[k]])
+            ax.plot(
+                [xs[good[k]] for k in order],
+                [ys[k] for k in order],
+                "o-",
+                color="tab:blue",
+                markersize=5,
+                zorder=2,
+            )
+        else:  # categories have no order between them: points, no line
+            ax.plot(
+                [xs[i] for i in good],
+                ys,
+                "o",
+                linestyle="none",
+                color="tab:blue",
+                markersize=7,
+                zorder=2,
+            )
+        low, high = min(ys), max(ys)
     else:
         low, high = 0.0, 1.0
         ax.text(
@@ -177,6 +190,7 @@ def _draw_step(ax: Any, step: Step, *, metric: str, log_scale: bool) -> None:
             [xs[i] for i in missing],
             [bottom] * len(missing),
             "x",
+            linestyle="none",
             color="tab:red",
             markersize=8,
             markeredgewidth=2,
@@ -200,7 +214,47 @@ def _draw_step(ax: Any, step: Step, *, metric: str, log_scale: bool) -> None:
             clip_on=False,
         )
     if label is not None or missing:
-        ax.legend(loc="best", fontsize=8, markerscale=0.6, framealpha=0.85)
+        ax.legend(
+            loc="upper center",
+            ncols=2,
+            fontsize=LEGEND_FONTSIZE,
+            markerscale=0.6,
+            framealpha=0.85,
+            borderaxespad=LEGEND_GAP,
+        )
+
+
+def make_room_for_legends(fig: Figure) -> None:
+    """Raise each panel's y limit so that its legend sits in a band above every point.
+
+    The legend's height is measured on the laid-out figure; the data (with the markers'
+    size) is then kept below the band, so the legend covers no point whatever the scores.
+    """
+    panels = [ax for ax in fig.axes if ax.axison and ax.get_legend() is not None]
+    if not panels:
+        return
+    fig.draw_without_rendering()
+    for ax in panels:
+        box = ax.get_window_extent()
+        legend = ax.get_legend().get_window_extent()
+        if box.height <= 0:
+            continue
+        # the band: the legend, its gap to the frame, and half the biggest marker
+        marker = max((line.get_markersize() for line in ax.get_lines()), default=0.0)
+        gap = LEGEND_GAP * LEGEND_FONTSIZE * fig.dpi / 72
+        band = legend.height + 2 * gap + marker * fig.dpi / 144
+        free = 1.0 - band / box.height  # the part of the panel the data may use
+        if free <= 0.2:
+            continue  # a panel too small for its legend: leave it as it is
+        lower, upper = ax.get_ylim()
+        top = max(line_top(ax), lower)
+        ax.set_ylim(lower, max(upper, lower + (top - lower) / free))
+
+
+def line_top(ax: Any) -> float:
+    """The highest y of any point drawn on ``ax`` (its y limit when there is none)."""
+    tops = [float(y) for line in ax.get_lines() for y in line.get_ydata()]
+    return max(tops) if tops else ax.get_ylim()[1]
 
 
 def chain_figure(
@@ -234,6 +288,7 @@ def chain_figure(
             if not steps:
                 ax.text(0.5, 0.5, "no chain steps", ha="center", va="center", color="gray")
     fig.suptitle(title(metric, direction))
+    make_room_for_legends(fig)
     return fig
 
 

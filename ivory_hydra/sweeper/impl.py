@@ -275,7 +275,10 @@ class IvorySweeperImpl:
         finished = stored is not None and stored.get("finished") and stored["total"] == plan.total
         if finished and (synced or tracking_uri is None):
             log.info("Every job of this sweep finished already: nothing to run")
-            self._report(stored, url, study_name, tracking_uri, sweep_dir)
+            from ivory_hydra.stores.mlflow_mirror import MlflowMirror  # does not open MLflow
+
+            hint = None if tracking_uri is None else MlflowMirror(tracking_uri, job_name)
+            self._report(stored, url, study_name, hint, None, sweep_dir)
             return []
 
         sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -666,8 +669,9 @@ class IvorySweeperImpl:
                 raise SweepFailedError(f"{plural(len(mine), 'job')} of this worker failed")
             return
         summary = engine.summary()
-        tracking_uri = mirror.tracking_uri if mirror else None
-        path = self._report(summary.as_dict(), url, engine.study.name, tracking_uri, sweep_dir)
+        path = self._report(
+            summary.as_dict(), url, engine.study.name, mirror, engine.parent_run_id, sweep_dir
+        )
         artifacts = [path, *self._chain_plot(engine, sweep_dir)]
         engine.close(summary, artifacts=artifacts)
         if stopped:
@@ -705,14 +709,19 @@ class IvorySweeperImpl:
         result: dict[str, Any],
         url: str,
         study_name: str,
-        tracking_uri: str | None,
+        mirror: MlflowMirror | None,
+        parent_run_id: str | None,
         sweep_dir: Path,
     ) -> Path:
         """Write ``results.yaml`` and log the sweep's story and where to look."""
         from ivory_hydra.core.display import summary_lines
-        from ivory_hydra.stores.optuna_storage import dashboard_command
+        from ivory_hydra.stores.mlflow_ui import where_in_mlflow
+        from ivory_hydra.stores.optuna_storage import dashboard_hint
         from ivory_hydra.sweeper.results import write_results
 
+        link, mlflow_lines = where_in_mlflow(
+            mirror, parent_run_id, result, self.metric, self.directions, sweep_dir / "results.yaml"
+        )
         results = {
             **result,
             "study_name": study_name,
@@ -720,6 +729,7 @@ class IvorySweeperImpl:
             "mode": self.mode,
             "direction": self.direction,
             "metric": self.metric,
+            "mlflow_runs_url": link,  # mlflow_ui.RESULTS_KEY
         }
         path = write_results(sweep_dir / "results.yaml", results)
         if self.mode == "optimize":  # what scripts written for Hydra's Optuna sweeper read
@@ -729,11 +739,7 @@ class IvorySweeperImpl:
                 sweep_dir, result, self.objectives.count, self.by_name.values()
             )
         lines = summary_lines(result, self.metric)
-        lines += [f"Results: {path}", f"Optuna:  {dashboard_command(url)}"]
-        if tracking_uri is not None:
-            from ivory_hydra.stores.mlflow_mirror import MlflowMirror
-
-            lines.append(f"MLflow:  {MlflowMirror(tracking_uri, '').ui_command()}")
+        lines += [f"Results: {path}", f"Optuna:  {dashboard_hint(url)}", *mlflow_lines]
         log.info("\n".join(lines))
         return path
 

@@ -205,3 +205,66 @@ def test_without_matplotlib_it_returns_none_and_warns_once(tmp_path):
     assert proc.stderr.count("pip install 'ivory-hydra[plot]'") == 1, proc.stderr
     assert "WARNING ivory_hydra.sweeper.chain_plot:" in proc.stderr
     assert not list(tmp_path.iterdir())
+
+
+def marker_boxes(ax):
+    """Every drawn point of a panel as a display-space box of its marker's size."""
+    from matplotlib.transforms import Bbox
+
+    dpi = ax.figure.dpi
+    boxes = []
+    for line in ax.get_lines():
+        half = line.get_markersize() * dpi / 144  # points to pixels, halved
+        for x, y in zip(line.get_xdata(), line.get_ydata(), strict=True):
+            cx, cy = ax.transData.transform((float(x), float(y)))
+            boxes.append(Bbox.from_extents(cx - half, cy - half, cx + half, cy + half))
+    return boxes
+
+
+def test_categories_are_points_without_a_connecting_line(tmp_path):
+    # a config group (model=resnet,vit) and strings: no order between the values
+    steps = [
+        ("model", ["resnet", "vit", "mlp"], [1.1, 1.3, 0.9], 2),
+        ("lr", [0.01, 0.1, 1.0], [0.5, 0.2, 0.4], 1),
+    ]
+    _, (model, lr) = draw(steps, tmp_path / "chain.png", log_params={"lr"})
+    [points] = [line for line in model.get_lines() if line.get_marker() == "o"]
+    assert points.get_linestyle() == "None"  # points, not a polyline
+    assert list(points.get_xdata()) == [0.0, 1.0, 2.0]  # in the order swept
+    assert [t.get_text() for t in model.get_xticklabels()] == ["resnet", "vit", "mlp"]
+    for line in model.get_lines():
+        assert line.get_linestyle() == "None", line.get_label()
+    # an ordered (numeric) param keeps its line
+    [trend] = [line for line in lr.get_lines() if line.get_marker() == "o"]
+    assert trend.get_linestyle() == "-"
+
+
+@pytest.mark.parametrize(
+    "steps",
+    [
+        # the issue's case: the highest score is the rightmost point
+        [("model", ["resnet", "vit"], [1.1, 1.3], 0)],
+        [("dropout", [0.0, 0.1, 0.2], [0.0, 0.1, 0.2], 0)],
+        # highest at both ends, a missing score (two legend rows' worth of entries)
+        [("lr", [1e-3, 1e-2, 1e-1, 1.0, 10.0], [4.1, None, 0.1, 1.1, 4.1], 2)],
+        # all equal, and a winner with no score
+        [("a", [1, 2, 3], [0.5, 0.5, 0.5], 0), ("b", ["x", "y"], [None, 2.0], 0)],
+    ],
+)
+def test_the_legend_covers_no_point(tmp_path, steps):
+    fig = chain_figure(steps, log_params={"lr"})
+    fig.canvas.draw()  # the layout the PNG gets
+    panels = [ax for ax in fig.axes if ax.axison]
+    assert panels
+    for ax in panels:
+        legend = ax.get_legend()
+        assert legend is not None
+        box = legend.get_window_extent()
+        points = marker_boxes(ax)
+        assert points
+        covered = [p for p in points if box.overlaps(p)]
+        assert not covered, (ax.get_title(), box, covered)
+        # and the points stay inside the panel
+        frame = ax.get_window_extent()
+        for p in points:
+            assert frame.y0 - 1 <= (p.y0 + p.y1) / 2 <= frame.y1 + 1
