@@ -720,7 +720,12 @@ class IvorySweeperImpl:
         from ivory_hydra.sweeper.results import write_results
 
         link, mlflow_lines = where_in_mlflow(
-            mirror, parent_run_id, result, self.metric, self.directions, sweep_dir / "results.yaml"
+            mirror,
+            parent_run_id,
+            result,
+            self.metric,
+            list(self.objectives.directions),
+            sweep_dir / "results.yaml",
         )
         results = {
             **result,
