@@ -18,13 +18,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ivory_hydra.core.objectives import Objectives
 from ivory_hydra.core.outcomes import FAIL, PRUNED, Outcome, check_reported
-from ivory_hydra.core.plan import Plan
+from ivory_hydra.core.plan import split_params
 from ivory_hydra.core.ranges import Range
 from ivory_hydra.core.redact import redact_url
 from ivory_hydra.stores.format import TASK, StudyAttr, Tag
-from ivory_hydra.stores.liveness import GRACE_PERIOD, HEARTBEAT_INTERVAL
 
 if TYPE_CHECKING:
     from ivory_hydra.engine.opening import Opening
@@ -210,8 +208,8 @@ class Task:
 
     def product(self, verbose: int = 1, **params: Any) -> Iterator[Run]:
         """Runs over the cartesian product of the params; the last varies fastest."""
-        plan = Plan.from_params("product", params)
-        return self._runs(plan, params, Objectives(), verbose)
+        fixed, swept = split_params(params)
+        return self._runs(params, verbose, mode="product", fixed=fixed, swept=swept)
 
     def chain(
         self,
@@ -227,11 +225,17 @@ class Task:
         run reported the best score (ties to the earliest; failed, NaN and
         unreported runs never win; the first value if none reported).
         """
-        objectives = Objectives.of(direction, metric)
-        if not objectives.single:
-            raise ValueError("chain takes one direction, not a list: use optimize")
-        plan = Plan.from_params("chain", params, use_best_param)
-        return self._runs(plan, params, objectives, verbose)
+        fixed, swept = split_params(params)
+        return self._runs(
+            params,
+            verbose,
+            mode="chain",
+            fixed=fixed,
+            swept=swept,
+            direction=direction,
+            metric=metric,
+            use_best_param=use_best_param,
+        )
 
     def optimize(
         self,
@@ -249,77 +253,51 @@ class Task:
         one built with ``num`` lists its values), a list is a set of choices,
         an Optuna distribution is used as it is, and any other value is fixed.
         ``direction`` may be a list (several objectives; each run then reports
-        one value per objective). ``pruner`` is any ``optuna.pruners`` pruner:
-        ``run.report(value, step=k)`` and ``run.should_prune()`` use it.
+        one value per objective). ``sampler`` and ``pruner`` are Optuna's
+        samplers and pruners, or nodes with ``_target_`` as in the sweeper's
+        config; ``run.report(value, step=k)`` and ``run.should_prune()`` use
+        the pruner.
         """
-        if isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1:
-            raise ValueError(f"n_trials must be a positive int, not {n_trials!r}")
-        objectives = Objectives.of(direction, metric)
         fixed, space = _search_space(params)
-        if not space:
-            raise ValueError("optimize needs a search space: a Range, a list or a distribution")
-        plan = Plan("optimize", fixed, {}, trials=n_trials)
+        return self._runs(
+            params,
+            verbose,
+            mode="optimize",
+            fixed=fixed,
+            swept={},
+            space=space,
+            n_trials=n_trials,
+            sampler=sampler,
+            pruner=pruner,
+            direction=direction,
+            metric=metric,
+        )
 
-        def sampling(study: Any) -> Any:
-            import optuna
-
-            from ivory_hydra.stores.sampling import Sampling
-
-            chosen = sampler if sampler is not None else optuna.samplers.TPESampler()
-            return Sampling(study.storage, study.name, chosen, space)
-
-        return self._runs(plan, params, objectives, verbose, space, sampling, pruner)
-
-    def _runs(
-        self,
-        plan: Plan,
-        params: dict[str, Any],
-        objectives: Objectives,
-        verbose: int,
-        space: dict[str, Any] | None = None,
-        sampling: Any = None,
-        pruner: Any = None,
-    ) -> Iterator[Run]:
+    def _runs(self, params: dict[str, Any], verbose: int, **translated: Any) -> Iterator[Run]:
+        """Check the task's definition (nothing is written before), then drive it."""
+        from ivory_hydra.engine.definition import Definition
         from ivory_hydra.engine.opening import Opening
-        from ivory_hydra.engine.state import Settings
-        from ivory_hydra.job.ticket import Ticket
-        from ivory_hydra.stores.distributions import distributions_for
 
         log = {k for k, v in params.items() if isinstance(v, Range) and v.log}
-        shown = {**plan.fixed, **plan.swept, **(space or {})}
+        definition = Definition.build(log=log, **translated)
+        plan = definition.plan
+        shown = {**plan.fixed, **plan.swept, **definition.space}
         described = " ".join(f"{k}={v!r}" for k, v in shown.items())
         mirror = self.client.mirror(self.experiment)
-        distributions = distributions_for(
-            {**{k: [v] for k, v in plan.fixed.items()}, **plan.swept}, log
-        )
-        distributions.update(space or {})
         opening = Opening(
             storage_url=self.client.storage_url,
             study_name=self.study_name,
             experiment=self.experiment,
             kind=TASK,
-            plan=plan,
-            distributions=distributions,
-            sampling=sampling,
-            settings=Settings(
-                objectives=objectives,
-                use_best_param=plan.use_best_param,
-                heartbeat_interval=HEARTBEAT_INTERVAL,
-                grace_period=GRACE_PERIOD,
-            ),
+            definition=definition,
             study_attrs={StudyAttr.DEFINITION: {"mode": plan.mode, "params": described}},
             parent_tags={Tag.MODE: plan.mode, Tag.DEFINITION: described},
             task_name=self.name,
             mirror=mirror,
             lease=False,
         )
-        ticket = Ticket(
-            storage=self.client.storage_url,
-            tracking_uri=None if mirror is None else mirror.tracking_uri,
-            objectives=objectives,
-            study_name=self.study_name,
-            pruner=pruner,
-        )
+        tracking_uri = None if mirror is None else mirror.tracking_uri
+        ticket = definition.ticket(self.client.storage_url, tracking_uri, self.study_name)
         runs = _drive(self, opening, ticket, verbose)
         _OPEN.add(runs)
         return runs
@@ -328,15 +306,16 @@ class Task:
 def _drive(task: Task, opening: Opening, ticket: Ticket, verbose: int) -> Iterator[Run]:
     """Yield the engine's runs one at a time; each is finished when the loop body returns."""
     from ivory_hydra.engine.opening import open_engine
+    from ivory_hydra.engine.results import stop_status
     from ivory_hydra.job.session import JobSession
     from ivory_hydra.progress import ProgressBar
     from ivory_hydra.signals import interrupts, received
 
     engine = open_engine(opening)
-    bar = ProgressBar(opening.plan.total, verbose)
+    bar = ProgressBar(opening.definition.plan.total, verbose)
     engine.show = bar.write
     current: Run | None = None
-    status = "FINISHED"
+    status = None  # the summary's, unless a stop or an error ends the loop
     try:
         with interrupts():
             try:
@@ -356,8 +335,8 @@ def _drive(task: Task, opening: Opening, ticket: Ticket, verbose: int) -> Iterat
                     status = "KILLED"
     except GeneratorExit:
         raise
-    except BaseException:
-        status = "FAILED"
+    except BaseException as error:
+        status = stop_status(error)
         raise
     finally:
         task.summary = engine.summary()

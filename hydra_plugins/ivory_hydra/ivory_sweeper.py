@@ -4,51 +4,14 @@ Hydra imports this module in every app at start-up, so it imports nothing heavy:
 Optuna and MLflow are loaded only when a sweep runs.
 """
 
-from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence  # noqa: UP035 - OmegaConf needs typing
+from typing import Any, List, Sequence  # noqa: UP035 - Hydra's signature
 
 from hydra.core.config_store import ConfigStore
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
-
-@dataclass
-class MlflowConf:
-    """Where the sweep is mirrored in MLflow."""
-
-    enabled: bool = True
-    tracking_uri: Optional[str] = None  # noqa: UP045
-    experiment_name: Optional[str] = None  # noqa: UP045
-
-
-@dataclass
-class IvorySweeperConf:
-    """The ``hydra.sweeper`` config of ``hydra/sweeper=ivory``."""
-
-    _target_: str = "hydra_plugins.ivory_hydra.ivory_sweeper.IvorySweeper"
-    _recursive_: bool = False  # the sweeper builds its sampler and pruner itself
-    defaults: List[Any] = field(default_factory=lambda: [{"sampler": "tpe"}])  # noqa: UP006
-    mode: str = "product"
-    use_best_param: bool = True
-    metric: Any = None  # a name, or a list of names (several objectives)
-    direction: Any = "minimize"  # minimize or maximize, or a list (several objectives)
-    params: Dict[str, Any] = field(default_factory=dict)  # noqa: UP006
-    max_batch_size: Optional[int] = None  # noqa: UP045
-    storage: Optional[str] = None  # noqa: UP045
-    study_name: Optional[str] = None  # noqa: UP045
-    mlflow: MlflowConf = field(default_factory=MlflowConf)
-    verbose: int = 1
-    heartbeat_interval: float = 10.0
-    grace_period: float = 60.0
-    # optimize mode (and pruning in every mode), named as in Hydra's Optuna sweeper
-    sampler: Any = MISSING  # from the group hydra/sweeper/sampler (tpe by default)
-    pruner: Any = None
-    n_trials: Optional[int] = None  # noqa: UP045
-    n_jobs: Optional[int] = None  # noqa: UP045 - Hydra's Optuna sweeper's name for max_batch_size
-    max_failure_rate: Optional[float] = None  # noqa: UP045
-    custom_search_space: Optional[str] = None  # noqa: UP045
-
+from ivory_hydra.sweeper.settings import IvorySweeperConf
 
 #: Optuna's samplers, as Hydra's Optuna sweeper offers them (any of their arguments may be set).
 SAMPLERS = {
@@ -98,8 +61,9 @@ class IvorySweeper(Sweeper):
 
     def __init__(self, **kwargs: Any) -> None:
         from ivory_hydra.sweeper.impl import IvorySweeperImpl
+        from ivory_hydra.sweeper.settings import SweeperSettings
 
-        self.sweeper = IvorySweeperImpl(**kwargs)
+        self.sweeper = IvorySweeperImpl(SweeperSettings.from_node(kwargs))
 
     def setup(
         self,

@@ -13,21 +13,18 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ivory_hydra.core.plan import Plan, Point
+from ivory_hydra.core.plan import Point
 from ivory_hydra.engine.decisions import Deciding
 from ivory_hydra.engine.results import Summary
-from ivory_hydra.engine.state import Settings
 from ivory_hydra.signals import shielded
 from ivory_hydra.stores.format import FORMAT_VERSION, StudyAttr, Tag
 from ivory_hydra.stores.trials import Assignment
 
 if TYPE_CHECKING:
-    from optuna.distributions import BaseDistribution
-
     from ivory_hydra.engine.coordination import Coordination
+    from ivory_hydra.engine.definition import Definition
     from ivory_hydra.engine.engine import Engine
     from ivory_hydra.stores.mlflow_mirror import MlflowMirror
-    from ivory_hydra.stores.sampling import Sampling
     from ivory_hydra.stores.study import Study
 
 
@@ -117,18 +114,13 @@ class Opening:
     study_name: str
     experiment: str
     kind: str
-    plan: Plan
-    distributions: Mapping[str, BaseDistribution]
-    settings: Settings
+    definition: Definition
     study_attrs: Mapping[str, Any] = field(default_factory=dict)
     parent_tags: Mapping[str, str] = field(default_factory=dict)
     task_name: str | None = None
     mirror: MlflowMirror | None = None
     lease: bool = True
-    value_of: Callable[[Any], Any] = lambda value: value
     attrs_of: Callable[[Point], dict[str, Any]] = lambda point: {}
-    defaults: Mapping[str, Any] = field(default_factory=dict)
-    sampling: Callable[[Study], Sampling] | None = None  # optimize mode, once the study is open
     wrap: Callable[[str, Any], Any] = lambda name, value: value
     show: Callable[[str], None] = print
 
@@ -151,7 +143,8 @@ def open_engine(opening: Opening) -> Engine:
     from ivory_hydra.stores.sqlite_files import sqlite_file
     from ivory_hydra.stores.study import Study, check_format
 
-    settings = opening.settings
+    definition = opening.definition
+    settings = definition.settings
     url, name = opening.storage_url, opening.study_name
     storage = open_storage(url)
     ledger = ledger_for(url)
@@ -199,14 +192,10 @@ def open_engine(opening: Opening) -> Engine:
             mirror=mirror,
             experiment=opening.experiment,
             task=str(task),
-            plan=opening.plan,
-            distributions=opening.distributions,
-            settings=settings,
+            definition=definition,
             parent_run_id=parent_run_id,
-            value_of=opening.value_of,
             attrs_of=opening.attrs_of,
-            defaults=opening.defaults,
-            sampling=None if opening.sampling is None else opening.sampling(study),
+            sampling=definition.sampling(study) if definition.plan.mode == "optimize" else None,
             wrap=opening.wrap,
             show=opening.show,
         )

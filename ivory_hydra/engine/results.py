@@ -108,6 +108,15 @@ class Summary:
         }
 
 
+def stop_status(error: BaseException) -> str:
+    """The status of a sweep's (or task's) MLflow parent run when ``error`` stopped it.
+
+    >>> stop_status(KeyboardInterrupt()), stop_status(ValueError())
+    ('KILLED', 'FAILED')
+    """
+    return "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
+
+
 class Scoreboard:
     """Which slots of the plan finished, the latest failure of the others, and the best run.
 

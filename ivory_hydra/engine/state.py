@@ -7,19 +7,18 @@ closing, the walk) are written in modules of their own as parts of one
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ivory_hydra.core.objectives import Objectives
-from ivory_hydra.core.plan import Plan, Point
+from ivory_hydra.core.plan import Point
 from ivory_hydra.engine.results import Scoreboard
 from ivory_hydra.stores.liveness import GRACE_PERIOD, HEARTBEAT_INTERVAL
 
 if TYPE_CHECKING:
-    from optuna.distributions import BaseDistribution
-
     from ivory_hydra.engine.coordination import Coordination
+    from ivory_hydra.engine.definition import Definition
     from ivory_hydra.stores.ledger import Ledger
     from ivory_hydra.stores.mlflow_mirror import MlflowMirror
     from ivory_hydra.stores.sampling import Sampling
@@ -49,13 +48,9 @@ class EngineState:
         mirror: MlflowMirror,
         experiment: str,
         task: str,
-        plan: Plan,
-        distributions: Mapping[str, BaseDistribution],
-        settings: Settings,
+        definition: Definition,
         parent_run_id: str | None = None,
-        value_of: Callable[[Any], Any] = lambda value: value,
         attrs_of: Callable[[Point], dict[str, Any]] = lambda point: {},
-        defaults: Mapping[str, Any] | None = None,
         sampling: Sampling | None = None,
         wrap: Callable[[str, Any], Any] = lambda name, value: value,
         show: Callable[[str], None] = print,
@@ -66,17 +61,18 @@ class EngineState:
         self.mirror = mirror
         self.experiment = experiment
         self.task = task
-        self.plan = plan
-        self.distributions = dict(distributions)
-        self.settings = settings
+        self.definition = definition
+        self.plan = definition.plan
+        self.distributions = dict(definition.distributions)
+        self.settings = definition.settings
         self.parent_run_id = parent_run_id
-        self.value_of = value_of  # a plan value as it is shown and stored
+        self.value_of = definition.value_of  # a plan value as it is shown and stored
         self.attrs_of = attrs_of  # a point's own trial attributes (its overrides)
-        self.defaults = dict(defaults or {})  # config values of params not yet stepped
+        self.defaults = dict(definition.defaults)  # config values of params not yet stepped
         self.sampling = sampling  # optimize mode
         self.wrap = wrap  # a sampled value as a plan value
         self.show = show  # prints a run line
-        self.board = Scoreboard(settings.objectives, final_failures=sampling is not None)
+        self.board = Scoreboard(self.settings.objectives, final_failures=sampling is not None)
         self.decisions: dict[str, dict[str, Any]] = {}
         self.winners: dict[str, Any] = {}
         self.elsewhere: dict[str, int] = {}  # slot -> trial id a live process elsewhere runs

@@ -44,6 +44,7 @@ from ivory_hydra.stores.format import Tag
 from ivory_hydra.stores.mlflow_client import retry
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ivory_hydra.core.objectives import Objectives
     from ivory_hydra.stores.mlflow_mirror import MlflowMirror
 
 _log = logging.getLogger(__name__)
@@ -222,8 +223,7 @@ def where_in_mlflow(
     mirror: MlflowMirror | None,
     parent_run_id: str | None,
     summary: Mapping[str, Any],
-    metric: Any,
-    directions: Sequence[str],
+    objectives: Objectives,
     earlier: Path | None = None,
 ) -> tuple[str | None, list[str]]:
     """The end of a sweep on MLflow: the link to its runs (saving its view) and the lines to print.
@@ -241,13 +241,11 @@ def where_in_mlflow(
         if url is None:
             return None, [f"MLflow:  {mirror.ui_command()}", f"         ({TOGGLE_HINT})"]
         return url, ui_lines(mirror, url)
-    from ivory_hydra.stores.format import metric_names
-
-    names = metric_names(metric, len(directions))
     best = summary.get("best") or {}
     order = [*(summary.get("decisions") or {}), *(best.get("params") or {})]
     task = str(summary.get("task") or "")
-    url = save_runs_view(mirror, parent_run_id, task, names, directions[0], order)
+    names = objectives.metric_names
+    url = save_runs_view(mirror, parent_run_id, task, names, objectives.direction, order)
     return url, ui_lines(mirror, url)
 
 

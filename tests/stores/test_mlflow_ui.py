@@ -8,6 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from ivory_hydra.core.objectives import Objectives
 from ivory_hydra.stores.mlflow_mirror import ChildSpec, MlflowMirror
 from ivory_hydra.stores.mlflow_ui import VIEW_TAG_PREFIX, save_runs_view, where_in_mlflow
 
@@ -76,7 +77,7 @@ def test_a_view_that_cannot_be_saved_falls_back_to_the_runs_sorted_by_score(mirr
 def test_the_summary_lines_and_a_rerun_that_does_not_open_mlflow(mirror, tmp_path):
     parent = sweep_runs(mirror)
     summary = {"task": "task#4", "decisions": {"model": {}}, "best": {"params": {"lr": 1}}}
-    url, lines = where_in_mlflow(mirror, parent, summary, "loss", ["minimize"])
+    url, lines = where_in_mlflow(mirror, parent, summary, Objectives.of("minimize", "loss"))
     assert lines[0] == f"MLflow:  mlflow ui --backend-store-uri {mirror.tracking_uri}"
     assert lines[1] == f"         then open {url}"
     assert "Model training" in lines[2]
@@ -84,11 +85,13 @@ def test_the_summary_lines_and_a_rerun_that_does_not_open_mlflow(mirror, tmp_pat
         "params.`model`",
         "params.`lr`",
     ]
-    assert where_in_mlflow(None, parent, summary, "loss", ["minimize"]) == (None, [])
+    assert where_in_mlflow(None, parent, summary, Objectives.of("minimize", "loss")) == (None, [])
     # a rerun with nothing to run reuses the link of the results.yaml before it
     results = tmp_path / "results.yaml"
     results.write_text(f"task: task#4\nmlflow_runs_url: {url}\n")
     fresh = MlflowMirror(mirror.tracking_uri, "exp")
-    again, rerun_lines = where_in_mlflow(fresh, None, summary, "loss", ["minimize"], results)
+    again, rerun_lines = where_in_mlflow(
+        fresh, None, summary, Objectives.of("minimize", "loss"), results
+    )
     assert again == url and rerun_lines == lines
     assert fresh._client_obj is None  # MLflow was not opened

@@ -1,0 +1,265 @@
+"""A Hydra sweep's definition: its overrides translated into the engine's one definition.
+
+The params come from ``hydra.sweeper.params`` and the command line (the
+command line wins on a key); each becomes a :class:`SweepParam` whose values
+keep their override text. :func:`define` turns them into the engine's
+:class:`~ivory_hydra.engine.definition.Definition`, which checks them, and
+names the sweep's study from what identifies it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ivory_hydra.core.plan import Point
+from ivory_hydra.engine.definition import Definition, DefinitionError
+from ivory_hydra.stores.format import TrialAttr
+from ivory_hydra.sweeper.errors import SweepDefinitionError, SweepInputError
+from ivory_hydra.sweeper.overrides import (
+    SweepParam,
+    SweepValue,
+    merge_arguments,
+    param_from_override,
+    params_arguments,
+)
+
+if TYPE_CHECKING:
+    from hydra.types import HydraContext
+    from omegaconf import DictConfig
+
+    from ivory_hydra.sweeper.settings import SweeperSettings
+
+
+def study_name_for(job_name: str, identity: Mapping[str, Any]) -> str:
+    """The default study name: the job name and a digest of what identifies the sweep.
+
+    >>> study_name_for("train", {"mode": "product", "params": {"lr": ["0.1"]}})
+    'train-ivory-251b06ee'
+    """
+    blob = json.dumps(identity, sort_keys=True, default=str).encode()
+    return f"{job_name}-ivory-{hashlib.sha1(blob).hexdigest()[:8]}"
+
+
+@dataclass(frozen=True)
+class SweepDefinition:
+    """The sweep's params and the engine's definition made of them."""
+
+    params: tuple[SweepParam, ...]
+    definition: Definition
+
+    @property
+    def by_name(self) -> dict[str, SweepParam]:
+        """The params by config key."""
+        return {p.name: p for p in self.params}
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """What identifies the sweep: its settings and every param's value space.
+
+        ``n_trials``, the sampler and the pruner may change between runs.
+        """
+        plan = self.definition.plan
+        return {
+            "mode": plan.mode,
+            "use_best_param": plan.use_best_param if plan.mode == "chain" else None,
+            **self.definition.objectives.stored,
+            "params": {p.key: p.describe() for p in self.params},
+        }
+
+    def overrides(self, point: Point) -> list[str]:
+        """The job overrides of a point, in argument order.
+
+        Params a custom search space added (``+w``) come last.
+        """
+        by_name = self.by_name
+        known = [by_name[n].override(point.params[n]) for n in by_name if n in point.params]
+        extra = [f"{k}={v.text}" for k, v in point.params.items() if k not in by_name]
+        return known + extra
+
+    def attrs_of(self, point: Point) -> dict[str, Any]:
+        """A point's own trial attributes: its overrides."""
+        return {TrialAttr.OVERRIDES: " ".join(self.overrides(point))}
+
+    def sampled(self, name: str, value: Any) -> SweepValue:
+        """A value a sampler picked, as the override value of its param."""
+        param = self.by_name.get(name) or SweepParam(name, ())
+        return param.sampled(value)
+
+
+def define(
+    settings: SweeperSettings,
+    config: DictConfig,
+    hydra_context: HydraContext,
+    arguments: Sequence[str],
+) -> SweepDefinition:
+    """Parse the sweep's params and check its definition; nothing is written."""
+    mode = settings.mode
+    params = parse(settings, config, hydra_context, arguments)
+    swept = {p.name: list(p.values) for p in params if p.swept}
+    space = _space(params) if mode == "optimize" else {}
+    try:
+        definition = Definition.build(
+            mode=mode,
+            fixed={p.name: p.values[0] for p in params if not p.swept},
+            swept={} if mode == "optimize" else swept,
+            direction=settings.direction,
+            metric=settings.metric,
+            use_best_param=settings.use_best_param,
+            n_trials=settings.n_trials,
+            space=space,
+            log={p.name for p in params if p.log},
+            defaults=_defaults(config, hydra_context, swept) if mode == "chain" else None,
+            sampler=settings.sampler,
+            pruner=settings.pruner,
+            extend=_extender(settings.custom_search_space, config),
+            value_of=lambda value: value.value,
+            heartbeat_interval=settings.heartbeat_interval,
+            grace_period=settings.grace_period,
+        )
+    except DefinitionError as error:
+        raise SweepInputError(f"hydra.sweeper.{error.setting}: {error.message}") from None
+    return SweepDefinition(tuple(params), definition)
+
+
+def parse(
+    settings: SweeperSettings,
+    config: DictConfig,
+    hydra_context: HydraContext,
+    arguments: Sequence[str],
+) -> list[SweepParam]:
+    """Turn config params and command-line overrides into sweep params."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    # Unresolved: these raw strings may hold ${hydra.job.num} and the like.
+    node = OmegaConf.select(config, "hydra.overrides.hydra")
+    hydra_overrides = [] if node is None else OmegaConf.to_container(node, resolve=False)
+    config_arguments = params_arguments(settings.params, [str(o) for o in hydra_overrides])
+    merged = merge_arguments(config_arguments, arguments)
+    parser = OverridesParser.create(config_loader=hydra_context.config_loader)
+    params = []
+    for argument in merged:
+        try:
+            [override] = parser.parse_overrides([argument])
+        except Exception as error:  # noqa: BLE001 - Hydra's parse errors vary
+            raise SweepDefinitionError(f"override {argument!r}: {error}") from None
+        params.append(param_from_override(override, optimize=settings.mode == "optimize"))
+    return params
+
+
+def _space(params: Sequence[SweepParam]) -> dict[str, Any]:
+    """Optimize mode's search space: an interval, or the values listed."""
+    from optuna.distributions import CategoricalDistribution
+
+    from ivory_hydra.stores.distributions import interval_distribution, optuna_value
+
+    return {
+        p.name: interval_distribution(p.space)
+        if p.space is not None
+        else CategoricalDistribution(list(dict.fromkeys(optuna_value(v.value) for v in p.values)))
+        for p in params
+        if p.swept
+    }
+
+
+def _extender(path: str | None, config: DictConfig) -> Any:
+    """``custom_search_space``: a function of (config, trial) that adds params."""
+    if not path:
+        return None
+    from hydra.utils import get_method
+
+    try:
+        function = get_method(path)
+    except Exception as error:  # noqa: BLE001 - import errors of user code
+        raise SweepInputError(
+            f"hydra.sweeper.custom_search_space={path}: cannot import it: {error}"
+        ) from None
+    return lambda trial: function(config, trial)
+
+
+def _defaults(
+    config: DictConfig, hydra_context: HydraContext, swept: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The config value of each swept param, for jobs that run before its chain step.
+
+    A config group's default is its chosen option; an addition (``+key``)
+    has none. Hydra applied the range strings to the primary config as plain
+    strings, so the defaults come from one composition without the swept keys.
+    """
+    from omegaconf import OmegaConf
+
+    task = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)
+    kept = [o for o in task if str(o).split("=", 1)[0].lstrip("+~") not in swept]
+    try:
+        composed = hydra_context.config_loader.load_sweep_config(
+            master_config=config, sweep_overrides=kept
+        )
+    except Exception:  # noqa: BLE001 - validation already passed; defaults are extras
+        return {}
+    choices = OmegaConf.select(composed, "hydra.runtime.choices") or {}
+    found: dict[str, Any] = {}
+    for name in swept:
+        if name in choices:
+            found[name] = choices[name]
+            continue
+        try:
+            node = OmegaConf.select(composed, name, throw_on_missing=True)
+        except Exception:  # noqa: BLE001 - missing, or an interpolation that fails
+            continue
+        if node is not None and not OmegaConf.is_config(node):
+            found[name] = node
+    return found
+
+
+def stored_state(
+    url: str, study_name: str, identity: Mapping[str, Any]
+) -> tuple[dict[str, Any] | None, bool]:
+    """The summary of this sweep's last run, if its study exists, and whether
+    MLflow was brought in line with it.
+
+    A study holds one sweep: finding another definition in it is an error, as
+    is a study of a stored format this version cannot read. A study can exist
+    only where the storage exists, so a fresh folder is not touched.
+    """
+    from pathlib import Path
+
+    from ivory_hydra.core.redact import redact_url
+    from ivory_hydra.errors import StoreError
+    from ivory_hydra.stores.format import StudyAttr
+    from ivory_hydra.stores.optuna_storage import is_journal, open_storage
+    from ivory_hydra.stores.sqlite_files import sqlite_file
+    from ivory_hydra.stores.study import Study, check_format
+
+    local = Path(url) if is_journal(url) else sqlite_file(url)
+    if local is not None and not local.exists():
+        return None, False
+    try:
+        study = Study.find(open_storage(url), study_name)
+        attrs = {} if study is None else study.user_attrs
+        check_format(study_name, attrs)
+    except StoreError as error:
+        raise SweepInputError(f"hydra.sweeper.storage={redact_url(url)}: {error}") from None
+    if study is None:
+        return None, False
+    stored = attrs.get(StudyAttr.DEFINITION)
+    wanted = json.loads(json.dumps(identity, default=str))
+    if stored is not None and stored != wanted:
+        changed = sorted(
+            key
+            for key in {**stored, **wanted}
+            if key != "params" and stored.get(key) != wanted.get(key)
+        )
+        old, new = stored.get("params", {}), wanted.get("params", {})
+        changed += [f"param {k}" for k in sorted({**old, **new}) if old.get(k) != new.get(k)]
+        raise SweepInputError(
+            f"hydra.sweeper.study_name={study_name}: this study holds another sweep "
+            f"(it differs in {', '.join(changed)}). Run that sweep's own command to "
+            "resume it, or choose a new study_name."
+        )
+    summary = attrs.get(StudyAttr.SUMMARY)
+    synced = attrs.get(StudyAttr.MIRROR_SYNCED) is True
+    return (dict(summary) if isinstance(summary, Mapping) else None), synced

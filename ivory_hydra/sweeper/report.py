@@ -1,0 +1,117 @@
+"""The end of a sweep: the summary, ``results.yaml``, the chain plot, and where to look."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ivory_hydra.core.display import plural
+from ivory_hydra.core.redact import redact_url
+from ivory_hydra.sweeper.errors import SweepFailedError
+
+if TYPE_CHECKING:
+    from ivory_hydra.engine.engine import Engine
+    from ivory_hydra.stores.mlflow_mirror import MlflowMirror
+    from ivory_hydra.sweeper.definition import SweepDefinition
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Report:
+    """Where one sweep's results go."""
+
+    sweep: SweepDefinition
+    url: str
+    study_name: str
+    mirror: MlflowMirror | None
+    sweep_dir: Path
+
+    def finish(self, engine: Engine, stopped: str | None = None) -> None:
+        """Leave the sweep; the closer writes the summary and closes both stores.
+
+        Raises :class:`SweepFailedError` when jobs failed (or ``stopped`` says why
+        the sweep stopped early).
+        """
+        total = engine.plan.total
+        if engine.coordination.shared:
+            log.info(f"This worker ran {plural(engine.issued, 'job')} of {plural(total, 'job')}")
+        if not engine.leave():
+            mine = [f for f in engine.summary().failed if f.number in engine.mine]
+            engine.close()
+            log.info("Other workers still run this sweep; the last of them writes its summary")
+            if stopped:
+                raise SweepFailedError(stopped)
+            if mine:
+                raise SweepFailedError(f"{plural(len(mine), 'job')} of this worker failed")
+            return
+        summary = engine.summary()
+        path = self.write(summary.as_dict(), engine.parent_run_id)
+        engine.close(summary, artifacts=[path, *self.chain_plot(engine)])
+        if stopped:
+            raise SweepFailedError(stopped)
+        if summary.failed:
+            names = ", ".join(
+                f"{f.run_name} (job {f.number}: {f.attrs.get('overrides', '')})"
+                for f in summary.failed
+            )
+            raise SweepFailedError(f"{len(summary.failed)} of {summary.total} jobs failed: {names}")
+
+    def chain_plot(self, engine: Engine) -> list[Path]:
+        """A chain sweep's figure, ``chain.png`` in the sweep folder (none without matplotlib)."""
+        if engine.plan.mode != "chain":
+            return []
+        from ivory_hydra.sweeper.chain_plot import plot_chain
+
+        objectives = self.sweep.definition.objectives
+        try:
+            path = plot_chain(
+                engine.chain_steps(),
+                self.sweep_dir / "chain.png",
+                metric=objectives.metric_names[0],
+                direction=objectives.direction,
+                log_params={p.name for p in self.sweep.params if p.log},
+            )
+        except Exception as error:  # noqa: BLE001 - a figure must not fail a finished sweep
+            log.warning(f"No chain plot: {type(error).__name__}: {error}")
+            return []
+        if path is not None:
+            log.info(f"Chain plot: {path}")
+        return [path] if path is not None else []
+
+    def write(self, result: dict[str, Any], parent_run_id: str | None) -> Path:
+        """Write ``results.yaml`` and log the sweep's story and where to look."""
+        from ivory_hydra.core.display import summary_lines
+        from ivory_hydra.stores.mlflow_ui import where_in_mlflow
+        from ivory_hydra.stores.optuna_storage import dashboard_hint
+        from ivory_hydra.sweeper.results import write_results
+
+        definition = self.sweep.definition
+        objectives = definition.objectives
+        metric = objectives.metric_arg
+        link, mlflow_lines = where_in_mlflow(
+            self.mirror,
+            parent_run_id,
+            result,
+            objectives,
+            self.sweep_dir / "results.yaml",
+        )
+        results = {
+            **result,
+            "study_name": self.study_name,
+            "storage": redact_url(self.url),
+            "mode": definition.plan.mode,
+            **objectives.stored,
+            "mlflow_runs_url": link,  # mlflow_ui.RESULTS_KEY
+        }
+        path = write_results(self.sweep_dir / "results.yaml", results)
+        if definition.plan.mode == "optimize":  # what scripts for Hydra's Optuna sweeper read
+            from ivory_hydra.sweeper.optuna_sweeper import write_optimization_results
+
+            write_optimization_results(self.sweep_dir, result, objectives.count, self.sweep.params)
+        lines = summary_lines(result, metric)
+        lines += [f"Results: {path}", f"Optuna:  {dashboard_hint(self.url)}", *mlflow_lines]
+        log.info("\n".join(lines))
+        return path
