@@ -58,6 +58,7 @@ test-fast: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 # Hydra's Optuna sweeper pins optuna<3 (and needs SQLAlchemy 1.4): a venv of its own.
 PEER := .venv-optuna-peer

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ivory_hydra.core.outcomes import FAIL, PRUNED, Outcome, check_reported
+from ivory_hydra.core.outcomes import check_reported
 from ivory_hydra.core.plan import split_params
 from ivory_hydra.core.ranges import Range
 from ivory_hydra.core.redact import redact_url
@@ -171,15 +171,11 @@ class Run:
         return self._session.should_prune()
 
     def _finish(self, stopped: bool = False, reason: str | None = None) -> None:
-        if self.reported:
-            outcome = self._session.score(self._reported)
-        elif self._session.pruned:  # should_prune() said so and no score came
-            outcome = Outcome(PRUNED, None, "pruned by the pruner", "TrialPruned")
-        elif stopped:
-            outcome = Outcome(FAIL, None, reason or "the loop stopped during this run", "Stopped")
-        else:
-            outcome = self._session.score(None)
-        self._session.finish(outcome)
+        from ivory_hydra.job.session import NOTHING
+
+        stop = (reason or "the loop stopped during this run") if stopped else ""
+        returned = self._reported if self.reported else NOTHING
+        self._session.finish(self._session.conclude(returned=returned, stopped=stop))
 
     def __repr__(self) -> str:
         return f"Run(name={self.name!r}, params={self.params!r})"

@@ -18,6 +18,12 @@ PRUNED = "pruned"
 #: The error of a run whose process stopped before the run could end (a dead
 #: worker, a stopped sweep): its job runs again.
 INTERRUPTED = "Interrupted"
+#: The error of a run that the pruner stopped (Optuna's exception's name).
+TRIAL_PRUNED = "TrialPruned"
+#: The error of a task API run whose loop stopped (``break``, an exception).
+STOPPED = "Stopped"
+#: Errors of runs cut short from outside, rather than by their own code.
+KILLED_ERRORS = ("KeyboardInterrupt", INTERRUPTED, TRIAL_PRUNED)
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,11 @@ class Outcome:
     def interrupted(self) -> bool:
         """The run was cut short from outside (see :data:`INTERRUPTED`); it runs again."""
         return self.error == INTERRUPTED
+
+    @property
+    def killed(self) -> bool:
+        """The run was cut short from outside (a stop, a dead process, the pruner)."""
+        return self.error in KILLED_ERRORS
 
     @property
     def missing_metric(self) -> bool:
@@ -229,7 +240,7 @@ def outcome_from_error(error: BaseException) -> Outcome:
     'the job called sys.exit(3)'
     """
     name = type(error).__name__
-    if name == "TrialPruned":
+    if name == TRIAL_PRUNED:
         return Outcome(PRUNED, None, f"pruned: {error}" if str(error) else "pruned", name)
     if isinstance(error, SystemExit):
         return Outcome(FAIL, None, f"the job called sys.exit({error.code!r})", name)

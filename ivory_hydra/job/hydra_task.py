@@ -21,13 +21,13 @@ from ivory_hydra.core.redact import redact_text
 from ivory_hydra.errors import StoreError
 from ivory_hydra.job.session import JobSession
 from ivory_hydra.job.ticket import Ticket
-from ivory_hydra.stores.format import Tag, TrialAttr
+from ivory_hydra.stores.format import Files, Tag, TrialAttr
 from ivory_hydra.stores.trials import Assignment
 
 log = logging.getLogger(__name__)
 
 #: The file in a failed job's output folder that holds its full traceback.
-TRACEBACK_FILE = "error.txt"
+TRACEBACK_FILE = Files.TRACEBACK
 
 _warned_unreachable = False
 
@@ -118,7 +118,7 @@ class TrialTask:
             raise
         if session is not None:
             session.returned()
-            session.finish(session.score(value), **finish)
+            session.finish(session.conclude(returned=value), **finish)
         return value
 
     def _begin(self, assignment: Assignment, output_dir: Path) -> JobSession | None:

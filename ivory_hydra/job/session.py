@@ -17,7 +17,17 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ivory_hydra.core.outcomes import FAIL, PRUNED, Outcome, as_number, score_or_fail
+from ivory_hydra.core.outcomes import (
+    FAIL,
+    INTERRUPTED,
+    PRUNED,
+    STOPPED,
+    TRIAL_PRUNED,
+    Outcome,
+    as_number,
+    outcome_from_error,
+    score_or_fail,
+)
 from ivory_hydra.errors import IvoryError, StoreError
 from ivory_hydra.job.ticket import Ticket
 from ivory_hydra.signals import shielded
@@ -35,6 +45,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _current = threading.local()
+#: What a job's body returned when it returned nothing at all (see JobSession.conclude).
+NOTHING: Any = object()
 
 
 class TrialTakenError(IvoryError):
@@ -160,7 +172,7 @@ class JobSession:
             self._recorded.wait(timeout=60)
             return
         reason = f"its sweeper process (pid {self.ticket.driver_pid}) died while the job ran"
-        if self.finish(Outcome(FAIL, None, reason, "Interrupted")):
+        if self.finish(Outcome(FAIL, None, reason, INTERRUPTED)):
             log.error("%s: %s; the job stops", self.assignment.run_name, reason)
         else:  # the job itself is recording its outcome: let it end
             self._recorded.wait(timeout=60)
@@ -202,6 +214,24 @@ class JobSession:
         return prune
 
     # ------------------------------------------------------------ the end
+
+    def conclude(
+        self, *, returned: Any = NOTHING, error: BaseException | None = None, stopped: str = ""
+    ) -> Outcome:
+        """The outcome of a job's (or run's) body, for both front ends.
+
+        What it raised, else what it returned (or reported), else: stopped by
+        the pruner, or by its loop (``stopped`` says why), or ended unscored.
+        """
+        if error is not None:
+            return outcome_from_error(error)
+        if returned is not NOTHING:
+            return self.score(returned)
+        if self.pruned:  # should_prune() said so and no score came
+            return Outcome(PRUNED, None, "pruned by the pruner", TRIAL_PRUNED)
+        if stopped:
+            return Outcome(FAIL, None, stopped, STOPPED)
+        return self.score(None)
 
     def score(self, value: Any) -> Outcome:
         """The outcome of a job that returned (or reported) ``value``."""
@@ -256,7 +286,7 @@ class JobSession:
         if current_session() is self:
             _current.session = None
         _RUNNING.discard(self)
-        if outcome.state == PRUNED and outcome.score is None and outcome.error == "TrialPruned":
+        if outcome.state == PRUNED and outcome.score is None and outcome.error == TRIAL_PRUNED:
             outcome = Outcome(PRUNED, self.last_value(), outcome.reason, outcome.error)
         recorded = trials.finish(self.storage, self.assignment.trial_id, outcome, attrs)
         if self.mlflow_active:

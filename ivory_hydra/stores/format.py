@@ -115,6 +115,8 @@ class Tag:
 
     # MLflow's own
     PARENT = "mlflow.parentRunId"
+    EXPERIMENT_KIND = "mlflow.experimentKind"  # an experiment's
+    SHARED_VIEW_PREFIX = "mlflow.sharedViewState."  # an experiment's saved runs views
     USER = "mlflow.user"
     SOURCE_NAME = "mlflow.source.name"
     SOURCE_TYPE = "mlflow.source.type"
@@ -147,8 +149,19 @@ def attr_tag(name: str) -> str:
     return Tag.PREFIX + name
 
 
+class Files:
+    """The files a sweep writes in its sweep folder (and a failed job in its own)."""
+
+    RESULTS = "results.yaml"
+    OPTIMIZATION_RESULTS = "optimization_results.yaml"  # as Hydra's Optuna sweeper names it
+    CHAIN_PLOT = "chain.png"
+    TRACEBACK = "error.txt"  # a failed job's traceback, also its run's artifact
+
+
 #: The artifact holding a failed run's full traceback.
-ERROR_ARTIFACT = "error.txt"
+ERROR_ARTIFACT = Files.TRACEBACK
+#: The key of the sweep's MLflow link in ``results.yaml``.
+RESULTS_LINK = "mlflow_runs_url"
 
 
 def score_metrics(outcome: Outcome, names: Sequence[str]) -> dict[str, float]:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ivory_hydra.core.outcomes import FAIL, INTERRUPTED, Outcome
+from ivory_hydra.core.outcomes import FAIL, Outcome
 from ivory_hydra.core.redact import redact_url
 from ivory_hydra.stores.format import Tag, score_metrics
 from ivory_hydra.stores.mlflow_client import (
@@ -57,7 +57,7 @@ def run_status(outcome: Outcome) -> str:
     >>> run_status(Outcome("fail", error="KeyboardInterrupt"))
     'KILLED'
     """
-    if outcome.error in ("KeyboardInterrupt", INTERRUPTED, "TrialPruned"):
+    if outcome.killed:
         return "KILLED"
     return "FAILED" if outcome.state == FAIL else "FINISHED"
 
@@ -112,7 +112,7 @@ class ChildRun:
 
 
 #: MLflow 3's experiment tag that picks the UI's default view.
-EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND_TAG = Tag.EXPERIMENT_KIND
 
 
 def git_commit(path: Path) -> str | None:

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from ivory_hydra.core.redact import redact_url
-from ivory_hydra.stores.format import Tag
+from ivory_hydra.stores.format import RESULTS_LINK, Tag
 from ivory_hydra.stores.mlflow_client import retry
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -50,13 +50,13 @@ if TYPE_CHECKING:  # pragma: no cover
 _log = logging.getLogger(__name__)
 
 #: The experiment tag prefix of MLflow's saved (shared) views of the runs page.
-VIEW_TAG_PREFIX = "mlflow.sharedViewState."
+VIEW_TAG_PREFIX = Tag.SHARED_VIEW_PREFIX
 #: Where ``mlflow ui`` and ``mlflow server`` listen unless told otherwise.
 LOCAL_UI = "http://127.0.0.1:5000"
 #: What the link cannot do: pages opened without it start on GenAI.
 TOGGLE_HINT = 'elsewhere MLflow 3 starts on GenAI: press "Model training" at the top left'
 #: The key of the link in ``results.yaml``.
-RESULTS_KEY = "mlflow_runs_url"
+RESULTS_KEY = RESULTS_LINK
 #: An experiment tag value may hold 20,000 characters; the view stays well below.
 MAX_VIEW_LENGTH = 15000
 

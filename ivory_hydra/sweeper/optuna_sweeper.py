@@ -21,10 +21,12 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from ivory_hydra.stores.format import Files
+
 if TYPE_CHECKING:
     from ivory_hydra.sweeper.overrides import SweepParam
 
-FILE_NAME = "optimization_results.yaml"
+FILE_NAME = Files.OPTIMIZATION_RESULTS
 
 
 def sampled_params(params: Mapping[str, Any], swept: Iterable[SweepParam]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ivory_hydra.core.display import plural
 from ivory_hydra.core.redact import redact_url
+from ivory_hydra.stores.format import RESULTS_LINK, Files
 from ivory_hydra.sweeper.errors import SweepFailedError
 
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ class Report:
         try:
             path = plot_chain(
                 engine.chain_steps(),
-                self.sweep_dir / "chain.png",
+                self.sweep_dir / Files.CHAIN_PLOT,
                 metric=objectives.metric_names[0],
                 direction=objectives.direction,
                 log_params={p.name for p in self.sweep.params if p.log},
@@ -96,7 +97,7 @@ class Report:
             parent_run_id,
             result,
             objectives,
-            self.sweep_dir / "results.yaml",
+            self.sweep_dir / Files.RESULTS,
         )
         results = {
             **result,
@@ -104,9 +105,9 @@ class Report:
             "storage": redact_url(self.url),
             "mode": definition.plan.mode,
             **objectives.stored,
-            "mlflow_runs_url": link,  # mlflow_ui.RESULTS_KEY
+            RESULTS_LINK: link,
         }
-        path = write_results(self.sweep_dir / "results.yaml", results)
+        path = write_results(self.sweep_dir / Files.RESULTS, results)
         if definition.plan.mode == "optimize":  # what scripts for Hydra's Optuna sweeper read
             from ivory_hydra.sweeper.optuna_sweeper import write_optimization_results
 
