@@ -121,9 +121,37 @@ class Plan:
     swept: dict[str, list]
     use_best_param: bool = True
     trials: int = 0  # optimize mode: how many runs a sampler fills in
+    #: Each repeat's values of the repeat params (folds, seeds): every point is
+    #: a configuration run once per repeat. Empty: one run per point.
+    repeats: tuple[dict[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         check_mode(self.mode)
+
+    @property
+    def repeat_count(self) -> int:
+        """How many runs a configuration makes (1 without repeats)."""
+        return max(1, len(self.repeats))
+
+    @property
+    def jobs(self) -> int:
+        """How many runs (jobs) the whole plan makes: configurations times repeats.
+
+        >>> Plan("product", {}, {"lr": [1, 2]}, repeats=({"fold": 0}, {"fold": 1})).jobs
+        4
+        """
+        return self.total * self.repeat_count
+
+    def repeat_params(self, point: Point, repeat: int | None) -> dict[str, Any]:
+        """The params of one repeat of a configuration (the point's own without repeats).
+
+        >>> plan = Plan("product", {}, {"lr": [1, 2]}, repeats=({"fold": 0}, {"fold": 1}))
+        >>> plan.repeat_params(plan.point(0, 1), 1)
+        {'lr': 2, 'fold': 1}
+        """
+        if repeat is None or not self.repeats:
+            return dict(point.params)
+        return {**point.params, **self.repeats[repeat]}
 
     @classmethod
     def from_params(cls, mode: str, params: Mapping[str, Any], use_best_param: bool = True) -> Plan:
@@ -134,6 +162,7 @@ class Plan:
         """
         fixed, swept = split_params(params)
         return cls(mode, fixed, swept, use_best_param)
+
 
     @property
     def num_steps(self) -> int:
@@ -204,3 +233,30 @@ class Plan:
         """The runs of one step, in order, computed one at a time."""
         for index in range(self.size(step)):
             yield self.point(step, index, winners)
+
+
+def split_repeats(
+    swept: Mapping[str, list], repeat: Sequence[str]
+) -> tuple[dict[str, list], tuple[dict[str, Any], ...]]:
+    """Take the repeat params out of the swept ones: their combinations are the repeats.
+
+    >>> split_repeats({"fold": [0, 1], "lr": [0.1, 0.2]}, ["fold"])
+    ({'lr': [0.1, 0.2]}, ({'fold': 0}, {'fold': 1}))
+    >>> split_repeats({"lr": [0.1]}, ["seed"])
+    Traceback (most recent call last):
+    ...
+    ValueError: 'seed' is not a swept param; repeat names swept params (folds, seeds)
+    """
+    import itertools
+
+    for name in repeat:
+        if name not in swept:
+            raise ValueError(
+                f"{name!r} is not a swept param; repeat names swept params (folds, seeds)"
+            )
+    if len(set(repeat)) != len(repeat):
+        raise ValueError(f"a param is named twice: {list(repeat)!r}")
+    rest = {k: v for k, v in swept.items() if k not in repeat}
+    combos = itertools.product(*(swept[name] for name in repeat))
+    repeats = tuple(dict(zip(repeat, values, strict=True)) for values in combos) if repeat else ()
+    return rest, repeats

@@ -14,8 +14,9 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ivory_hydra.core.aggregate import check_aggregate
 from ivory_hydra.core.objectives import Objectives
-from ivory_hydra.core.plan import Plan, check_mode
+from ivory_hydra.core.plan import Plan, check_mode, split_repeats
 from ivory_hydra.engine.state import Settings
 from ivory_hydra.errors import IvoryError
 from ivory_hydra.stores.liveness import GRACE_PERIOD, HEARTBEAT_INTERVAL
@@ -99,6 +100,7 @@ class Definition:
     extend: Callable[[Any], None] | None = None  # adds params to a sampled trial
     defaults: Mapping[str, Any] = field(default_factory=dict)  # config values of swept params
     value_of: Callable[[Any], Any] = lambda value: value  # a plan value as stored
+    aggregate: str = "mean"  # a configuration's score from its repeats' scores
     heartbeat_interval: float = HEARTBEAT_INTERVAL
     grace_period: float = GRACE_PERIOD
 
@@ -113,6 +115,8 @@ class Definition:
         metric: Any = None,
         use_best_param: bool = True,
         n_trials: Any = None,
+        repeat: Any = (),
+        aggregate: Any = "mean",
         space: Mapping[str, BaseDistribution] | None = None,
         log: Collection[str] = (),
         defaults: Mapping[str, Any] | None = None,
@@ -142,7 +146,16 @@ class Definition:
                 "not a list; use mode=optimize for several objectives",
             )
         _check_liveness(heartbeat_interval, grace_period)
-        space = dict(space or {})
+        repeat = [repeat] if isinstance(repeat, str) else list(repeat or ())
+        try:
+            check_aggregate(aggregate)
+        except ValueError as error:
+            raise DefinitionError("aggregate", str(error)) from None
+        try:
+            swept, repeats = split_repeats(swept, repeat)
+        except ValueError as error:
+            raise DefinitionError("repeat", str(error)) from None
+        space = {k: v for k, v in (space or {}).items() if k not in repeat}
         if mode == "optimize":
             if isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1:
                 raise DefinitionError(
@@ -155,11 +168,12 @@ class Definition:
                     "interval(), range(), choice() or a list of values, or a "
                     "custom_search_space",
                 )
-            plan = Plan("optimize", dict(fixed), {}, trials=n_trials)
+            plan = Plan("optimize", dict(fixed), {}, trials=n_trials, repeats=repeats)
         else:
-            plan = Plan(mode, dict(fixed), dict(swept), use_best_param)
+            plan = Plan(mode, dict(fixed), dict(swept), use_best_param, repeats=repeats)
         values = {k: [value_of(v)] for k, v in fixed.items()}
-        values.update({k: [value_of(v) for v in vs] for k, vs in swept.items()})
+        if mode != "optimize":
+            values.update({k: [value_of(v) for v in vs] for k, vs in swept.items()})
         kept = {
             k: d
             for k, d in (defaults or {}).items()
@@ -179,6 +193,7 @@ class Definition:
             extend,
             kept,
             value_of,
+            aggregate,
             float(heartbeat_interval),
             float(grace_period),
         )
