@@ -25,6 +25,7 @@ from ivory_hydra.stores import trials
 from ivory_hydra.stores.format import Tag, TrialAttr, metric_names, score_metrics
 from ivory_hydra.stores.liveness import HOST, Beater
 from ivory_hydra.stores.optuna_storage import open_storage
+from ivory_hydra.stores.retry import STORAGE_RETRY, set_storage_retry
 
 if TYPE_CHECKING:
     from optuna.storages import BaseStorage
@@ -126,6 +127,7 @@ class JobSession:
             url = ticket.storage_url
         except Exception as error:  # noqa: BLE001 - e.g. ${oc.env:...} unset in this process
             raise StoreError(f"cannot resolve storage={ticket.storage!r}: {error}") from None
+        set_storage_retry(getattr(ticket, "storage_retry", STORAGE_RETRY))  # TRANSITION: getattr
         storage = open_storage(url)
         if not trials.claim(storage, claim.trial_id):
             raise ClaimLostError(

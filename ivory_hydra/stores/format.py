@@ -35,9 +35,15 @@ Trial user attributes (``trial.user_attrs``), one trial per run:
 ``traceback``      where the full traceback of a failed job was written
 =================  ==============================================================
 
-Trial system attributes (hidden by optuna-dashboard): ``ivory:beat`` holds the
-last heartbeat of the process that runs the trial (``at``, ``host``, ``pid``);
-``ivory:owner`` names the sweeper that created it.
+Trial system attributes (hidden by optuna-dashboard): ``ivory:owner`` names
+the sweeper that created the trial. (``ivory:beat``, the last heartbeat, was
+kept here before 0.3; it is still read from trials that have it.)
+
+Beats board keys (:mod:`ivory_hydra.stores.beats`, beside the storage; each
+record is overwritten in place): ``trial/<trial id>`` holds the last heartbeat
+of the process that runs the trial (``at``, ``host``, ``pid``, ``started``),
+removed when the trial finishes; ``worker/<study>/<worker id>`` is for the
+heartbeats of a sweep's workers.
 
 Ledger keys (:mod:`ivory_hydra.stores.ledger`): ``numbers/<experiment>/run``
 and ``numbers/<experiment>/task`` count runs and tasks; ``lease/<study>`` names
@@ -87,7 +93,8 @@ class TrialAttr:
     TRACEBACK = "traceback"
 
 
-#: Trial system attribute: the last heartbeat of the process running the trial.
+#: Trial system attribute: the last heartbeat of the process running the trial,
+#: as ivory-hydra before 0.3 kept it (now on the beats board, :func:`trial_beat_key`).
 BEAT = "ivory:beat"
 #: Trial system attribute: the sweeper that created the trial (``host``, ``pid``,
 #: and with several workers its ``worker`` record in the ledger).
@@ -184,3 +191,21 @@ def lease_key(study_name: str) -> str:
     'lease/train-ivory-1a2b3c4d'
     """
     return f"lease/{study_name}"
+
+
+def trial_beat_key(trial_id: int) -> str:
+    """The beats board key of the heartbeat of the process that runs a trial.
+
+    >>> trial_beat_key(12)
+    'trial/12'
+    """
+    return f"trial/{trial_id}"
+
+
+def worker_beat_key(study_name: str, worker_id: str) -> str:
+    """The beats board key of the heartbeat of one worker of a sweep.
+
+    >>> worker_beat_key("train-ivory-1a2b3c4d", "0a1b2c3d4e5f")
+    'worker/train-ivory-1a2b3c4d/0a1b2c3d4e5f'
+    """
+    return f"worker/{study_name}/{worker_id}"

@@ -8,18 +8,21 @@ finished trial is refused by the storage, and returns False here.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ivory_hydra.core.outcomes import COMPLETE, FAIL, PRUNED, Outcome
 from ivory_hydra.core.plan import Point
-from ivory_hydra.stores.format import BEAT, TrialAttr
+from ivory_hydra.stores.format import BEAT, TrialAttr, trial_beat_key
 from ivory_hydra.stores.liveness import beat_record
 
 if TYPE_CHECKING:
     from optuna.storages import BaseStorage
     from optuna.trial import FrozenTrial
+
+log = logging.getLogger(__name__)
 
 
 def claim(storage: BaseStorage, trial_id: int) -> bool:
@@ -37,14 +40,51 @@ def claim(storage: BaseStorage, trial_id: int) -> bool:
 
 
 def beat(storage: BaseStorage, trial_id: int) -> None:
-    """Record that this process is alive and running the trial."""
-    storage.set_trial_system_attr(trial_id, BEAT, beat_record())
+    """Record that this process is alive and running the trial.
+
+    The record goes to the storage's beats board (overwritten in place), not
+    into the storage: ``storage`` is what ``open_storage`` returned.
+    """
+    from ivory_hydra.stores.beats import board_of
+
+    board_of(storage).write(trial_beat_key(trial_id), beat_record())
 
 
-def last_beat(trial: FrozenTrial) -> dict[str, Any] | None:
-    """The last liveness record of the process running ``trial``, if any."""
-    record = trial.system_attrs.get(BEAT)
+def last_beat(storage: BaseStorage, trial: FrozenTrial | None = None) -> dict[str, Any] | None:
+    """The last liveness record of the process running ``trial``, if any.
+
+    Read from the beats board of ``storage`` (what ``open_storage`` returned);
+    a trial written before the board existed keeps it as a system attribute.
+    """
+    from ivory_hydra._compat import frozen_trial_id
+    from ivory_hydra.stores.beats import board_of
+
+    if trial is None:  # TRANSITION: last_beat(trial), until the engine passes its storage
+        storage, trial = _only_storage(), storage  # type: ignore[assignment]
+    record = board_of(storage).read(trial_beat_key(frozen_trial_id(trial)))
+    if record is None:
+        record = trial.system_attrs.get(BEAT)
     return dict(record) if isinstance(record, Mapping) else None
+
+
+def _only_storage() -> BaseStorage:
+    """TRANSITION: the storage of this process's last ``open_storage`` (``last_beat(trial)``)."""
+    from ivory_hydra.stores.optuna_storage import last_opened
+
+    storage = last_opened()
+    if storage is None:
+        raise TypeError("last_beat(storage, trial): which storage holds the trial?")
+    return storage
+
+
+def forget_beat(storage: BaseStorage, trial_id: int) -> None:
+    """Remove a finished trial's heartbeat from the board (best effort)."""
+    from ivory_hydra.stores.beats import board_of
+
+    try:
+        board_of(storage).delete(trial_beat_key(trial_id))
+    except Exception as error:  # noqa: BLE001 - a leftover beat is harmless
+        log.debug("could not remove the beat of trial %d: %s", trial_id, error)
 
 
 def set_attrs(storage: BaseStorage, trial_id: int, attrs: Mapping[str, Any]) -> None:
@@ -92,6 +132,7 @@ def finish(
         storage.set_trial_state_values(trial_id, state[outcome.state], values)
     except UpdateFinishedTrialError:
         return False
+    forget_beat(storage, trial_id)
     return True
 
 

@@ -37,9 +37,9 @@ def test_claimed_once_beats_and_finishes_once(setup):
     assert current_session() is session and trial().number == 0 and trial().params == {"a": 1}
     with pytest.raises(ClaimLostError, match="started or finished elsewhere"):
         JobSession.begin(Ticket(storage=url), claim)
-    first = trials.last_beat(storage.get_trial(claim.trial_id))["at"]
+    first = trials.last_beat(storage, storage.get_trial(claim.trial_id))["at"]
     time.sleep(0.35)
-    assert trials.last_beat(storage.get_trial(claim.trial_id))["at"] > first
+    assert trials.last_beat(storage, storage.get_trial(claim.trial_id))["at"] > first
     trial().report(0.7, 0)
     assert session.finish(Outcome("complete", 0.5))
     assert not session.finish(Outcome("fail"))

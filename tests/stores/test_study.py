@@ -40,7 +40,7 @@ def test_waiting_trials_are_claimed_once_and_finished_once(storage):
     assert not trials.claim(storage, trial_id)  # the compare-and-set succeeds once
     running = storage.get_trial(trial_id)
     assert running.state == TrialState.RUNNING and running.datetime_start is not None
-    assert trials.last_beat(running)["pid"] > 0
+    assert trials.last_beat(storage, running)["pid"] > 0
     assert trials.finish(storage, trial_id, Outcome("complete", 0.25))
     assert not trials.finish(storage, trial_id, Outcome("fail", None, "late"))
     assert not trials.claim(storage, trial_id)
