@@ -185,3 +185,13 @@ def cached_storage_backend(storage: Any) -> Any:
     from optuna.storages._cached_storage import _CachedStorage
 
     return storage._backend if isinstance(storage, _CachedStorage) else None
+
+
+def frozen_trial_id(trial: Any) -> int:
+    """The storage's id of a trial read back from it.
+
+    Optuna: ``FrozenTrial._trial_id`` (no public equivalent; ``number`` counts
+    within a study, while a storage's calls take the id). The beats board keys
+    trials' heartbeats by it.
+    """
+    return int(trial._trial_id)

@@ -309,3 +309,16 @@ def test_the_backend_of_optunas_cached_storage(tmp_path):
         "optuna's _CachedStorage._backend no longer holds the RDBStorage it wraps"
     )
     assert _compat.cached_storage_backend(storage) is None
+
+
+def test_the_id_of_a_frozen_trial(tmp_path):
+    import optuna
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path}/o.db")
+    study = optuna.create_study(storage=storage)
+    study.add_trial(optuna.trial.create_trial(value=1.0))
+    [frozen] = study.trials
+    study_id = storage.get_study_id_from_name(study.study_name)
+    assert _compat.frozen_trial_id(frozen) == storage.get_trial_id_from_study_id_trial_number(
+        study_id, frozen.number
+    ), "optuna changed FrozenTrial._trial_id: it is no longer the storage's id of the trial"
