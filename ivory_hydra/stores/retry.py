@@ -122,8 +122,9 @@ def first_line(exc: BaseException) -> str:
     >>> first_line(ValueError("bad\\nmore"))
     'ValueError: bad'
     """
-    root = list(_causes(exc))[-1]
-    root = getattr(root, "orig", None) or root
+    chain = list(_causes(exc))
+    drivers = [error.orig for error in chain if getattr(error, "orig", None) is not None]
+    root = drivers[0] if drivers else chain[-1]  # the driver's own words, when there are some
     lines = str(root).strip().splitlines()
     return f"{type(root).__name__}: {lines[0].strip() if lines else ''}".rstrip(": ")
 
