@@ -248,15 +248,24 @@ def error_code(exc: BaseException) -> str | None:
 def check_tracking_uri(uri: str) -> None:
     """Raise :class:`StoreError` if the tracking store cannot be reached; write nothing.
 
-    See :mod:`ivory_hydra.stores.reachability`.
+    A local SQLite store must be a database if it exists; if it does not, the
+    cache folder where :func:`prepare_store` keeps its pristine store must be
+    usable. See :mod:`ivory_hydra.stores.reachability`.
     """
     from ivory_hydra.core.redact import redact_text, redact_url
     from ivory_hydra.errors import StoreError
-    from ivory_hydra.stores.reachability import database_problem, folder_problem, server_problem
+    from ivory_hydra.stores.reachability import (
+        database_problem,
+        folder_problem,
+        server_problem,
+        sqlite_problem,
+    )
 
     path = sqlite_file(uri)
     if path is not None:
-        problem = folder_problem(path)
+        problem = folder_problem(path) or (
+            sqlite_problem(path) if path.exists() else cache_problem()
+        )
     elif uri.startswith(("http://", "https://")):
         problem = server_problem(uri)
     elif uri.startswith(("postgresql", "mysql", "mssql")):
@@ -267,6 +276,53 @@ def check_tracking_uri(uri: str) -> None:
         raise StoreError(
             f"cannot reach this MLflow tracking store ({redact_url(uri)}): {redact_text(problem)}"
         )
+
+
+def cache_folder() -> Path:
+    """Where :func:`prepare_store` keeps pristine MLflow stores: ``$XDG_CACHE_HOME/ivory-hydra``,
+    else ``~/.cache/ivory-hydra``."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ivory-hydra"
+
+
+def _mlflow_version() -> str:
+    from importlib import metadata
+
+    for distribution in ("mlflow", "mlflow-skinny"):
+        try:
+            return metadata.version(distribution)
+        except metadata.PackageNotFoundError:
+            continue
+    import mlflow
+
+    return str(mlflow.__version__)
+
+
+def pristine_path() -> Path:
+    """The pristine MLflow store of the installed MLflow version (made on first need)."""
+    return cache_folder() / f"mlflow-{_mlflow_version()}.db"
+
+
+def cache_problem() -> str | None:
+    """Why a new local MLflow store cannot be made (None if it can); writes nothing.
+
+    A new store is a copy of a pristine one that is built once in the cache
+    folder: that folder must be writable, unless the pristine store is there.
+    """
+    from ivory_hydra.stores.reachability import folder_problem
+
+    try:
+        pristine = pristine_path()
+    except RuntimeError as error:  # no HOME, and no home in the password database
+        return f"no cache folder for a new MLflow store ({error}): set XDG_CACHE_HOME"
+    if pristine.is_file() and os.access(pristine, os.R_OK):
+        return None
+    if folder_problem(pristine) is None:
+        return None
+    return (
+        f"the cache folder {pristine.parent} cannot be written, and a new MLflow store is a "
+        "copy of one made there once: set XDG_CACHE_HOME to a writable folder, or make "
+        f"HOME ({Path.home()}) writable"
+    )
 
 
 def prepare_store(uri: str) -> None:
@@ -285,10 +341,7 @@ def prepare_store(uri: str) -> None:
 
 
 def _pristine_store() -> Path:
-    import mlflow
-
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ivory-hydra"
-    pristine = cache / f"mlflow-{mlflow.__version__}.db"
+    pristine = pristine_path()
     create_once(pristine, lambda tmp: client_for(f"sqlite:///{tmp}").search_experiments())
     return pristine
 
