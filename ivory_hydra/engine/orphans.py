@@ -44,14 +44,21 @@ try:
 except psutil.Error:
     sys.exit(0)
 known = {}
+pause, next_scan = 0.5, 0.0
 while alive(sweeper):
-    try:
-        for child in sweeper.children(recursive=True):
-            if child.pid != me and child.pid not in known and alive(child):
-                known[child.pid] = child
-    except psutil.Error:
-        pass
-    time.sleep(0.5)
+    # Reading the whole process table costs: twice a second while new
+    # descendants appear, backing off to every 2 s while none do.
+    if time.monotonic() >= next_scan:
+        before = len(known)
+        try:
+            for child in sweeper.children(recursive=True):
+                if child.pid != me and child.pid not in known and alive(child):
+                    known[child.pid] = child
+        except psutil.Error:
+            pass
+        pause = 0.5 if len(known) > before else min(2.0, pause * 2)
+        next_scan = time.monotonic() + pause
+    time.sleep(0.25)
 time.sleep(float(sys.argv[2]))  # busy jobs record their end first
 for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 0.0)):
     left = [proc for proc in known.values() if alive(proc)]
