@@ -102,10 +102,10 @@ class SqlLedger(Ledger):
         )
 
     def _write(self, change: Callable[[Any, Callable[[Any, int], None]], Any]) -> Any:
-        """Run ``change(conn, landed)`` in transactions, retried, applied once.
+        """Run ``change(engine, landed)``, retried, applied once; return its result.
 
-        ``change`` calls ``landed(conn, result)`` inside the transaction that
-        makes its change.
+        ``change`` makes its change in transactions of ``engine`` and calls
+        ``landed(conn, result)`` inside the one that makes it.
         """
         from sqlalchemy import delete, insert, select
 
@@ -124,10 +124,10 @@ class SqlLedger(Ledger):
                     found = conn.execute(select(t.c.number).where(t.c.key == token)).first()
                 if found is not None:  # the last attempt landed before its answer was lost
                     return int(found[0])
-            if self._landed:
+            done, self._landed = self._landed, []  # (a row left by a failure is harmless)
+            if done:
                 with self.engine.begin() as conn:
-                    conn.execute(delete(t).where(t.c.key.in_(self._landed)))
-                self._landed = []
+                    conn.execute(delete(t).where(t.c.key.in_(done)))
             return change(self.engine, landed)
 
         result = self._call(attempt)

@@ -198,3 +198,37 @@ def test_an_mlflow_server_can_be_crashed_and_restarted_on_its_port(tmp_path):
         srv.start()
         assert srv.proc.pid != pid
         assert client.get_run(run).info.run_id == run  # the same port and store
+
+
+@pytest.mark.parametrize("tokens", [True, False])
+def test_a_ledger_write_that_landed_before_its_connection_dropped_applies_once(
+    server, database, tokens
+):
+    """The commit goes through, then the connection is killed: the retry must not add again."""
+    import sqlalchemy
+
+    ledger = ledger_for(database)
+    ledger._tokens = tokens  # False: how it would be without the landed-write rows
+    admin = sqlalchemy.create_engine(database)
+    applied = []
+
+    def add_then_lose_the_connection(engine, landed):
+        result = ledger._add(engine, landed, "counter", 5)
+        applied.append(result)
+        if len(applied) == 1:
+            with engine.connect() as conn:
+                pid = conn.execute(sqlalchemy.text("SELECT pg_backend_pid()")).scalar()
+                with admin.begin() as other:
+                    other.execute(sqlalchemy.text(f"SELECT pg_terminate_backend({pid})"))
+                conn.execute(sqlalchemy.text("SELECT 1"))  # the connection is gone
+        return result
+
+    try:
+        answer = ledger._write(add_then_lose_the_connection)
+    finally:
+        ledger._tokens = True
+        admin.dispose()
+    if tokens:  # added once, and the answer is the landed write's
+        assert answer == 0 and applied == [0] and ledger.add("counter", 0) == 5
+    else:  # the hazard: added twice, numbers 0-4 handed to nobody
+        assert answer == 5 and applied == [0, 5] and ledger.add("counter", 0) == 10
