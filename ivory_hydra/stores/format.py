@@ -36,14 +36,14 @@ Trial user attributes (``trial.user_attrs``), one trial per run:
 =================  ==============================================================
 
 Trial system attributes (hidden by optuna-dashboard): ``ivory:owner`` names
-the sweeper that created the trial. (``ivory:beat``, the last heartbeat, was
-kept here before 0.3; it is still read from trials that have it.)
+the sweeper that created the trial; ``ivory:beat`` is the last heartbeat of
+the process that ran it (``at``, ``host``, ``pid``, ``started``), written once
+when the trial finishes (before 0.3, at every beat).
 
 Beats board keys (:mod:`ivory_hydra.stores.beats`, beside the storage; each
-record is overwritten in place): ``trial/<trial id>`` holds the last heartbeat
-of the process that runs the trial (``at``, ``host``, ``pid``, ``started``),
-removed when the trial finishes; ``worker/<study>/<worker id>`` is for the
-heartbeats of a sweep's workers.
+record is overwritten in place): ``trial/<trial id>`` holds the heartbeat of
+the process running the trial, moved into the trial when it finishes;
+``worker/<study>/<worker id>`` is for the heartbeats of a sweep's workers.
 
 Ledger keys (:mod:`ivory_hydra.stores.ledger`): ``numbers/<experiment>/run``
 and ``numbers/<experiment>/task`` count runs and tasks; ``lease/<study>`` names

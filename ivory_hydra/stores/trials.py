@@ -77,6 +77,15 @@ def _only_storage() -> BaseStorage:
     return storage
 
 
+def _board_beat(storage: BaseStorage, trial_id: int) -> dict[str, Any] | None:
+    from ivory_hydra.stores.beats import board_of
+
+    try:
+        return board_of(storage).read(trial_beat_key(trial_id))
+    except KeyError:  # a storage opened elsewhere has no board
+        return None
+
+
 def forget_beat(storage: BaseStorage, trial_id: int) -> None:
     """Remove a finished trial's heartbeat from the board (best effort)."""
     from ivory_hydra.stores.beats import board_of
@@ -117,8 +126,10 @@ def finish(
 ) -> bool:
     """Finish a trial with ``outcome``; False if it was finished already.
 
-    ``claimed=False`` is for a trial that may still be WAITING (its job never
-    claimed it): it is started first, so that it has a start time.
+    The last heartbeat of the process that ran it moves from the beats board
+    into the trial (system attribute ``ivory:beat``). ``claimed=False`` is for
+    a trial that may still be WAITING (its job never claimed it): it is started
+    first, so that it has a start time.
     """
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
@@ -129,6 +140,9 @@ def finish(
         if not claimed:
             storage.set_trial_state_values(trial_id, TrialState.RUNNING)
         set_attrs(storage, trial_id, {**(attrs or {}), **outcome_attrs(outcome)})
+        last = _board_beat(storage, trial_id)
+        if last is not None:  # who ran it, kept with the trial (one record, not every beat)
+            storage.set_trial_system_attr(trial_id, BEAT, last)
         storage.set_trial_state_values(trial_id, state[outcome.state], values)
     except UpdateFinishedTrialError:
         return False

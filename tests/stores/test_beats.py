@@ -102,9 +102,11 @@ def test_trial_beats_go_to_the_board_not_into_the_journal(tmp_path):
     assert BEAT not in storage.get_trial(trial_id).system_attrs
     from ivory_hydra.core.outcomes import Outcome
 
+    last = board_of(storage).read(trial_beat_key(trial_id))
     assert trials.finish(storage, trial_id, Outcome("complete", 1.0))
     assert board_of(storage).read(trial_beat_key(trial_id)) is None  # a finished trial's is gone
     assert list((tmp_path / "sweep.journal.beats").iterdir()) == []
+    assert storage.get_trial(trial_id).system_attrs[BEAT] == last  # kept once, with the trial
 
 
 def test_a_trial_beaten_the_old_way_is_still_read(tmp_path):
