@@ -158,11 +158,14 @@ def url_of(storage: Any) -> str:
     ``_CachedStorage``) is seen through. Raises ``KeyError`` for a storage
     opened otherwise.
     """
-    from ivory_hydra._compat import cached_storage_backend
+    url = _URLS.get(storage)
+    if url is None:
+        from ivory_hydra._compat import cached_storage_backend
 
-    for candidate in (storage, cached_storage_backend(storage)):
-        if candidate is not None and candidate in _URLS:
-            return _URLS[candidate]
+        backend = cached_storage_backend(storage)
+        url = None if backend is None else _URLS.get(backend)
+    if url is not None:
+        return url
     raise KeyError(f"{type(storage).__name__} was not opened by ivory_hydra's open_storage")
 
 

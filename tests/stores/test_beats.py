@@ -156,3 +156,11 @@ def test_a_reader_never_sees_half_a_record(kind, tmp_path):
     assert all(w.wait(timeout=60) == 0 for w in writers), [w.stderr.read() for w in writers]
     assert board.read("trial/1")["at"] == 399.0
     assert len(set(seen)) > 1  # the reads overlapped the writes
+
+
+def test_the_board_is_found_through_optunas_cached_storage(tmp_path):
+    import optuna
+
+    storage = open_storage(storage_url(None, tmp_path))
+    cached = optuna.storages.get_storage(storage)  # what optuna.load_study uses
+    assert cached is not storage and board_of(cached) is board_of(storage)
