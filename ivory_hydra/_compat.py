@@ -59,14 +59,6 @@ def job_exception(job_return: Any) -> BaseException | None:
     return job_return._return_value
 
 
-def trial_id_of(trial: Any) -> int:
-    """The storage's id of a ``FrozenTrial`` (Optuna: ``FrozenTrial._trial_id``).
-
-    The public way, ``get_trial_id_from_study_id_trial_number``, costs a query.
-    """
-    return int(trial._trial_id)
-
-
 # ------------------------------------------------ composing a job's config once
 
 
@@ -163,3 +155,43 @@ def overrides_dirname(
     return get_overrides_dirname(
         overrides=overrides, exclude_keys=exclude_keys, item_sep=item_sep, kv_sep=kv_sep
     )
+
+
+# ------------------------------------------------ the stores (Optuna, MLflow)
+
+#: MLflow's logger that logs every SQLAlchemy ``OperationalError`` (with a
+#: traceback) before raising it: ``mlflow.store.db.utils._logger``, used by
+#: ``make_managed_session``. ``stores/retry.py`` quiets it while it retries.
+MLFLOW_DB_LOGGER = "mlflow.store.db.utils"
+
+#: The private methods of ``RDBStorage`` that Optuna's ``_CachedStorage`` (what
+#: ``optuna.load_study`` wraps an ``RDBStorage`` in) calls on it, besides the
+#: public ``BaseStorage`` ones: ``stores/resilient.py`` retries them too.
+CACHED_STORAGE_PRIVATE_CALLS = (
+    "_create_new_trial",
+    "_get_best_trial_id",
+    "_get_stale_trial_ids",
+    "_get_trials",
+    "_set_trial_param",
+)
+
+
+def cached_storage_backend(storage: Any) -> Any:
+    """The storage inside Optuna's ``_CachedStorage`` wrapper (None for any other storage).
+
+    Optuna: ``optuna.storages._cached_storage._CachedStorage._backend``
+    (``optuna.load_study`` wraps an ``RDBStorage`` in it).
+    """
+    from optuna.storages._cached_storage import _CachedStorage
+
+    return storage._backend if isinstance(storage, _CachedStorage) else None
+
+
+def frozen_trial_id(trial: Any) -> int:
+    """The storage's id of a trial read back from it.
+
+    Optuna: ``FrozenTrial._trial_id`` (no public equivalent; ``number`` counts
+    within a study, while a storage's calls take the id). The beats board keys
+    trials' heartbeats by it.
+    """
+    return int(trial._trial_id)

@@ -19,3 +19,11 @@ class StoreError(IvoryError, ValueError):
 
 class SweepBusyError(IvoryError):
     """Another live process drives this sweep; nothing was started or written."""
+
+
+class StorageUnavailableError(IvoryError):
+    """The Optuna storage's database stayed unreachable for the whole ``storage_retry`` bound.
+
+    Its message is one line that names the storage (password hidden) and says
+    that rerunning the same command resumes: what was recorded stays recorded.
+    """

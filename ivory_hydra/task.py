@@ -43,15 +43,23 @@ def create_client(
     storage: str | None = None,
     tracking_uri: str | None = None,
     mlflow: bool = True,
+    storage_retry: float = 300.0,
 ) -> Client:
     """A client whose embedded stores live in ``directory``.
 
     ``storage`` is an Optuna storage URL (default: ``<directory>/optuna.db``);
     ``tracking_uri`` an MLflow tracking URI (default: ``<directory>/mlflow.db``).
     ``mlflow=False`` turns the MLflow mirror off. A store that cannot be
-    reached is a ``ValueError`` here, before anything is written.
+    reached is a ``ValueError`` here, before anything is written. A storage
+    connection lost later is waited out for ``storage_retry`` seconds.
     """
-    return Client(directory, storage=storage, tracking_uri=tracking_uri, mlflow=mlflow)
+    return Client(
+        directory,
+        storage=storage,
+        tracking_uri=tracking_uri,
+        mlflow=mlflow,
+        storage_retry=storage_retry,
+    )
 
 
 class Client:
@@ -64,11 +72,15 @@ class Client:
         storage: str | None = None,
         tracking_uri: str | None = None,
         mlflow: bool = True,
+        storage_retry: float = 300.0,
     ) -> None:
         from ivory_hydra.errors import StoreError
         from ivory_hydra.stores.mlflow_client import check_tracking_uri, resolve_tracking_uri
         from ivory_hydra.stores.optuna_storage import check_storage, storage_url
+        from ivory_hydra.stores.retry import set_storage_retry
 
+        set_storage_retry(storage_retry)  # raises ValueError below 0
+        self.storage_retry = float(storage_retry)
         self.directory = Path(directory).absolute()
         self.storage_url = storage_url(storage, self.directory)
         self.mlflow_enabled = mlflow
@@ -275,7 +287,9 @@ class Task:
         from ivory_hydra.engine.opening import Opening
 
         log = {k for k, v in params.items() if isinstance(v, Range) and v.log}
-        definition = Definition.build(log=log, **translated)
+        definition = Definition.build(
+            log=log, storage_retry=self.client.storage_retry, **translated
+        )
         plan = definition.plan
         shown = {**plan.fixed, **plan.swept, **definition.space}
         described = " ".join(f"{k}={v!r}" for k, v in shown.items())

@@ -37,7 +37,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["MlflowServer", "mlflow_command", "start_mlflow_pg_server", "start_mlflow_server"]
+__all__ = [
+    "MlflowServer",
+    "MlflowServerProcess",
+    "mlflow_command",
+    "mlflow_server",
+    "start_mlflow_pg_server",
+    "start_mlflow_server",
+]
 
 HOST = "127.0.0.1"
 
@@ -67,9 +74,9 @@ def _healthy(url: str) -> bool:
         return False
 
 
-def _stop(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
-    """SIGTERM the server's process group, then SIGKILL what is left."""
-    if proc.poll() is None:
+def _stop(proc: subprocess.Popen[bytes], grace: float = 10.0, *, kill: bool = False) -> None:
+    """SIGTERM the server's process group, then SIGKILL what is left (``kill``: SIGKILL at once)."""
+    if proc.poll() is None and not kill:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -88,6 +95,127 @@ def _tail(path: Path, n: int = 40) -> str:
         return "(no log)"
 
 
+class MlflowServerProcess:
+    """One ``mlflow server`` on a fixed 127.0.0.1 port that can be stopped and started again.
+
+    ``stop(kill=True)`` SIGKILLs its process group (a crash); ``start()``
+    brings it back on the same port with the same stores, so clients see the
+    same URL go away and answer again.
+    """
+
+    def __init__(
+        self,
+        tmp_path: Path,
+        *,
+        port: int | None = None,
+        timeout: float = 90.0,
+        workers: int = 1,
+        backend_store_uri: str | None = None,
+    ) -> None:
+        self.tmp_path = Path(tmp_path)
+        self.tmp_path.mkdir(parents=True, exist_ok=True)
+        self.port = port or _free_port()
+        self.url = f"http://{HOST}:{self.port}"
+        self.timeout = timeout
+        self.workers = workers
+        self.backend_store_uri = backend_store_uri or f"sqlite:///{self.tmp_path / 'srv.db'}"
+        self.log_path = self.tmp_path / "mlflow-server.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def _command(self) -> list[str]:
+        return [
+            *mlflow_command(),
+            "server",
+            "--host",
+            HOST,
+            "--port",
+            str(self.port),
+            "--workers",
+            str(self.workers),
+            "--backend-store-uri",
+            self.backend_store_uri,
+            "--serve-artifacts",
+            "--default-artifact-root",
+            "mlflow-artifacts:/",
+            "--artifacts-destination",
+            str(self.tmp_path / "artifacts"),
+        ]
+
+    def start(self) -> None:
+        """Start the server and wait (bounded by ``timeout``) until ``/health`` answers.
+
+        Raises ``RuntimeError`` if it exits first (e.g. its port was taken),
+        ``TimeoutError`` if it does not answer in time; either way nothing is
+        left running.
+        """
+        if self.proc is not None and self.proc.poll() is None:
+            return
+        # MLflow 3's server also starts a job runner (seven huey consumer
+        # processes, for GenAI jobs) by default: tracking needs none of it.
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        env.pop("MLFLOW_TRACKING_URI", None)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                self._command(),
+                cwd=self.tmp_path,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # own process group, killed as a whole
+            )
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            if _healthy(self.url):
+                return
+            time.sleep(0.25)
+        exited = self.proc.poll() is not None
+        self.stop()
+        if exited:
+            raise RuntimeError(f"mlflow server failed to start:\n{_tail(self.log_path)}")
+        raise TimeoutError(
+            f"mlflow server did not answer {self.url}/health "
+            f"within {self.timeout:.0f} s:\n{_tail(self.log_path)}"
+        )
+
+    def stop(self, *, kill: bool = False) -> None:
+        """Stop the server's whole process group: SIGTERM first, or at once SIGKILL."""
+        if self.proc is None:
+            return
+        _stop(self.proc, grace=0.0 if kill else 10.0, kill=kill)
+        self.proc = None
+
+
+@contextlib.contextmanager
+def mlflow_server(
+    tmp_path: Path,
+    *,
+    timeout: float = 90.0,
+    workers: int = 1,
+    backend_store_uri: str | None = None,
+) -> Iterator[MlflowServerProcess]:
+    """A running :class:`MlflowServerProcess` on a free port, stopped at the end.
+
+    A free port may be taken before the server binds it: then another is tried.
+    """
+    last_error: Exception | None = None
+    for _attempt in range(3):
+        server = MlflowServerProcess(
+            tmp_path, timeout=timeout, workers=workers, backend_store_uri=backend_store_uri
+        )
+        try:
+            server.start()
+        except RuntimeError as error:
+            last_error = error
+            continue
+        try:
+            yield server
+        finally:
+            server.stop()
+        return
+    raise RuntimeError(str(last_error))
+
+
 @contextlib.contextmanager
 def start_mlflow_server(
     tmp_path: Path,
@@ -103,65 +231,10 @@ def start_mlflow_server(
     ``/health`` answers. The server's output goes to
     ``<tmp_path>/mlflow-server.log``, quoted in the error if it does not come up.
     """
-    tmp_path = Path(tmp_path)
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    log_path = tmp_path / "mlflow-server.log"
-    backend = backend_store_uri or f"sqlite:///{tmp_path / 'srv.db'}"
-    last_error = ""
-    for _attempt in range(3):  # the free port may be taken before the server binds
-        port = _free_port()
-        url = f"http://{HOST}:{port}"
-        cmd = [
-            *mlflow_command(),
-            "server",
-            "--host",
-            HOST,
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-            "--backend-store-uri",
-            backend,
-            "--serve-artifacts",
-            "--default-artifact-root",
-            "mlflow-artifacts:/",
-            "--artifacts-destination",
-            str(tmp_path / "artifacts"),
-        ]
-        # MLflow 3's server also starts a job runner (seven huey consumer
-        # processes, for GenAI jobs) by default: tracking needs none of it.
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-        env.pop("MLFLOW_TRACKING_URI", None)
-        with open(log_path, "ab") as log:
-            proc = subprocess.Popen(
-                cmd,
-                cwd=tmp_path,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # own process group, killed as a whole
-            )
-        try:
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                if proc.poll() is not None:
-                    break
-                if _healthy(url):
-                    break
-                time.sleep(0.25)
-            if proc.poll() is None and _healthy(url):
-                yield url
-                return
-            if proc.poll() is None:
-                raise TimeoutError(
-                    f"mlflow server did not answer {url}/health "
-                    f"within {timeout:.0f} s:\n{_tail(log_path)}"
-                )
-            last_error = _tail(log_path)
-        finally:
-            _stop(proc)
-    raise RuntimeError(f"mlflow server failed to start:\n{last_error}")
+    with mlflow_server(
+        tmp_path, timeout=timeout, workers=workers, backend_store_uri=backend_store_uri
+    ) as server:
+        yield server.url
 
 
 @dataclass(frozen=True)

@@ -1,26 +1,37 @@
-"""Reading the process table (``/proc``) in the fault and launcher tests."""
+"""Reading the process table (psutil) in the fault and launcher tests."""
 
 from __future__ import annotations
 
 import os
 import time
 from collections.abc import Iterable
-from pathlib import Path
+
+import psutil
 
 POLL = 0.1
 
-
-def _stat_fields(pid: int) -> list[str]:
-    """The fields of ``/proc/<pid>/stat`` after the command name."""
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+#: psutil's states as the letters of ``ps`` (R running, S sleeping, Z zombie...).
+_LETTERS = {
+    psutil.STATUS_RUNNING: "R",
+    psutil.STATUS_SLEEPING: "S",
+    psutil.STATUS_DISK_SLEEP: "D",
+    psutil.STATUS_STOPPED: "T",
+    psutil.STATUS_TRACING_STOP: "t",
+    psutil.STATUS_ZOMBIE: "Z",
+    psutil.STATUS_DEAD: "X",
+    psutil.STATUS_IDLE: "I",
+}
 
 
 def process_state(pid: int) -> str | None:
     """The state letter of a process (``R``, ``S``, ``Z``...), None if it is gone."""
     try:
-        return _stat_fields(pid)[0]
-    except (OSError, IndexError):
+        status = psutil.Process(pid).status()
+    except psutil.NoSuchProcess:
         return None
+    except psutil.Error:
+        return "?"
+    return _LETTERS.get(status, "?")
 
 
 def is_alive(pid: int) -> bool:
@@ -31,37 +42,32 @@ def is_alive(pid: int) -> bool:
 def cmdline(pid: int) -> str:
     """The command line of ``pid``, empty if it is gone."""
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
-    except OSError:
+        return " ".join(psutil.Process(pid).cmdline()).strip()
+    except psutil.Error:
         return ""
 
 
 def cpu_seconds(pid: int) -> float:
     """The CPU time (user and system) a process has used so far."""
-    fields = _stat_fields(pid)
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _pids() -> list[int]:
-    return [int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit()]
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
 
 
 def children_of(pid: int) -> list[int]:
     """The processes whose parent is ``pid``."""
-    children = []
-    for child in _pids():
-        try:
-            parent = int(_stat_fields(child)[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        if parent == pid:
-            children.append(child)
-    return children
+    try:
+        return [child.pid for child in psutil.Process(pid).children()]
+    except psutil.NoSuchProcess:
+        return []
 
 
 def pids_mentioning(text: str) -> list[int]:
     """Live processes (but this one) whose command line contains ``text``."""
-    return [pid for pid in _pids() if pid != os.getpid() and text in cmdline(pid) and is_alive(pid)]
+    return [
+        proc.pid
+        for proc in psutil.process_iter()
+        if proc.pid != os.getpid() and text in cmdline(proc.pid) and is_alive(proc.pid)
+    ]
 
 
 def still_alive(pids: Iterable[int], timeout: float = 15.0) -> list[int]:

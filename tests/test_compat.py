@@ -265,3 +265,60 @@ def test_no_private_name_of_a_dependency_outside_compat():
                 if re.search(pattern, line):
                     found.append(f"{path.relative_to(PACKAGE.parent)}:{number}: {name}: {line}")
     assert not found, "private names used outside ivory_hydra/_compat.py:\n" + "\n".join(found)
+
+
+# ------------------------------------------------------------------ the stores
+
+
+def test_mlflows_db_logger_is_the_one_that_logs_operational_errors():
+    import inspect
+    import logging
+
+    from mlflow.store.db import utils
+
+    assert utils._logger is logging.getLogger(_compat.MLFLOW_DB_LOGGER), (
+        "mlflow renamed the logger of mlflow.store.db.utils: "
+        f"_compat.MLFLOW_DB_LOGGER = {_compat.MLFLOW_DB_LOGGER!r} no longer names it"
+    )
+    source = inspect.getsource(utils._get_managed_session_maker)
+    assert "except sqlalchemy.exc.OperationalError" in source and "_logger.exception" in source, (
+        "mlflow no longer logs OperationalError in make_managed_session: "
+        "stores/retry.py's quiet filter may be moot"
+    )
+
+
+def test_the_private_rdb_calls_of_optunas_cached_storage():
+    import inspect
+
+    from optuna.storages import _cached_storage
+
+    calls = set(re.findall(r"_backend\.(_\w+)\(", inspect.getsource(_cached_storage)))
+    assert calls == set(_compat.CACHED_STORAGE_PRIVATE_CALLS), (
+        "optuna's _CachedStorage calls other private RDBStorage methods: "
+        f"{sorted(calls)}, not {sorted(_compat.CACHED_STORAGE_PRIVATE_CALLS)} "
+        "(stores/resilient.py must retry them too)"
+    )
+
+
+def test_the_backend_of_optunas_cached_storage(tmp_path):
+    import optuna
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path}/o.db")
+    study = optuna.create_study(storage=storage)
+    assert _compat.cached_storage_backend(study._storage) is storage, (
+        "optuna's _CachedStorage._backend no longer holds the RDBStorage it wraps"
+    )
+    assert _compat.cached_storage_backend(storage) is None
+
+
+def test_the_id_of_a_frozen_trial(tmp_path):
+    import optuna
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path}/o.db")
+    study = optuna.create_study(storage=storage)
+    study.add_trial(optuna.trial.create_trial(value=1.0))
+    [frozen] = study.trials
+    study_id = storage.get_study_id_from_name(study.study_name)
+    assert _compat.frozen_trial_id(frozen) == storage.get_trial_id_from_study_id_trial_number(
+        study_id, frozen.number
+    ), "optuna changed FrozenTrial._trial_id: it is no longer the storage's id of the trial"

@@ -163,7 +163,6 @@ class Plan:
         fixed, swept = split_params(params)
         return cls(mode, fixed, swept, use_best_param)
 
-
     @property
     def num_steps(self) -> int:
         """How many steps the plan has: one per swept param for chain, else 1."""

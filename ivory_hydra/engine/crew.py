@@ -42,7 +42,7 @@ from typing import Any
 
 from ivory_hydra.engine.coordination import Coordination
 from ivory_hydra.stores.beats import Beats
-from ivory_hydra.stores.format import Keys
+from ivory_hydra.stores.format import BeatKeys, Keys
 from ivory_hydra.stores.ledger import Ledger
 from ivory_hydra.stores.liveness import HOST, Beater, beat_record, describe, is_stale
 
@@ -87,8 +87,12 @@ class Crew(Coordination):
     def owner(self) -> dict[str, Any]:
         return {"host": HOST, "pid": os.getpid(), "worker": self.key}
 
+    def _beat_key(self, key: str) -> str:
+        """The beats board key of the worker whose record is ``key``."""
+        return BeatKeys.worker(self.study, key.rsplit("/", 1)[-1])
+
     def _beat(self) -> None:
-        self.beats.write(Keys.beat(self.key), beat_record())
+        self.beats.write(self._beat_key(self.key), beat_record())
         if self._record is not None and self.ledger.get(self.key) is None:
             self._lost()
 
@@ -105,9 +109,9 @@ class Crew(Coordination):
     def _members(self) -> dict[str, dict[str, Any]]:
         """Every worker's record, with its latest beat."""
         prefix = Keys.members(self.study)
-        beats = dict(self.beats.items(Keys.beat(prefix)))
+        beats = dict(self.beats.items(BeatKeys.workers(self.study)))
         return {
-            key: {**record, **beats.get(Keys.beat(key), {})}
+            key: {**record, **beats.get(self._beat_key(key), {})}
             for key, record in self.ledger.items(prefix)
             if isinstance(record, Mapping)
         }
@@ -123,7 +127,7 @@ class Crew(Coordination):
         """
         self._record = beat_record(since=time.strftime("%Y-%m-%d %H:%M:%S"), generation=None)
         self.ledger.compare_and_set(self.key, None, self._record)
-        self.beats.write(Keys.beat(self.key), beat_record())
+        self.beats.write(self._beat_key(self.key), beat_record())
         head = Keys.crew(self.study)
         for _ in range(100):
             stored = self.ledger.get(head)
@@ -224,7 +228,7 @@ class Crew(Coordination):
                 stored = self.ledger.get(key)
                 if stored is not None:
                     self.ledger.compare_and_set(key, stored, None)
-                    self.beats.delete(Keys.beat(key))
+                    self.beats.delete(self._beat_key(key))
 
     def resolve(self, step: int, indices: Sequence[int]) -> None:
         mine = {"owner": self.key}
@@ -300,7 +304,7 @@ class Crew(Coordination):
             if self.ledger.compare_and_set(self.key, self._record, left):
                 self._record = left
             if left is None:
-                self.beats.delete(Keys.beat(self.key))
+                self.beats.delete(self._beat_key(self.key))
         self._alive = False
         deadline = time.monotonic() + self.grace + self.interval
         while self._others_work():

@@ -20,6 +20,7 @@ from ivory_hydra.core.plan import Plan, check_mode, split_repeats
 from ivory_hydra.engine.state import Settings
 from ivory_hydra.errors import IvoryError
 from ivory_hydra.stores.liveness import GRACE_PERIOD, HEARTBEAT_INTERVAL
+from ivory_hydra.stores.retry import STORAGE_RETRY
 
 if TYPE_CHECKING:
     from optuna.distributions import BaseDistribution
@@ -103,6 +104,7 @@ class Definition:
     aggregate: str = "mean"  # a configuration's score from its repeats' scores
     heartbeat_interval: float = HEARTBEAT_INTERVAL
     grace_period: float = GRACE_PERIOD
+    storage_retry: float = STORAGE_RETRY  # seconds a lost storage connection is waited out
 
     @classmethod
     def build(
@@ -126,6 +128,7 @@ class Definition:
         value_of: Callable[[Any], Any] = lambda value: value,
         heartbeat_interval: Any = HEARTBEAT_INTERVAL,
         grace_period: Any = GRACE_PERIOD,
+        storage_retry: Any = STORAGE_RETRY,
     ) -> Definition:
         """Check every piece of a sweep and put them together; raise :class:`DefinitionError`."""
         from ivory_hydra.stores.distributions import distributions_for, fits
@@ -146,6 +149,10 @@ class Definition:
                 "not a list; use mode=optimize for several objectives",
             )
         _check_liveness(heartbeat_interval, grace_period)
+        if isinstance(storage_retry, bool) or not isinstance(storage_retry, (int, float)):
+            raise DefinitionError("storage_retry", f"a number of seconds, not {storage_retry!r}")
+        if storage_retry < 0:
+            raise DefinitionError("storage_retry", f"must be >= 0 seconds, not {storage_retry}")
         repeat = [repeat] if isinstance(repeat, str) else list(repeat or ())
         try:
             check_aggregate(aggregate)
@@ -196,6 +203,7 @@ class Definition:
             aggregate,
             float(heartbeat_interval),
             float(grace_period),
+            float(storage_retry),
         )
         if mode == "optimize":
             definition.make_sampler(0)  # fails here, named, if it cannot be made
@@ -247,6 +255,7 @@ class Definition:
             study_name=study_name,
             pruner=self.pruner,
             heartbeat_interval=self.heartbeat_interval,
+            storage_retry=self.storage_retry,
         )
 
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ivory_hydra._compat import trial_id_of
+from ivory_hydra._compat import frozen_trial_id
 from ivory_hydra.core.outcomes import FAIL, INTERRUPTED, Outcome
 from ivory_hydra.engine.results import Finished
 from ivory_hydra.engine.state import EngineState
@@ -73,7 +73,7 @@ class Recovery(EngineState):
                 if is_stale(record, self.settings.grace_period):
                     self._reap(trial, record)
                 elif trial.number not in self.mine:
-                    self.elsewhere[str(slot)] = trial_id_of(trial)
+                    self.elsewhere[str(slot)] = frozen_trial_id(trial)
 
     def _reap(self, trial: FrozenTrial, record: Mapping[str, Any] | None) -> None:
         """Fail a trial left unfinished by a dead process: its job runs again."""
@@ -101,7 +101,7 @@ class Recovery(EngineState):
         the trials and the child runs match one to one. A job that finished
         its trial meanwhile keeps its own outcome.
         """
-        trial_id = trial_id_of(trial)
+        trial_id = frozen_trial_id(trial)
         named = trial.user_attrs.get(TrialAttr.MLFLOW_RUN)
         run_id = named or run_id or self._find_child(trial.number)
         if run_id is None:

@@ -36,6 +36,7 @@ from ivory_hydra.stores.format import TrialAttr, attr_tag, score_metrics
 from ivory_hydra.stores.liveness import HOST, Beater
 from ivory_hydra.stores.mlflow_mirror import outcome_tags, run_status
 from ivory_hydra.stores.optuna_storage import open_storage
+from ivory_hydra.stores.retry import set_storage_retry
 
 if TYPE_CHECKING:
     from optuna.storages import BaseStorage
@@ -126,6 +127,7 @@ class JobSession:
             url = ticket.storage_url
         except Exception as error:  # noqa: BLE001 - e.g. ${oc.env:...} unset in this process
             raise StoreError(f"cannot resolve storage={ticket.storage!r}: {error}") from None
+        set_storage_retry(ticket.storage_retry)
         storage = open_storage(url)
         if not trials.start(storage, assignment.trial_id):
             raise TrialTakenError(

@@ -15,6 +15,7 @@ from typing import Any
 
 from ivory_hydra.core.objectives import Objectives
 from ivory_hydra.stores.liveness import HEARTBEAT_INTERVAL, HOST
+from ivory_hydra.stores.retry import STORAGE_RETRY
 
 
 def resolve_setting(value: str | None) -> str | None:
@@ -42,6 +43,7 @@ class Ticket:
     study_name: str | None = None
     pruner: Any = None  # a node with _target_ (built in the job's process), or a pruner
     heartbeat_interval: float = HEARTBEAT_INTERVAL
+    storage_retry: float = STORAGE_RETRY  # seconds a lost storage connection is waited out
     driver_pid: int = field(default_factory=os.getpid)
     driver_host: str = HOST
 

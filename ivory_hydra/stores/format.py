@@ -40,8 +40,14 @@ Trial user attributes (``trial.user_attrs``), one trial per run:
 =================  ==============================================================
 
 Trial system attributes (hidden by optuna-dashboard): ``ivory:owner`` names
-the sweeper that created it. The heartbeats of the process that runs a trial
-live beside the storage (:mod:`ivory_hydra.stores.beats`), not in the trial.
+the sweeper that created the trial; ``ivory:beat`` is the last heartbeat of
+the process that ran it (``at``, ``host``, ``pid``, ``started``), written once
+when the trial finishes (before 0.3, at every beat).
+
+Beats board keys (:mod:`ivory_hydra.stores.beats`, beside the storage; each
+record is overwritten in place): ``trial/<trial id>`` holds the heartbeat of
+the process running the trial, moved into the trial when it finishes;
+``worker/<study>/<worker id>`` is for the heartbeats of a sweep's workers.
 
 Ledger keys (:mod:`ivory_hydra.stores.ledger`), all made by :class:`Keys`:
 ``numbers/<experiment>/run`` and ``numbers/<experiment>/task`` count runs and
@@ -101,7 +107,8 @@ class TrialAttr:
     TRACEBACK = "traceback"
 
 
-#: Trial system attribute: the last heartbeat of the process running the trial.
+#: Trial system attribute: the last heartbeat of the process running the trial,
+#: as ivory-hydra before 0.3 kept it (now on the beats board, :meth:`BeatKeys.trial`).
 BEAT = "ivory:beat"
 #: Trial system attribute: the sweeper that created the trial (``host``, ``pid``,
 #: and with several workers its ``worker`` record in the ledger).
@@ -259,7 +266,25 @@ class Keys:
         """The shared sweep's MLflow parent run."""
         return f"parent/{_part(study)}"
 
+
+class BeatKeys:
+    """Every key of the beats board (:mod:`ivory_hydra.stores.beats`).
+
+    >>> BeatKeys.trial(12), BeatKeys.worker("s", "0a1b")
+    ('trial/12', 'worker/s/0a1b')
+    """
+
     @staticmethod
-    def beat(owner: str) -> str:
-        """The latest heartbeat of a worker, lease holder or trial."""
-        return f"beat/{owner}"
+    def trial(trial_id: int) -> str:
+        """The heartbeat of the process that runs a trial."""
+        return f"trial/{trial_id}"
+
+    @staticmethod
+    def workers(study: str) -> str:
+        """The prefix of a sweep's workers' heartbeats."""
+        return f"worker/{_part(study)}/"
+
+    @staticmethod
+    def worker(study: str, worker: str) -> str:
+        """The heartbeat of one worker of a sweep."""
+        return BeatKeys.workers(study) + worker

@@ -11,6 +11,10 @@ The ledger fills that gap with the storage's own atomic operations:
 * on a journal file, a second journal file beside it (``<journal>.ivory``),
   written through Optuna's own ``JournalFileBackend`` (its lock and its
   append-only log): the first record in the log wins, as in Optuna's journal.
+  A record torn by a crash is cut away before anything is appended
+  (:mod:`ivory_hydra.stores.journal_files`).
+
+Database operations wait out a lost connection (:class:`SqlLedger`).
 
 It holds run and task numbers (``add``) and leases (``compare_and_set``).
 Values are JSON; numbers are separate from values.
@@ -23,13 +27,17 @@ import functools
 import json
 import threading
 import uuid
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ivory_hydra.stores.optuna_storage import is_journal, open_storage
+from ivory_hydra.stores.tables import LEDGER_TABLE, create_tables, ledger_table
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
-TABLE_NAME = "ivory_hydra_ledger"
+TABLE_NAME = LEDGER_TABLE
+T = TypeVar("T")
 JOURNAL_SUFFIX = ".ivory"
 
 
@@ -60,65 +68,116 @@ class Ledger(abc.ABC):
 # ---------------------------------------------------------------- databases
 
 
-@functools.lru_cache(maxsize=1)
-def _table() -> Any:
-    from sqlalchemy import BigInteger, Column, MetaData, String, Table, Text
-
-    return Table(
-        TABLE_NAME,
-        MetaData(),
-        Column("key", String(512), primary_key=True),
-        Column("number", BigInteger, nullable=False, default=0),
-        Column("value", Text, nullable=True),
-    )
-
-
-def create_ledger_table(engine: Engine) -> None:
-    """Create the ledger's table in a database if it is missing."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    table = _table()
-    try:
-        table.metadata.create_all(engine, tables=[table], checkfirst=True)
-    except SQLAlchemyError:
-        # Another process created it between the check and the create.
-        from sqlalchemy import inspect
-
-        if not inspect(engine).has_table(TABLE_NAME):
-            raise
+#: Keys of the rows that record a landed write (see :class:`SqlLedger`).
+LANDED_PREFIX = "ivory-landed/"
 
 
 class SqlLedger(Ledger):
-    """The ledger as one table of the storage's own database."""
+    """The ledger as one table of the storage's own database.
 
-    def __init__(self, engine: Engine) -> None:
+    Every operation runs under the stores' retry policy
+    (:mod:`ivory_hydra.stores.retry`): a lost connection is waited out. A write
+    whose commit went through just before the connection dropped must not
+    apply twice (a counter would skip a range of slots; a compare-and-set
+    would answer False although it won), so on a database server every write
+    also records a row ``ivory-landed/<token>`` in its own transaction; a
+    retry that finds it answers what the landed write did. These rows are
+    deleted by the process's next write. (SQLite has no connection to lose.)
+    """
+
+    def __init__(self, engine: Engine, url: str | None = None) -> None:
         self.engine = engine
-        create_ledger_table(engine)
-        self.table = _table()
+        self.url = url or str(engine.url)  # SQLAlchemy's str() hides the password
+        self.table = ledger_table()
+        self._tokens = engine.dialect.name != "sqlite"
+        self._landed: list[str] = []
+        self._call(create_tables, engine)
+
+    def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        from ivory_hydra.core.redact import redact_url
+        from ivory_hydra.stores import retry
+
+        return retry.call(
+            fn, *args, what=redact_url(self.url), unavailable=retry.storage_unavailable(self.url)
+        )
+
+    def _write(self, change: Callable[[Any, Callable[[Any, int], None]], Any]) -> Any:
+        """Run ``change(engine, landed)``, retried, applied once; return its result.
+
+        ``change`` makes its change in transactions of ``engine`` and calls
+        ``landed(conn, result)`` inside the one that makes it.
+        """
+        from sqlalchemy import delete, insert, select
+
+        t = self.table
+        token = LANDED_PREFIX + uuid.uuid4().hex
+        attempts = []
+
+        def landed(conn: Any, result: int) -> None:
+            if self._tokens:
+                conn.execute(insert(t).values(key=token, number=result, value=None))
+
+        def attempt() -> Any:
+            attempts.append(1)
+            if self._tokens and len(attempts) > 1:
+                with self.engine.connect() as conn:
+                    found = conn.execute(select(t.c.number).where(t.c.key == token)).first()
+                if found is not None:  # the last attempt landed before its answer was lost
+                    return int(found[0])
+            done, self._landed = self._landed, []  # (a row left by a failure is harmless)
+            if done:
+                with self.engine.begin() as conn:
+                    conn.execute(delete(t).where(t.c.key.in_(done)))
+            return change(self.engine, landed)
+
+        result = self._call(attempt)
+        if self._tokens:
+            self._landed.append(token)
+        return result
 
     def add(self, key: str, amount: int) -> int:
+        if amount == 0:  # a read
+            return self._call(self._number, key)
+        return int(self._write(lambda engine, landed: self._add(engine, landed, key, amount)))
+
+    def _number(self, key: str) -> int:
+        from sqlalchemy import select
+
+        t = self.table
+        with self.engine.connect() as conn:
+            number = conn.execute(select(t.c.number).where(t.c.key == key)).scalar_one_or_none()
+        return int(number or 0)
+
+    def _add(
+        self, engine: Engine, landed: Callable[[Any, int], None], key: str, amount: int
+    ) -> int:
         from sqlalchemy import insert, select, update
         from sqlalchemy.exc import IntegrityError
 
         t = self.table
         for _ in range(5):
-            with self.engine.begin() as conn:
+            with engine.begin() as conn:
                 changed = conn.execute(
                     update(t).where(t.c.key == key).values(number=t.c.number + amount)
                 )
                 if changed.rowcount:
                     # the UPDATE holds the row (or the database) until commit
                     after = conn.execute(select(t.c.number).where(t.c.key == key)).scalar_one()
+                    landed(conn, int(after) - amount)
                     return int(after) - amount
             try:
-                with self.engine.begin() as conn:
+                with engine.begin() as conn:
                     conn.execute(insert(t).values(key=key, number=amount, value=None))
+                    landed(conn, 0)
                 return 0
             except IntegrityError:
                 continue  # created meanwhile: add to it
         raise RuntimeError(f"ledger key {key!r}: could not add {amount}")
 
     def get(self, key: str) -> Any:
+        return self._call(self._get, key)
+
+    def _get(self, key: str) -> Any:
         from sqlalchemy import select
 
         t = self.table
@@ -127,28 +186,40 @@ class SqlLedger(Ledger):
         return None if text is None else json.loads(text)
 
     def compare_and_set(self, key: str, expected: Any, new: Any) -> bool:
+        return bool(
+            self._write(lambda engine, landed: self._cas(engine, landed, key, expected, new))
+        )
+
+    def _cas(
+        self, engine: Engine, landed: Callable[[Any, int], None], key: str, expected: Any, new: Any
+    ) -> bool:
         from sqlalchemy import insert, update
         from sqlalchemy.exc import IntegrityError
 
         t = self.table
         old_text, new_text = _canonical(expected), _canonical(new)
         condition = t.c.value.is_(None) if old_text is None else t.c.value == old_text
-        with self.engine.begin() as conn:
+        with engine.begin() as conn:
             changed = conn.execute(
                 update(t).where(t.c.key == key, condition).values(value=new_text)
             )
             if changed.rowcount:
+                landed(conn, 1)
                 return True
         if old_text is not None:
             return False
         try:
-            with self.engine.begin() as conn:
+            with engine.begin() as conn:
                 conn.execute(insert(t).values(key=key, number=0, value=new_text))
+                landed(conn, 1)
             return True
         except IntegrityError:
             return False
 
     def items(self, prefix: str) -> Iterator[tuple[str, Any]]:
+        yield from self._call(self._items, prefix)
+
+    def _items(self, prefix: str) -> list[tuple[str, Any]]:
         from sqlalchemy import select
 
         t = self.table
@@ -159,8 +230,7 @@ class SqlLedger(Ledger):
                     t.c.key.like(pattern, escape="\\"), t.c.value.is_not(None)
                 )
             ).all()
-        for key, text in rows:
-            yield key, json.loads(text)
+        return [(key, json.loads(text)) for key, text in rows]
 
 
 # ---------------------------------------------------------------- journal files
@@ -175,9 +245,9 @@ class JournalLedger(Ledger):
     """
 
     def __init__(self, path: str) -> None:
-        from optuna.storages.journal import JournalFileBackend
+        from ivory_hydra.stores.journal_files import RepairingJournalFileBackend
 
-        self.backend = JournalFileBackend(path)
+        self.backend = RepairingJournalFileBackend(path)
         self._lock = threading.Lock()
         self._next = 0
         self._numbers: dict[str, int] = {}
@@ -238,8 +308,6 @@ class JournalLedger(Ledger):
 @functools.lru_cache(maxsize=8)
 def ledger_for(url: str) -> Ledger:
     """The ledger kept beside the storage at ``url`` (one per process)."""
-    from ivory_hydra.stores.optuna_storage import is_journal, open_storage
-
     if is_journal(url):
         return JournalLedger(url + JOURNAL_SUFFIX)
-    return SqlLedger(open_storage(url).engine)  # type: ignore[attr-defined]
+    return SqlLedger(open_storage(url).engine, url)  # type: ignore[attr-defined]

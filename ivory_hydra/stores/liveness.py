@@ -1,10 +1,11 @@
 """Liveness records: who runs a trial or drives a sweep, and whether it still lives.
 
 A live process *beats*: every ``interval`` seconds it rewrites a small record
-(``at``, ``host``, ``pid``, and its process's start time) into the storage, on
-a thread of its own. A process on this machine is judged by the process table,
-exactly: it is dead as soon as it is gone (a reused pid has another start
-time), and never while it lives, however late its beats (a busy machine delays
+(``at``, ``host``, ``pid``, and its process's start time) beside the storage
+(:mod:`ivory_hydra.stores.beats`), on a thread of its own. A process on this
+machine is judged by the process table (psutil, on every OS), exactly: it is
+dead as soon as it is gone or a zombie (a reused pid has another start time),
+and never while it lives, however late its beats (a busy machine delays
 them). A process elsewhere is dead when its beats stopped for the grace period.
 Optuna's own heartbeat runs only inside ``study.optimize()`` and only on RDB
 storages; this works the same on SQLite, PostgreSQL and journal files.
@@ -12,7 +13,6 @@ storages; this works the same on SQLite, PostgreSQL and journal files.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import socket
@@ -30,16 +30,38 @@ GRACE_PERIOD = 60.0
 HOST = socket.gethostname()
 
 
-def start_time(pid: int) -> str | None:
-    """When a process started, in clock ticks since boot (None if unknown or gone).
+#: Two start times closer than this (seconds) are the same process's. Linux
+#: gives them exactly; elsewhere the boot time they count from may move a little.
+SAME_START = 1.0
+
+
+def start_time(pid: int) -> float | None:
+    """When a process started, in seconds after the machine booted (None if unknown or gone).
+
+    Counted from boot, not a date, so that setting the clock does not change it.
 
     >>> start_time(os.getpid()) == start_time(os.getpid())
     True
     """
+    import psutil
+
     try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
+        return round(psutil.Process(pid).create_time() - psutil.boot_time(), 2)
+    except (psutil.Error, OSError, ValueError):
+        return None
+
+
+def _seconds(started: Any) -> float | None:
+    """A recorded start time in seconds after boot; before 0.3 it was clock ticks, as text.
+
+    >>> _seconds(12.5), _seconds(str(25 * os.sysconf("SC_CLK_TCK"))), _seconds("x")
+    (12.5, 25.0, None)
+    """
+    try:
+        if isinstance(started, str):
+            return int(started) / os.sysconf("SC_CLK_TCK")
+        return float(started)
+    except (TypeError, ValueError, OSError):
         return None
 
 
@@ -59,22 +81,21 @@ def beat_record(**extra: Any) -> dict[str, Any]:
 
 
 def process_alive(pid: int) -> bool:
-    """Whether a process with ``pid`` exists on this machine.
+    """Whether a process with ``pid`` runs on this machine (a zombie does not).
 
-    >>> process_alive(os.getpid())
-    True
+    >>> process_alive(os.getpid()), process_alive(0), process_alive(-1)
+    (True, False, False)
     """
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    import psutil
+
+    if pid <= 0:
         return False
-    except PermissionError:
+    try:
+        return psutil.Process(pid).status() not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:  # e.g. AccessDenied: it exists
         return True
-    # A zombie (exited, not yet reaped by its parent) is dead for our purposes.
-    with contextlib.suppress(OSError), open(f"/proc/{pid}/stat") as stat:
-        if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    return True
 
 
 def is_stale(record: Mapping[str, Any] | None, grace: float, now: float | None = None) -> bool:
@@ -84,6 +105,8 @@ def is_stale(record: Mapping[str, Any] | None, grace: float, now: float | None =
     False
     >>> is_stale({**beat_record(), "at": 0}, grace=60)  # late beats of a live local process
     False
+    >>> is_stale({**beat_record(), "started": start_time(os.getpid()) - 5}, grace=60)  # reused
+    True
     >>> is_stale({"at": 0, "host": "elsewhere", "pid": 1}, grace=60)
     True
     >>> is_stale({"at": time.time(), "host": HOST, "pid": 2**22 + 1}, grace=60)
@@ -92,12 +115,18 @@ def is_stale(record: Mapping[str, Any] | None, grace: float, now: float | None =
     if not record:
         return True
     pid = int(record.get("pid", -1))
-    if record.get("host") == HOST and record.get("started") is not None:
-        return not process_alive(pid) or start_time(pid) != record["started"]
+    local = record.get("host") == HOST
+    recorded = _seconds(record.get("started"))
+    if local and recorded is not None:
+        if not process_alive(pid):
+            return True
+        current = start_time(pid)
+        if current is not None:  # else unknown here: judged by its beats
+            return abs(current - recorded) > SAME_START
     now = time.time() if now is None else now
     if now - float(record.get("at", 0)) > grace:
         return True
-    return record.get("host") == HOST and not process_alive(pid)
+    return local and not process_alive(pid)
 
 
 def describe(record: Mapping[str, Any] | None, now: float | None = None) -> str:

@@ -8,29 +8,28 @@ SQLite and concurrency: MLflow opens every SQLite session with
 other. SQLite may still answer ``database is locked`` at once when waiting
 could deadlock, or after the 20 s when a writer is very slow; MLflow turns it
 into an ``MlflowException`` (``TEMPORARILY_UNAVAILABLE``). Every call made
-through :func:`retry` is retried on that error with a bounded, jittered backoff.
+through :func:`retry` is retried on that error with a bounded, jittered backoff
+(:mod:`ivory_hydra.stores.retry`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import math
 import os
-import random
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ivory_hydra.stores import retry as _policy
+from ivory_hydra.stores.retry import is_locked_error
 from ivory_hydra.stores.sqlite_files import create_once, sqlite_file
 
 if TYPE_CHECKING:  # pragma: no cover
     from mlflow.tracking import MlflowClient
 
-_log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -45,12 +44,7 @@ DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 #: How much of an error text goes into the ``ivory.error`` tag (the tail).
 MAX_ERROR_TAG_LENGTH = 1000
 
-
-_RETRY_ATTEMPTS = 8
-_RETRY_BASE_DELAY = 0.05
-_RETRY_MAX_DELAY = 2.0
-_RETRY_DEADLINE = 60.0  # seconds; each attempt may itself wait busy_timeout (20 s)
-_LOCK_MARKERS = ("database is locked", "database table is locked", "sqlite_busy")
+__all__ = ["is_locked_error", "retry"]  # is_locked_error lives in stores/retry.py
 
 
 # --------------------------------------------------------------------------
@@ -215,93 +209,18 @@ def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
 
 
 # --------------------------------------------------------------------------
-# Retrying on SQLite lock errors
+# Retrying on SQLite lock errors (and lost connections): stores/retry.py
 # --------------------------------------------------------------------------
 
 
-def is_locked_error(exc: BaseException) -> bool:
-    """Whether ``exc`` (or what caused it) is SQLite's "database is locked".
-
-    >>> is_locked_error(RuntimeError("(sqlite3.OperationalError) database is locked"))
-    True
-    >>> is_locked_error(ValueError("nope"))
-    False
-    """
-    seen = 0
-    current: BaseException | None = exc
-    while current is not None and seen < 10:
-        text = str(current).lower()
-        if any(marker in text for marker in _LOCK_MARKERS):
-            return True
-        current = current.__cause__ or current.__context__
-        seen += 1
-    return False
-
-
-_retrying = threading.local()
-_quiet_installed = False
-
-
-class _QuietRetriedLocks(logging.Filter):
-    """Drop MLflow's ERROR log of a lock error that :func:`retry` handles.
-
-    MLflow logs every SQLAlchemy ``OperationalError`` with a traceback before
-    raising it; for a call that is retried that log is noise. Lock errors
-    outside :func:`retry` (e.g. user code) are still logged.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not getattr(_retrying, "active", False):
-            return True
-        exc = record.exc_info[1] if record.exc_info else None
-        text = record.getMessage().lower()
-        locked = any(m in text for m in _LOCK_MARKERS)
-        return not (locked or (exc is not None and is_locked_error(exc)))
-
-
-def _install_quiet_filter() -> None:
-    global _quiet_installed
-    if not _quiet_installed:
-        logging.getLogger("mlflow.store.db.utils").addFilter(_QuietRetriedLocks())
-        _quiet_installed = True
-
-
 def retry(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Call ``fn``, retrying on "database is locked" with a bounded backoff.
+    """Call ``fn`` under the stores' retry policy (:mod:`ivory_hydra.stores.retry`).
 
-    At most ``_RETRY_ATTEMPTS`` calls, and no new attempt after
-    ``_RETRY_DEADLINE`` seconds.
+    "database is locked" is retried with a bounded, jittered back-off; a lost
+    connection to a database behind the tracking store is waited out for the
+    process's ``storage_retry`` seconds. Any other error raises at once.
     """
-    _install_quiet_filter()
-    outer = getattr(_retrying, "active", False)
-    _retrying.active = True
-    try:
-        return _retry_loop(fn, *args, **kwargs)
-    finally:
-        _retrying.active = outer
-
-
-def _retry_loop(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    deadline = time.monotonic() + _RETRY_DEADLINE
-    for attempt in range(_RETRY_ATTEMPTS):
-        try:
-            return fn(*args, **kwargs)
-        except Exception as exc:
-            if not is_locked_error(exc):
-                raise
-            if attempt == _RETRY_ATTEMPTS - 1 or time.monotonic() > deadline:
-                _log.error("MLflow store still locked after %d attempts", attempt + 1)
-                raise
-            delay = min(_RETRY_MAX_DELAY, _RETRY_BASE_DELAY * 2**attempt)
-            delay *= random.uniform(0.5, 1.0)
-            _log.debug(
-                "MLflow store locked in %s, retry %d in %.2fs",
-                getattr(fn, "__name__", fn),
-                attempt + 1,
-                delay,
-            )
-            time.sleep(delay)
-    raise AssertionError("unreachable")  # pragma: no cover
+    return _policy.call(fn, *args, what="the MLflow tracking store", **kwargs)
 
 
 def client_for(tracking_uri: str) -> MlflowClient:
@@ -329,15 +248,24 @@ def error_code(exc: BaseException) -> str | None:
 def check_tracking_uri(uri: str) -> None:
     """Raise :class:`StoreError` if the tracking store cannot be reached; write nothing.
 
-    See :mod:`ivory_hydra.stores.reachability`.
+    A local SQLite store must be a database if it exists; if it does not, the
+    cache folder where :func:`prepare_store` keeps its pristine store must be
+    usable. See :mod:`ivory_hydra.stores.reachability`.
     """
     from ivory_hydra.core.redact import redact_text, redact_url
     from ivory_hydra.errors import StoreError
-    from ivory_hydra.stores.reachability import database_problem, folder_problem, server_problem
+    from ivory_hydra.stores.reachability import (
+        database_problem,
+        folder_problem,
+        server_problem,
+        sqlite_problem,
+    )
 
     path = sqlite_file(uri)
     if path is not None:
-        problem = folder_problem(path)
+        problem = folder_problem(path) or (
+            sqlite_problem(path) if path.exists() else cache_problem()
+        )
     elif uri.startswith(("http://", "https://")):
         problem = server_problem(uri)
     elif uri.startswith(("postgresql", "mysql", "mssql")):
@@ -348,6 +276,53 @@ def check_tracking_uri(uri: str) -> None:
         raise StoreError(
             f"cannot reach this MLflow tracking store ({redact_url(uri)}): {redact_text(problem)}"
         )
+
+
+def cache_folder() -> Path:
+    """Where :func:`prepare_store` keeps pristine MLflow stores: ``$XDG_CACHE_HOME/ivory-hydra``,
+    else ``~/.cache/ivory-hydra``."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ivory-hydra"
+
+
+def _mlflow_version() -> str:
+    from importlib import metadata
+
+    for distribution in ("mlflow", "mlflow-skinny"):
+        try:
+            return metadata.version(distribution)
+        except metadata.PackageNotFoundError:
+            continue
+    import mlflow
+
+    return str(mlflow.__version__)
+
+
+def pristine_path() -> Path:
+    """The pristine MLflow store of the installed MLflow version (made on first need)."""
+    return cache_folder() / f"mlflow-{_mlflow_version()}.db"
+
+
+def cache_problem() -> str | None:
+    """Why a new local MLflow store cannot be made (None if it can); writes nothing.
+
+    A new store is a copy of a pristine one that is built once in the cache
+    folder: that folder must be writable, unless the pristine store is there.
+    """
+    from ivory_hydra.stores.reachability import folder_problem
+
+    try:
+        pristine = pristine_path()
+    except RuntimeError as error:  # no HOME, and no home in the password database
+        return f"no cache folder for a new MLflow store ({error}): set XDG_CACHE_HOME"
+    if pristine.is_file() and os.access(pristine, os.R_OK):
+        return None
+    if folder_problem(pristine) is None:
+        return None
+    return (
+        f"the cache folder {pristine.parent} cannot be written, and a new MLflow store is a "
+        "copy of one made there once: set XDG_CACHE_HOME to a writable folder, or make "
+        f"HOME ({Path.home()}) writable"
+    )
 
 
 def prepare_store(uri: str) -> None:
@@ -366,10 +341,7 @@ def prepare_store(uri: str) -> None:
 
 
 def _pristine_store() -> Path:
-    import mlflow
-
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ivory-hydra"
-    pristine = cache / f"mlflow-{mlflow.__version__}.db"
+    pristine = pristine_path()
     create_once(pristine, lambda tmp: client_for(f"sqlite:///{tmp}").search_experiments())
     return pristine
 

@@ -5,11 +5,19 @@ default, any SQLAlchemy URL, or a journal file); ``check_storage`` tells
 whether it can be reached without writing anything; ``open_storage`` opens it
 once per process. A fresh local SQLite file is created race-free, so two
 processes that start on the same new folder both work.
+
+A database storage is a :class:`~ivory_hydra.stores.resilient.ResilientRDBStorage`
+(an ``RDBStorage`` that waits out a lost connection for the process-wide
+``storage_retry`` bound, :func:`ivory_hydra.stores.retry.set_storage_retry`);
+a journal file is read and written through
+:class:`~ivory_hydra.stores.journal_files.RepairingJournalFileBackend` (a
+record torn by a crash is cut away before anything is appended).
 """
 
 from __future__ import annotations
 
 import functools
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -80,12 +88,18 @@ def _unusable(url: str, error: BaseException) -> StoreError:
 def check_storage(url: str) -> None:
     """Raise :class:`StoreError` if the storage cannot be reached; write nothing.
 
-    See :mod:`ivory_hydra.stores.reachability`.
+    An existing SQLite file that is not a database is named with SQLite's own
+    words. See :mod:`ivory_hydra.stores.reachability`.
     """
-    from ivory_hydra.stores.reachability import database_problem, folder_problem
+    from ivory_hydra.stores.reachability import database_problem, folder_problem, sqlite_problem
 
     local = Path(url) if is_journal(url) else sqlite_file(url)
-    problem = folder_problem(local) if local is not None else database_problem(url)
+    if local is None:
+        problem = database_problem(url)
+    elif not is_journal(url) and local.exists():
+        problem = sqlite_problem(local)
+    else:
+        problem = folder_problem(local)
     if problem is not None:
         raise StoreError(
             f"cannot open this Optuna storage ({redact_url(url)}): {redact_text(problem)}"
@@ -98,17 +112,51 @@ def _connect_args(url: str) -> dict[str, Any]:
     return {"connect_timeout": CONNECT_TIMEOUT} if url.startswith(("postgresql", "mysql")) else {}
 
 
-@functools.lru_cache(maxsize=8)
+#: The URL each storage that :func:`open_storage` returned was opened with.
+_URLS: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+
+
 def open_storage(url: str) -> BaseStorage:
     """Open (and cache per process) the Optuna storage behind ``url``.
 
     A storage that cannot be opened raises :class:`StoreError` with the
-    reason, and with any password in the URL hidden.
+    reason, and with any password in the URL hidden; a database server that
+    stays unreachable for ``storage_retry`` seconds raises
+    :class:`~ivory_hydra.errors.StorageUnavailableError`.
     """
+    return _open_cached(url)
+
+
+@functools.lru_cache(maxsize=8)
+def _open_cached(url: str) -> BaseStorage:
+    from ivory_hydra.errors import StorageUnavailableError
+
     try:
-        return _open_storage(url)
+        storage = _open_storage(url)
+    except StorageUnavailableError:
+        raise
     except Exception as error:  # noqa: BLE001 - drivers raise many kinds
         raise _unusable(url, error) from None
+    _URLS[storage] = url
+    return storage
+
+
+def url_of(storage: Any) -> str:
+    """The URL that :func:`open_storage` opened ``storage`` with.
+
+    Optuna's own wrapper (``optuna.load_study`` wraps an ``RDBStorage`` in a
+    ``_CachedStorage``) is seen through. Raises ``KeyError`` for a storage
+    opened otherwise.
+    """
+    url = _URLS.get(storage)
+    if url is None:
+        from ivory_hydra._compat import cached_storage_backend
+
+        backend = cached_storage_backend(storage)
+        url = None if backend is None else _URLS.get(backend)
+    if url is not None:
+        return url
+    raise KeyError(f"{type(storage).__name__} was not opened by ivory_hydra's open_storage")
 
 
 def _open_storage(url: str) -> BaseStorage:
@@ -116,15 +164,19 @@ def _open_storage(url: str) -> BaseStorage:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if is_journal(url):
-        from optuna.storages.journal import JournalFileBackend, JournalStorage
+        from optuna.storages.journal import JournalStorage
+
+        from ivory_hydra.stores.journal_files import RepairingJournalFileBackend
 
         Path(url).parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(url))
+        return JournalStorage(RepairingJournalFileBackend(url))
     path = sqlite_file(url)
     if path is None:
         return _open_server(url)
+    from ivory_hydra.stores.resilient import ResilientRDBStorage
+
     create_once(path, _build_sqlite)
-    storage = optuna.storages.RDBStorage(
+    storage = ResilientRDBStorage(
         url, engine_kwargs={"connect_args": {"timeout": 60}}, skip_table_creation=True
     )
     from sqlalchemy import event
@@ -139,18 +191,25 @@ def _open_server(url: str) -> BaseStorage:
 
     Processes that meet a fresh database at the same moment race to create
     Optuna's tables; the losers see a duplicate-key or already-exists error
-    and simply open what the winner made.
+    and simply open what the winner made. A server that is down is waited
+    for, as a lost connection is.
     """
     import random
     import time
 
-    import optuna
     from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    from ivory_hydra.stores import retry
+    from ivory_hydra.stores.resilient import ResilientRDBStorage
 
     for attempt in range(5):
         try:
-            return optuna.storages.RDBStorage(
-                url, engine_kwargs={"connect_args": _connect_args(url), "pool_pre_ping": True}
+            return retry.call(
+                ResilientRDBStorage,
+                url,
+                engine_kwargs={"connect_args": _connect_args(url), "pool_pre_ping": True},
+                what=redact_url(url),
+                unavailable=retry.storage_unavailable(url),
             )
         except (IntegrityError, ProgrammingError):
             if attempt == 4:
@@ -163,10 +222,10 @@ def _build_sqlite(path: Path) -> None:
     """A new Optuna SQLite file with every table, built where no one else looks."""
     import optuna
 
-    storage = optuna.storages.RDBStorage(f"{SQLITE_PREFIX}{path}")
-    from ivory_hydra.stores.ledger import create_ledger_table
+    from ivory_hydra.stores.tables import create_tables
 
-    create_ledger_table(storage.engine)
+    storage = optuna.storages.RDBStorage(f"{SQLITE_PREFIX}{path}")
+    create_tables(storage.engine)
     storage.engine.dispose()
 
 

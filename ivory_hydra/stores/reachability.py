@@ -34,6 +34,39 @@ def folder_problem(path: Path) -> str | None:
     return None
 
 
+def sqlite_problem(path: Path) -> str | None:
+    """Why the existing file at ``path`` is not a usable SQLite database, in SQLite's words.
+
+    Reads the file only (nothing is written, no journal is made).
+
+    >>> import tempfile
+    >>> text = Path(tempfile.mkdtemp()) / "optuna.db"
+    >>> _ = text.write_text("not a database, but a long enough text file")
+    >>> sqlite_problem(text) == f"file is not a database: {text}"
+    True
+    """
+    import sqlite3
+
+    if path.is_dir():
+        return f"{path} is a folder, not an SQLite file"
+    try:
+        with open(path, "rb") as f:
+            header = f.read(16)
+    except OSError as error:
+        return f"{path}: {_first_line(error)}"
+    if header in (b"", b"SQLite format 3\x00"):
+        return None  # an empty file is a new database to SQLite
+    try:  # let SQLite say what is wrong, read-only
+        connection = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
+        try:
+            connection.execute("PRAGMA schema_version").fetchall()
+        finally:
+            connection.close()
+    except sqlite3.Error as error:
+        return f"{str(error).strip()}: {path}"
+    return f"not an SQLite database: {path}"
+
+
 def database_problem(url: str) -> str | None:
     """Why the database server at ``url`` cannot be reached (None if it answers)."""
     try:

@@ -8,18 +8,21 @@ finished trial is refused by the storage, and returns False here.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ivory_hydra.core.outcomes import COMPLETE, FAIL, PRUNED, Outcome
 from ivory_hydra.core.plan import Point
-from ivory_hydra.stores.format import BEAT, TrialAttr
+from ivory_hydra.stores.format import BEAT, BeatKeys, TrialAttr
 from ivory_hydra.stores.liveness import beat_record
 
 if TYPE_CHECKING:
     from optuna.storages import BaseStorage
     from optuna.trial import FrozenTrial
+
+log = logging.getLogger(__name__)
 
 
 def start(storage: BaseStorage, trial_id: int) -> bool:
@@ -37,14 +40,49 @@ def start(storage: BaseStorage, trial_id: int) -> bool:
 
 
 def beat(storage: BaseStorage, trial_id: int) -> None:
-    """Record that this process is alive and running the trial."""
-    storage.set_trial_system_attr(trial_id, BEAT, beat_record())
+    """Record that this process is alive and running the trial.
+
+    The record goes to the storage's beats board (overwritten in place), not
+    into the storage: ``storage`` is what ``open_storage`` returned.
+    """
+    from ivory_hydra.stores.beats import board_of
+
+    board_of(storage).write(BeatKeys.trial(trial_id), beat_record())
 
 
 def last_beat(storage: BaseStorage, trial: FrozenTrial) -> dict[str, Any] | None:
-    """The last liveness record of the process running ``trial``, if any."""
-    record = trial.system_attrs.get(BEAT)
+    """The last liveness record of the process running ``trial``, if any.
+
+    Read from the beats board of ``storage`` (what ``open_storage`` returned);
+    a finished trial, or one written before the board existed, keeps it as a
+    system attribute.
+    """
+    from ivory_hydra._compat import frozen_trial_id
+    from ivory_hydra.stores.beats import board_of
+
+    record = board_of(storage).read(BeatKeys.trial(frozen_trial_id(trial)))
+    if record is None:
+        record = trial.system_attrs.get(BEAT)
     return dict(record) if isinstance(record, Mapping) else None
+
+
+def _board_beat(storage: BaseStorage, trial_id: int) -> dict[str, Any] | None:
+    from ivory_hydra.stores.beats import board_of
+
+    try:
+        return board_of(storage).read(BeatKeys.trial(trial_id))
+    except KeyError:  # a storage opened elsewhere has no board
+        return None
+
+
+def forget_beat(storage: BaseStorage, trial_id: int) -> None:
+    """Remove a finished trial's heartbeat from the board (best effort)."""
+    from ivory_hydra.stores.beats import board_of
+
+    try:
+        board_of(storage).delete(BeatKeys.trial(trial_id))
+    except Exception as error:  # noqa: BLE001 - a leftover beat is harmless
+        log.debug("could not remove the beat of trial %d: %s", trial_id, error)
 
 
 def set_attrs(storage: BaseStorage, trial_id: int, attrs: Mapping[str, Any]) -> None:
@@ -77,8 +115,10 @@ def finish(
 ) -> bool:
     """Finish a trial with ``outcome``; False if it was finished already.
 
-    ``start_if_waiting`` is for a trial whose job may never have started it:
-    it is started first, so that it has a start time.
+    The last heartbeat of the process that ran it moves from the beats board
+    into the trial (system attribute ``ivory:beat``). ``start_if_waiting`` is
+    for a trial whose job may never have started it: it is started first, so
+    that it has a start time.
     """
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
@@ -89,9 +129,13 @@ def finish(
         if start_if_waiting:
             storage.set_trial_state_values(trial_id, TrialState.RUNNING)
         set_attrs(storage, trial_id, {**(attrs or {}), **outcome_attrs(outcome)})
+        last = _board_beat(storage, trial_id)
+        if last is not None:  # who ran it, kept with the trial (one record, not every beat)
+            storage.set_trial_system_attr(trial_id, BEAT, last)
         storage.set_trial_state_values(trial_id, state[outcome.state], values)
     except UpdateFinishedTrialError:
         return False
+    forget_beat(storage, trial_id)
     return True
 
 

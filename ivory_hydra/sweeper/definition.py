@@ -119,6 +119,9 @@ def define(
             value_of=lambda value: value.value,
             heartbeat_interval=settings.heartbeat_interval,
             grace_period=settings.grace_period,
+            storage_retry=settings.storage_retry,
+            repeat=settings.repeat,
+            aggregate=settings.aggregate,
         )
     except DefinitionError as error:
         raise SweepInputError(f"hydra.sweeper.{error.setting}: {error.message}") from None

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ivory_hydra.core.display import plural
 from ivory_hydra.core.redact import redact_text, redact_url
-from ivory_hydra.errors import StoreError, SweepBusyError
+from ivory_hydra.errors import StorageUnavailableError, StoreError, SweepBusyError
 from ivory_hydra.stores.format import SWEEP, StudyAttr, Tag
 from ivory_hydra.sweeper.errors import SweepFailedError, SweepInputError
 from ivory_hydra.sweeper.settings import SweeperSettings
@@ -79,6 +79,9 @@ class IvorySweeperImpl:
         with interrupts():
             try:
                 return self._sweep(arguments)
+            except StorageUnavailableError as error:  # rerunning resumes: say so, once
+                log.error(str(error))
+                raise SystemExit(1) from None
             except KeyboardInterrupt as error:
                 log.error(f"Stopped ({error or 'Ctrl-C'}) before any job ran; rerun to resume.")
                 raise SystemExit(exit_code(error)) from None
@@ -88,6 +91,7 @@ class IvorySweeperImpl:
         from omegaconf import OmegaConf
 
         from ivory_hydra.stores.optuna_storage import check_storage, storage_url
+        from ivory_hydra.stores.retry import set_storage_retry
         from ivory_hydra.sweeper.definition import define, stored_state, study_name_for
         from ivory_hydra.sweeper.report import Report
         from ivory_hydra.sweeper.validation import validate_sweep
@@ -109,6 +113,7 @@ class IvorySweeperImpl:
 
             _reachable("mlflow.tracking_uri", tracking_uri, check_tracking_uri)
         study_name = settings.study_name or study_name_for(job_name, sweep.identity)
+        set_storage_retry(sweep.definition.storage_retry)
         stored, synced = stored_state(url, study_name, sweep.identity)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         plan = sweep.definition.plan
@@ -147,8 +152,8 @@ class IvorySweeperImpl:
         except SweepInputError:
             raise
         except BaseException as error:
-            if engine.closed:
-                raise
+            if engine.closed or isinstance(error, StorageUnavailableError):
+                raise  # the storage is gone: the next run of the command settles it
             from ivory_hydra.engine.results import stop_status
             from ivory_hydra.signals import exit_code
 

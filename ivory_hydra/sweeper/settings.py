@@ -32,6 +32,8 @@ class SweeperSettings:
     use_best_param: bool = True
     metric: Any = None  # a name, or a list of names (several objectives)
     direction: Any = "minimize"  # minimize or maximize, or a list (several objectives)
+    repeat: Any = field(default_factory=list)  # swept params whose values repeat (folds, seeds)
+    aggregate: str = "mean"  # a configuration's score from its repeats: mean, median, min, max
     params: Dict[str, Any] = field(default_factory=dict)  # noqa: UP006
     max_batch_size: Optional[int] = None  # noqa: UP045
     storage: Optional[str] = None  # noqa: UP045
@@ -40,6 +42,7 @@ class SweeperSettings:
     verbose: int = 1
     heartbeat_interval: float = 10.0
     grace_period: float = 60.0
+    storage_retry: float = 300.0  # seconds a lost storage connection is waited out
     # optimize mode (and pruning in every mode), named as in Hydra's Optuna sweeper
     sampler: Any = None  # from the group hydra/sweeper/sampler (tpe by default)
     pruner: Any = None

@@ -67,7 +67,7 @@ def kill(crew: Crew) -> None:
     crew._beater.stop()
     dead = {**crew._record, **dead_record()}
     assert crew.ledger.compare_and_set(crew.key, crew._record, dead)
-    crew.beats.write(Keys.beat(crew.key), dead)
+    crew.beats.write(crew._beat_key(crew.key), dead)
     crew._record = None
 
 

@@ -15,8 +15,9 @@ from ivory_hydra.errors import SweepBusyError
 from ivory_hydra.job.session import JobSession
 from ivory_hydra.job.ticket import Ticket
 from ivory_hydra.stores import trials
+from ivory_hydra.stores.beats import board_of
 from ivory_hydra.stores.distributions import distributions_for
-from ivory_hydra.stores.format import BEAT
+from ivory_hydra.stores.format import BeatKeys
 from ivory_hydra.stores.optuna_storage import open_storage, storage_url
 
 
@@ -105,7 +106,8 @@ def test_a_restart_reaps_what_a_dead_process_left_and_runs_it_again(url):
     done = JobSession.begin(ticket, claims[0])
     done.finish(Outcome("complete", 1.0))
     assert trials.start(storage, claims[1].trial_id)  # started, then its process died
-    storage.set_trial_system_attr(claims[1].trial_id, BEAT, {"at": 0, "host": "gone", "pid": 1})
+    dead = {"at": 0, "host": "gone", "pid": 1}
+    board_of(storage).write(BeatKeys.trial(claims[1].trial_id), dead)
     first.coordination.leave(False)  # the sweeper "died": its lease is given up (or would go stale)
 
     second = open_engine(opening(url, plan, grace_period=2.0, heartbeat_interval=1.0))

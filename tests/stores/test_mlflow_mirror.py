@@ -159,37 +159,6 @@ def test_ui_command(tmp_path):
     assert cmd == "mlflow ui --backend-store-uri 'postgresql://u:***@db/mlflow'"
 
 
-def test_retry_on_locked_is_bounded(monkeypatch):
-    monkeypatch.setattr(mlflow_client, "_RETRY_BASE_DELAY", 0.001)
-    calls = []
-
-    def locked_twice():
-        calls.append(1)
-        if len(calls) < 3:
-            raise sqlite3.OperationalError("database is locked")
-        return "ok"
-
-    assert mlflow_client.retry(locked_twice) == "ok" and len(calls) == 3
-
-    def always_locked():
-        calls.append(1)
-        raise sqlite3.OperationalError("database is locked")
-
-    calls.clear()
-    with pytest.raises(sqlite3.OperationalError):
-        mlflow_client.retry(always_locked)
-    assert len(calls) == mlflow_client._RETRY_ATTEMPTS
-
-    def other_error():
-        calls.append(1)
-        raise ValueError("not a lock")
-
-    calls.clear()
-    with pytest.raises(ValueError):
-        mlflow_client.retry(other_error)
-    assert len(calls) == 1
-
-
 # ---------------------------------------------------------- sqlite: sweep side
 
 

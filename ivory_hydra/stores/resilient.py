@@ -1,0 +1,91 @@
+"""An Optuna ``RDBStorage`` that waits out a lost database connection.
+
+:class:`ResilientRDBStorage` is an ``RDBStorage`` (so ``optuna.load_study``
+still wraps it in Optuna's ``_CachedStorage``) whose every public method, and
+every private one that ``_CachedStorage`` calls, runs under the stores' retry
+policy (:mod:`ivory_hydra.stores.retry`): SQLite's locks are retried briefly,
+a lost connection for the process's ``storage_retry`` seconds, after which
+:class:`~ivory_hydra.errors.StorageUnavailableError` says that rerunning the
+same command resumes.
+
+A retried write may have landed before the connection dropped (the commit
+went through, its answer was lost). What a second attempt then does:
+
+* ``create_new_trial``: a second trial is made. The engine hands out the id it
+  got; the other one stays WAITING, without a live owner, and the next opener
+  of the sweep fails it (one extra FAIL trial, nothing runs twice).
+* ``set_trial_state_values(RUNNING)`` (a job's claim): the trial is RUNNING
+  already, so the second attempt answers False and the job takes its claim for
+  lost and does not run. The trial has no beat: it is stale at once, failed by
+  whoever reads it next, and its job runs again.
+* finishing a trial: the second attempt raises ``UpdateFinishedTrialError``,
+  which callers read as "finished already" (it was, by us).
+* ``create_new_study``: ``DuplicatedStudyError``, which ``Study.open`` reads as
+  "load it".
+* attributes, intermediate values, params (duplicates are ignored) and
+  heartbeats: overwritten with the same value.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from optuna.storages import RDBStorage
+
+from ivory_hydra._compat import CACHED_STORAGE_PRIVATE_CALLS
+from ivory_hydra.core.redact import redact_url
+from ivory_hydra.stores import retry
+
+#: Methods that never touch the database (nothing to retry).
+_LOCAL = frozenset(
+    {
+        "check_trial_is_updatable",
+        "get_heartbeat_interval",
+        "get_heartbeat_stale_trial_callback",
+        "get_failed_trial_callback",
+        "remove_session",
+    }
+)
+
+
+def retried_methods() -> list[str]:
+    """The names of the methods that :class:`ResilientRDBStorage` runs under the policy."""
+    names = {
+        name
+        for cls in RDBStorage.__mro__[:-1]  # RDBStorage, BaseStorage, ABC, BaseHeartbeat
+        for name, value in vars(cls).items()
+        if callable(value) and not name.startswith("_") and name not in _LOCAL
+    }
+    return sorted(names | set(CACHED_STORAGE_PRIVATE_CALLS))
+
+
+class ResilientRDBStorage(RDBStorage):
+    """``RDBStorage`` whose calls wait out a lost connection (see the module's doc)."""
+
+    def _retried(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        url = self.url
+        return retry.call(
+            method,
+            self,
+            *args,
+            what=redact_url(url),
+            unavailable=retry.storage_unavailable(url),
+            **kwargs,
+        )
+
+
+def _wrap(name: str) -> Callable[..., Any]:
+    method = getattr(RDBStorage, name)
+
+    @functools.wraps(method)
+    def wrapper(self: ResilientRDBStorage, *args: Any, **kwargs: Any) -> Any:
+        return self._retried(method, *args, **kwargs)
+
+    wrapper.ivory_retried = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+for _name in retried_methods():
+    setattr(ResilientRDBStorage, _name, _wrap(_name))

@@ -1,0 +1,166 @@
+"""The beats board: liveness records overwritten in place, beside the storage, never in it.
+
+Real backends: an SQLite file, a journal file (its folder of small files) and
+(slow) a real PostgreSQL server; the race runs in separate processes.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import sqlalchemy
+
+from ivory_hydra.stores import trials
+from ivory_hydra.stores.beats import FileBeats, SqlBeats, beats_for, board_of
+from ivory_hydra.stores.distributions import distributions_for
+from ivory_hydra.stores.format import BEAT, BeatKeys
+from ivory_hydra.stores.optuna_storage import open_storage, storage_url
+from ivory_hydra.stores.study import Study, TrialSpec
+from ivory_hydra.stores.tables import BEATS_TABLE
+
+BACKENDS = ["sqlite", "journal", pytest.param("postgresql", marks=pytest.mark.slow)]
+
+
+@pytest.fixture(params=BACKENDS)
+def url(request, tmp_path):
+    if request.param == "sqlite":
+        return storage_url(None, tmp_path)
+    if request.param == "journal":
+        return storage_url(str(tmp_path / "sweep.journal"))
+    from postgres_server import fresh_database
+
+    return fresh_database(request.getfixturevalue("postgres_url"))
+
+
+def rows(url: str) -> int:
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(sqlalchemy.text(f"SELECT count(*) FROM {BEATS_TABLE}")).scalar()
+    finally:
+        engine.dispose()
+
+
+def test_write_read_items_delete(url):
+    board = beats_for(url)
+    assert board is beats_for(url)  # one per process
+    assert board.read("trial/1") is None
+    board.write("trial/1", {"at": 1.0, "pid": 7})
+    board.write("trial/1", {"at": 2.0, "pid": 7})  # overwritten
+    board.write("trial/12", {"at": 3.0})
+    board.write("worker/s_1/a", {"at": 4.0})
+    board.write("worker/s%1/b", {"at": 5.0})
+    assert board.read("trial/1") == {"at": 2.0, "pid": 7}
+    assert dict(board.items("trial/1")) == {
+        "trial/1": {"at": 2.0, "pid": 7},
+        "trial/12": {"at": 3.0},
+    }
+    assert dict(board.items("worker/s_1/")) == {"worker/s_1/a": {"at": 4.0}}  # _ and % are literal
+    assert dict(board.items("worker/s%")) == {"worker/s%1/b": {"at": 5.0}}
+    board.delete("trial/1")
+    board.delete("trial/1")  # nothing there: fine
+    assert board.read("trial/1") is None
+    assert sorted(k for k, _ in board.items("")) == ["trial/12", "worker/s%1/b", "worker/s_1/a"]
+
+
+def test_the_board_does_not_grow(url, tmp_path):
+    board = beats_for(url)
+    for i in range(200):
+        board.write("trial/5", {"at": float(i)})
+    assert board.read("trial/5") == {"at": 199.0}
+    if isinstance(board, FileBeats):
+        assert [p.name for p in board.folder.iterdir()] == ["trial%2F5"]
+    else:
+        assert isinstance(board, SqlBeats) and rows(url) == 1
+
+
+def test_awkward_keys_stay_in_their_folder(tmp_path):
+    board = FileBeats(tmp_path / "j.log.beats")
+    keys = ["..", "../escape", "a/../../b", ".hidden", "x" * 600, "x" * 600 + "y", "é/ü"]
+    for number, key in enumerate(keys):
+        board.write(key, {"n": number})
+    assert [board.read(key) for key in keys] == [{"n": n} for n in range(len(keys))]
+    assert dict(board.items("x" * 600)) == {"x" * 600: {"n": 4}, "x" * 600 + "y": {"n": 5}}
+    assert sorted(p.parent for p in tmp_path.rglob("*") if p.is_file()) == [board.folder] * 7
+    assert all(len(p.name) <= 200 and not p.name.startswith(".") for p in board.folder.iterdir())
+
+
+def test_trial_beats_go_to_the_board_not_into_the_journal(tmp_path):
+    url = storage_url(str(tmp_path / "sweep.journal"))
+    storage = open_storage(url)
+    study = Study.open(storage, "s", "minimize")
+    [(trial_id, _)] = study.create_trials([TrialSpec({"a": 1}, distributions_for({"a": [1, 2]}))])
+    assert trials.claim(storage, trial_id)
+    size = (tmp_path / "sweep.journal").stat().st_size
+    for _ in range(50):
+        trials.beat(storage, trial_id)
+    assert (tmp_path / "sweep.journal").stat().st_size == size  # not one byte more
+    record = trials.last_beat(storage, storage.get_trial(trial_id))
+    assert record["pid"] > 0 and record == board_of(storage).read(BeatKeys.trial(trial_id))
+    assert BEAT not in storage.get_trial(trial_id).system_attrs
+    from ivory_hydra.core.outcomes import Outcome
+
+    last = board_of(storage).read(BeatKeys.trial(trial_id))
+    assert trials.finish(storage, trial_id, Outcome("complete", 1.0))
+    assert board_of(storage).read(BeatKeys.trial(trial_id)) is None  # a finished trial's is gone
+    assert list((tmp_path / "sweep.journal.beats").iterdir()) == []
+    assert storage.get_trial(trial_id).system_attrs[BEAT] == last  # kept once, with the trial
+
+
+def test_a_trial_beaten_the_old_way_is_still_read(tmp_path):
+    storage = open_storage(storage_url(None, tmp_path))
+    study = Study.open(storage, "s", "minimize")
+    [(trial_id, _)] = study.create_trials([TrialSpec({"a": 1}, distributions_for({"a": [1, 2]}))])
+    storage.set_trial_system_attr(trial_id, BEAT, {"at": 5.0, "host": "h", "pid": 3})
+    assert trials.last_beat(storage, storage.get_trial(trial_id)) == {
+        "at": 5.0,
+        "host": "h",
+        "pid": 3,
+    }
+    trials.beat(storage, trial_id)  # the board wins once there is a beat on it
+    assert trials.last_beat(storage, storage.get_trial(trial_id))["at"] > 5.0
+
+
+def test_board_of_a_storage_opened_elsewhere_is_refused(tmp_path):
+    import optuna
+
+    with pytest.raises(KeyError, match="not opened by ivory_hydra"):
+        board_of(optuna.storages.InMemoryStorage())
+
+
+WRITER = """
+import sys
+from ivory_hydra.stores.beats import beats_for
+board = beats_for(sys.argv[1])
+for i in range(400):
+    board.write("trial/1", {"at": float(i), "pad": "x" * 2000})
+"""
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_a_reader_never_sees_half_a_record(kind, tmp_path):
+    url = storage_url(None if kind == "sqlite" else str(tmp_path / "j.log"), tmp_path)
+    board = beats_for(url)
+    board.write("trial/1", {"at": -1.0, "pad": ""})
+    writers = [
+        subprocess.Popen([sys.executable, "-c", WRITER, url], stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    seen = []
+    while any(w.poll() is None for w in writers):
+        record = board.read("trial/1")
+        assert record is not None and set(record) == {"at", "pad"}
+        seen.append(record["at"])
+    assert all(w.wait(timeout=60) == 0 for w in writers), [w.stderr.read() for w in writers]
+    assert board.read("trial/1")["at"] == 399.0
+    assert len(set(seen)) > 1  # the reads overlapped the writes
+
+
+def test_the_board_is_found_through_optunas_cached_storage(tmp_path):
+    import optuna
+
+    storage = open_storage(storage_url(None, tmp_path))
+    cached = optuna.storages.get_storage(storage)  # what optuna.load_study uses
+    assert cached is not storage and board_of(cached) is board_of(storage)
