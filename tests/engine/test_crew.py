@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy
 
 from ivory_hydra.engine.crew import Crew
-from ivory_hydra.stores.beats import LedgerBeats
+from ivory_hydra.stores.beats import FileBeats, SqlBeats
 from ivory_hydra.stores.format import Keys
 from ivory_hydra.stores.ledger import JournalLedger, SqlLedger
 from ivory_hydra.stores.liveness import beat_record
@@ -27,25 +27,31 @@ STUDY = "study"
 
 
 @pytest.fixture(params=["sqlite", "journal"])
-def new_ledger(request, tmp_path):
-    """Makes a ledger object of its own on one shared ledger (one per 'process')."""
+def new_stores(request, tmp_path):
+    """Makes a ledger and a beats board of their own on one shared storage (one per
+    'process')."""
     if request.param == "sqlite":
         url = storage_url(None, tmp_path)
         open_storage(url)  # the database and its tables
-        return lambda: SqlLedger(sqlalchemy.create_engine(url))
-    path = str(tmp_path / "sweep.journal.ivory")
-    return lambda: JournalLedger(path)
+
+        def sql():
+            engine = sqlalchemy.create_engine(url)
+            return SqlLedger(engine), SqlBeats(engine)
+
+        return sql
+    path = str(tmp_path / "sweep.journal")
+    return lambda: (JournalLedger(path + ".ivory"), FileBeats(path + ".beats"))
 
 
 @pytest.fixture
-def crews(new_ledger):
+def crews(new_stores):
     """``crews(n)`` makes n workers; all of them leave when the test ends."""
     made: list[Crew] = []
 
     def make(n: int = 1) -> list[Crew]:
         for _ in range(n):
-            ledger = new_ledger()
-            made.append(Crew(ledger, LedgerBeats(ledger), STUDY, interval=0.2, grace=5))
+            ledger, beats = new_stores()
+            made.append(Crew(ledger, beats, STUDY, interval=0.2, grace=5))
         return made[-n:]
 
     yield make

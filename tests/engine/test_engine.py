@@ -9,28 +9,25 @@ import pytest
 
 from ivory_hydra.core.outcomes import Outcome
 from ivory_hydra.core.plan import Plan
+from ivory_hydra.engine.definition import Definition
 from ivory_hydra.engine.opening import Opening, open_engine
-from ivory_hydra.engine.state import Settings
 from ivory_hydra.errors import SweepBusyError
 from ivory_hydra.job.session import JobSession
 from ivory_hydra.job.ticket import Ticket
 from ivory_hydra.stores import trials
 from ivory_hydra.stores.beats import board_of
-from ivory_hydra.stores.distributions import distributions_for
 from ivory_hydra.stores.format import BeatKeys
 from ivory_hydra.stores.optuna_storage import open_storage, storage_url
 
 
 def opening(url, plan, name="s", **settings):
-    values = {**{k: [v] for k, v in plan.fixed.items()}, **plan.swept}
+    definition = Definition.build(mode=plan.mode, fixed=plan.fixed, swept=plan.swept, **settings)
     return Opening(
         storage_url=url,
         study_name=name,
         experiment="exp",
         kind="sweep",
-        plan=plan,
-        distributions=distributions_for(values),
-        settings=Settings(**settings),
+        definition=definition,
         show=lambda line: None,
     )
 
