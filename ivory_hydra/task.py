@@ -214,10 +214,29 @@ class Task:
             f"study_name={self.study_name!r})"
         )
 
-    def product(self, verbose: int = 1, **params: Any) -> Iterator[Run]:
-        """Runs over the cartesian product of the params; the last varies fastest."""
+    def product(
+        self,
+        verbose: int = 1,
+        repeat: str | list[str] = (),  # type: ignore[assignment]
+        aggregate: str = "mean",
+        **params: Any,
+    ) -> Iterator[Run]:
+        """Runs over the cartesian product of the params; the last varies fastest.
+
+        ``repeat`` names swept params whose values repeat each configuration
+        (folds, seeds): every yielded run is one repeat, and a configuration's
+        score is the ``aggregate`` (mean, median, min or max) of its repeats'.
+        """
         fixed, swept = split_params(params)
-        return self._runs(params, verbose, mode="product", fixed=fixed, swept=swept)
+        return self._runs(
+            params,
+            verbose,
+            mode="product",
+            fixed=fixed,
+            swept=swept,
+            repeat=repeat,
+            aggregate=aggregate,
+        )
 
     def chain(
         self,
@@ -225,13 +244,16 @@ class Task:
         metric: str | None = None,
         direction: str = "minimize",
         verbose: int = 1,
+        repeat: str | list[str] = (),  # type: ignore[assignment]
+        aggregate: str = "mean",
         **params: Any,
     ) -> Iterator[Run]:
         """Runs that step through one param at a time, in the order given.
 
         With ``use_best_param``, each finished param is fixed at the value whose
         run reported the best score (ties to the earliest; failed, NaN and
-        unreported runs never win; the first value if none reported).
+        unreported runs never win; the first value if none reported). With
+        ``repeat``, each step decides on its configurations' aggregates.
         """
         fixed, swept = split_params(params)
         return self._runs(
@@ -243,6 +265,8 @@ class Task:
             direction=direction,
             metric=metric,
             use_best_param=use_best_param,
+            repeat=repeat,
+            aggregate=aggregate,
         )
 
     def optimize(
@@ -253,6 +277,8 @@ class Task:
         direction: str | list[str] = "minimize",
         metric: str | list[str] | None = None,
         verbose: int = 1,
+        repeat: str | list[str] = (),  # type: ignore[assignment]
+        aggregate: str = "mean",
         **params: Any,
     ) -> Iterator[Run]:
         """Runs whose swept values an Optuna sampler picks (TPE by default).
@@ -264,15 +290,20 @@ class Task:
         one value per objective). ``sampler`` and ``pruner`` are Optuna's
         samplers and pruners, or nodes with ``_target_`` as in the sweeper's
         config; ``run.report(value, step=k)`` and ``run.should_prune()`` use
-        the pruner.
+        the pruner. With ``repeat``, the sampler picks configurations, each run
+        once per repeat, and ``n_trials`` counts configurations.
         """
-        fixed, space = _search_space(params)
+        names = [repeat] if isinstance(repeat, str) else list(repeat)
+        fixed, space = _search_space({k: v for k, v in params.items() if k not in names})
+        _, swept = split_params({k: v for k, v in params.items() if k in names})
         return self._runs(
             params,
             verbose,
             mode="optimize",
             fixed=fixed,
-            swept={},
+            swept=swept,
+            repeat=names,
+            aggregate=aggregate,
             space=space,
             n_trials=n_trials,
             sampler=sampler,
@@ -322,19 +353,20 @@ def _drive(task: Task, opening: Opening, ticket: Ticket, verbose: int) -> Iterat
     from ivory_hydra.signals import interrupts, received
 
     engine = open_engine(opening)
-    bar = ProgressBar(opening.definition.plan.total, verbose)
+    bar = ProgressBar(opening.definition.plan.jobs, verbose)
     engine.show = bar.write
     current: Run | None = None
     status = None  # the summary's, unless a stop or an error ends the loop
     try:
         with interrupts():
             try:
-                for [assignment] in engine.walk(1):
-                    current = Run(assignment, JobSession.begin(ticket, assignment))
-                    yield current
-                    current._finish()
-                    current = None
-                    bar.advance_to(engine.issued)
+                for batch in engine.walk(1):  # one run, or one configuration's repeats
+                    for assignment in batch:
+                        current = Run(assignment, JobSession.begin(ticket, assignment))
+                        yield current
+                        current._finish()
+                        current = None
+                        bar.advance_to(engine.issued)
             finally:
                 signum = received()
                 if current is not None:
@@ -356,7 +388,9 @@ def _drive(task: Task, opening: Opening, ticket: Ticket, verbose: int) -> Iterat
             from ivory_hydra.core.display import summary_lines
 
             metric = ticket.objectives.metric_arg
-            print("\n".join(summary_lines(task.summary.as_dict(), metric, "run")))
+            direction = ticket.objectives.direction
+            lines = summary_lines(task.summary.as_dict(), metric, "run", direction)
+            print("\n".join(lines))
 
 
 def _search_space(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -63,11 +63,57 @@ def plural(count: int, noun: str) -> str:
     return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
+def plan_size(configurations: int, repeats: int) -> str:
+    """How many jobs a plan runs, with its configurations and repeats if it has any.
+
+    >>> plan_size(6, 1), plan_size(4, 5)
+    ('6 jobs', '4 configurations × 5 repeats (20 jobs)')
+    """
+    if repeats <= 1:
+        return plural(configurations, "job")
+    jobs = plural(configurations * repeats, "job")
+    return f"{plural(configurations, 'configuration')} × {plural(repeats, 'repeat')} ({jobs})"
+
+
+def _spread(config: Mapping[str, Any]) -> str:
+    """A configuration's score as ``aggregate ± std (n)``, or ``-`` when it has none.
+
+    >>> _spread({"score": 0.25, "std": 0.01, "n": 5}), _spread({"score": None})
+    ('0.25 ± 0.01 (5)', '-')
+    """
+    if config.get("score") is None:
+        return "-"
+    std = config.get("std")
+    spread = "" if std is None else f" ± {format_value(std)}"
+    return f"{format_value(config['score'])}{spread} ({config.get('n', 0)})"
+
+
+#: At most this many configurations are listed in the log (results.yaml has all).
+SHOWN_CONFIGURATIONS = 20
+
+
+def _ranked(configurations: Sequence[Mapping[str, Any]], direction: str) -> list[Mapping[str, Any]]:
+    """Scored configurations first (the best first), the rest after; at most 20."""
+    scored = sorted(
+        (c for c in configurations if c.get("score") is not None),
+        key=_score,
+        reverse=direction == "maximize",
+    )
+    rest = [c for c in configurations if c.get("score") is None]
+    return (scored + rest)[:SHOWN_CONFIGURATIONS]
+
+
+def _score(config: Mapping[str, Any]) -> float:
+    return float(config["score"])
+
+
 def _params(params: Mapping[str, Any]) -> str:
     return " ".join(f"{k}={format_value(v)}" for k, v in params.items())
 
 
-def summary_lines(summary: Mapping[str, Any], metric: Any, noun: str = "job") -> list[str]:
+def summary_lines(
+    summary: Mapping[str, Any], metric: Any, noun: str = "job", direction: str = "minimize"
+) -> list[str]:
     """The story of a finished sweep or task, from its summary (``results.yaml``'s data).
 
     >>> lines = summary_lines({
@@ -86,11 +132,31 @@ def summary_lines(summary: Mapping[str, Any], metric: Any, noun: str = "job") ->
       model  vit
     Failed:
       run#5  ValueError: x  (traceback: /o/2/error.txt)
+
+    With repeats, each configuration shows its aggregate ± standard deviation (n):
+
+    >>> for line in summary_lines({
+    ...     "task": "task#0", "total": 2, "repeats": 3, "runs": {"complete": 2},
+    ...     "best": {"run": "config#1", "score": 0.2, "std": 0.05, "n": 3, "params": {"lr": 0.1}},
+    ...     "configurations": [
+    ...         {"run": "config#0", "score": 0.4, "std": 0.1, "n": 3, "params": {"lr": 1.0}},
+    ...         {"run": "config#1", "score": 0.2, "std": 0.05, "n": 3, "params": {"lr": 0.1}}],
+    ... }, None):
+    ...     print(line)
+    task#0: 2 configurations × 3 repeats (6 jobs), 2 complete
+    Configurations (score ± std (n), params), best first:
+      config#1  0.2 ± 0.05 (3)  lr=0.1
+      config#0  0.4 ± 0.1 (3)   lr=1
+    Best configuration: config#1, score 0.2 ± 0.05 (3)
+      lr  0.1
     """
     runs = summary.get("runs") or {}
     counts = [f"{n} {'failed' if state == 'fail' else state}" for state, n in runs.items() if n]
     name = metric if isinstance(metric, str) else "score"
-    lines = [f"{summary.get('task', '')}: {plural(int(summary.get('total', 0)), noun)}"]
+    repeats = int(summary.get("repeats") or 0)
+    total = int(summary.get("total", 0))
+    size = plan_size(total, repeats) if repeats else plural(total, noun)
+    lines = [f"{summary.get('task', '')}: {size}"]
     if counts:
         lines[0] += ", " + ", ".join(counts)
     decisions = summary.get("decisions") or {}
@@ -101,9 +167,17 @@ def summary_lines(summary: Mapping[str, Any], metric: Any, noun: str = "job") ->
             for k, d in decisions.items()
         ]
         lines += table([[c if c is not None else "-" for c in row] for row in rows])
+    configurations = summary.get("configurations") or []
+    if repeats and configurations:
+        lines.append(f"Configurations ({name} ± std (n), params), best first:")
+        ranked = _ranked(configurations, direction)
+        lines += table([[c["run"], _spread(c), _params(c.get("params") or {})] for c in ranked])
     best = summary.get("best")
     pareto = summary.get("pareto") or []
-    if best:
+    if best and repeats:
+        lines.append(f"Best configuration: {best['run']}, {name} {_spread(best)}")
+        lines += table([[k, v] for k, v in (best.get("params") or {}).items()])
+    elif best:
         lines.append(f"Best run: {best['run']}, {name} {format_value(best['score'])}")
         lines += table([[k, v] for k, v in (best.get("params") or {}).items()])
     elif pareto:

@@ -10,14 +10,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ivory_hydra.engine.issuing import Issuing
+from ivory_hydra.engine.configurations import Configurations
 from ivory_hydra.signals import shielded
 from ivory_hydra.stores.format import StudyAttr
 
 log = logging.getLogger(__name__)
 
 
-class Deciding(Issuing):
+class Deciding(Configurations):
     """Chain decisions."""
 
     def decided(self, step: int) -> bool:

@@ -89,9 +89,12 @@ class Engine(Closing):
         self.coordination.resolve(step, resolved)
         if not todo:
             return
-        batch = self.issue(todo)
-        yield batch
-        self.collect(batch)
+        if self.plan.repeats:
+            yield from self.run_configurations(todo)
+        else:
+            batch = self.issue(todo)
+            yield batch
+            self.collect(batch)
         self.coordination.resolve(step, [p.index for p in todo])
 
     def _tell_waiting(self, step: int, total: int) -> None:

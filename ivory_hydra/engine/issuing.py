@@ -59,7 +59,10 @@ class Issuing(Recovery):
             )
             [(trial_id, number)] = self.study.create_trials([spec])
             self.mine.add(number)
-            assignment = Assignment(trial_id, number, run_name, point, params)
+            run_number = first + offset
+            assignment = Assignment(
+                trial_id, number, run_name, point, params, None, None, run_number
+            )
             self.in_flight.append(assignment)
             if self.sampling is not None:
                 sampled = self.sampling.sample(trial_id, params)
@@ -68,7 +71,9 @@ class Issuing(Recovery):
                 params = shown = {**params, **sampled}
                 later.update(self.attrs_of(point))
             run_id = self._create_child({**attrs, **later}, params, number)
-            assignment = Assignment(trial_id, number, run_name, point, params, run_id)
+            assignment = Assignment(
+                trial_id, number, run_name, point, params, run_id, None, run_number
+            )
             self.in_flight[-1] = assignment
             if run_id is not None:
                 later[TrialAttr.MLFLOW_RUN] = run_id
@@ -101,7 +106,7 @@ class Issuing(Recovery):
                 run = Finished.from_trial(trial)
                 self.board.note(run)
             else:
-                outcome = (fallback or {}).get(assignment.number)
+                outcome = (fallback or {}).get(assignment.job)
                 if outcome is not None:
                     unreachable += 1
                 else:

@@ -33,7 +33,8 @@ class Closing(Deciding):
 
     def summary(self) -> Summary:
         """The best run, the decisions and the failures so far."""
-        return self.board.summary(self.task, self.plan.total, self.decisions)
+        repeats = len(self.plan.repeats)
+        return self.board.summary(self.task, self.plan.total, self.decisions, repeats)
 
     @shielded()
     def leave(self) -> bool:

@@ -22,7 +22,7 @@ from ivory_hydra.signals import shielded
 from ivory_hydra.stores import trials
 from ivory_hydra.stores.format import OWNER, StudyAttr, Tag, TrialAttr, attr_tag, score_metrics
 from ivory_hydra.stores.liveness import describe, is_stale
-from ivory_hydra.stores.mlflow_mirror import ChildSpec, run_status
+from ivory_hydra.stores.mlflow_mirror import ChildRun, ChildSpec, run_status
 
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
@@ -62,7 +62,8 @@ class Recovery(EngineState):
                 continue
             if trial.state.is_finished():
                 self.board.note(Finished.from_trial(trial))
-            elif trial.state == TrialState.WAITING:
+            elif trial.state == TrialState.WAITING or TrialAttr.REPEATS in trial.user_attrs:
+                # its creator concludes it: a configuration's repeats may run anywhere
                 owner = trial.system_attrs.get(OWNER)
                 if trial.number in self.mine:
                     continue  # handed out by this process, not yet started
@@ -79,7 +80,9 @@ class Recovery(EngineState):
         """Fail a trial left unfinished by a dead process: its job runs again."""
         from optuna.trial import TrialState
 
-        if trial.state == TrialState.WAITING:
+        if TrialAttr.REPEATS in trial.user_attrs and trial.state == TrialState.RUNNING:
+            reason = "the process that ran its repeats stopped; the missing ones run again"
+        elif trial.state == TrialState.WAITING:
             reason = "its sweeper stopped before the job started"
         else:
             reason = f"its process stopped beating ({describe(record)})"
@@ -114,9 +117,15 @@ class Recovery(EngineState):
         self.settle_run(run_id, fresh)
         return finished
 
+    def _children(self) -> list[ChildRun] | None:
+        """The sweep's MLflow runs under its parent (None: MLflow cannot be read)."""
+        if self.parent_run_id is None:
+            return []
+        return self.mirror.children(self.parent_run_id, self.study.name)
+
     def _find_child(self, number: int) -> str | None:
-        runs = self.mirror.children(self.parent_run_id) if self.parent_run_id else None
-        return next((r.run_id for r in runs or () if r.number == number), None)
+        runs = self._children() or ()
+        return next((r.run_id for r in runs if r.number == number and r.repeat is None), None)
 
     def _create_child(
         self, attrs: Mapping[str, Any], params: Mapping[str, Any], number: int
@@ -142,53 +151,65 @@ class Recovery(EngineState):
         Each trial is read afresh: a run whose trial is unfinished belongs to a
         live job (or to one the reaper fails), and is left alone.
         """
-        if self.parent_run_id is None:
-            return
-        for run in self.mirror.children(self.parent_run_id) or ():
+        for run in self._children() or ():
             if run.status != "RUNNING" or run.number is None:
                 continue
             try:
                 trial = self.study.storage.get_trial(self.trial_id(run.number))
             except KeyError:
                 continue
-            self.settle_run(run.run_id, trial)
+            if run.repeat is None:
+                self.settle_run(run.run_id, trial)
+            elif run.repeat in trials.repeat_records(trial):
+                outcome = trials.repeat_outcome(trials.repeat_records(trial)[run.repeat])
+                self.mirror.settle(run.run_id, outcome, run.number, self.names)
 
     @shielded()
     def reconcile(self) -> bool:
         """Bring MLflow in line with the study; True when it is (both stores agree).
 
-        Every finished trial's child run gets its status and score; a finished
-        trial without a run gets one; a run whose trial is gone ends KILLED.
+        Every finished trial's run (and each of its repeats' runs) gets its
+        status and score; a finished trial without a run gets one; a run left
+        RUNNING whose trial (or configuration) ended, or that has no trial,
+        ends KILLED. Unfinished trials are left to the processes that run them.
         """
         if not self.mirror.enabled:
             return True
-        if self.parent_run_id is None:
-            return False
-        runs = self.mirror.children(self.parent_run_id)
+        runs = self._children() if self.parent_run_id else None
         if runs is None:
             return False
-        by_number = {r.number: r for r in runs if r.number is not None}
-        numbers = set()
-        for trial in self.study.trials():
-            numbers.add(trial.number)
+        stored = {t.number: t for t in self.study.trials()}
+        by_key = {(r.number, r.repeat): r for r in runs if r.number is not None}
+        for number, trial in stored.items():
             outcome = trials.trial_outcome(trial)
             if trial.user_attrs.get(TrialAttr.SLOT) is None or outcome is None:
-                continue
-            run = by_number.get(trial.number)
+                continue  # unfinished: its own process ends its runs
+            run = by_key.get((number, None))
             if run is None:
-                run_id = self._create_child(trial.user_attrs, trial.params, trial.number)
+                run_id = self._create_child(trial.user_attrs, trial.params, number)
                 if run_id is not None:  # found by its trial number from now on
-                    self.mirror.settle(run_id, outcome, trial.number, self.names)
-                continue
-            scores = score_metrics(outcome, self.names)
-            agrees = all(run.metrics.get(k) == v for k, v in scores.items())
-            if run.status != run_status(outcome) or not agrees:
-                self.mirror.settle(run.run_id, outcome, trial.number, self.names)
-        gone = Outcome(FAIL, None, "its trial is not in the study", INTERRUPTED)
+                    self.mirror.settle(run_id, outcome, number, self.names)
+            else:
+                self._agree(run, outcome, number)
+            for index, record in trials.repeat_records(trial).items():
+                if (number, index) in by_key:
+                    self._agree(by_key[(number, index)], trials.repeat_outcome(record), number)
+        stopped = Outcome(FAIL, None, "its trial ended without it", INTERRUPTED)
         for run in runs:
-            if run.status == "RUNNING" and (run.number is None or run.number not in numbers):
-                self.mirror.settle(run.run_id, gone, run.number or -1, self.names)
+            trial = stored.get(run.number) if run.number is not None else None
+            ended = trial is None or trials.trial_outcome(trial) is not None
+            recorded = trial is not None and run.repeat in trials.repeat_records(trial)
+            orphan = trial is None or (ended and run.repeat is not None and not recorded)
+            if run.status == "RUNNING" and orphan:
+                self.mirror.settle(run.run_id, stopped, run.number or -1, self.names)
         return not self.mirror.behind
+
+    def _agree(self, run: ChildRun, outcome: Outcome, number: int) -> None:
+        """Settle a run whose status or score differs from its trial's (or repeat's)."""
+        scores = score_metrics(outcome, self.names)
+        agrees = all(run.metrics.get(k) == v for k, v in scores.items())
+        if run.status != run_status(outcome) or not agrees:
+            self.mirror.settle(run.run_id, outcome, number, self.names)
 
     def wait_elsewhere(self, step: int) -> list[int]:
         """Wait for the slots of ``step`` this process took that a live process

@@ -35,6 +35,25 @@ class Finished:
         """The run's score (None for a failed or unscored run)."""
         return self.outcome.score
 
+    @property
+    def std(self) -> float | None:
+        """With repeats: the standard deviation of the configuration's repeats' scores."""
+        value = self.attrs.get(TrialAttr.STD)
+        return None if value is None else float(value)
+
+    @property
+    def repeats(self) -> int:
+        """With repeats: how many of the configuration's repeats scored (else 0)."""
+        records = trials.repeat_records_of(self.attrs).values()
+        return sum(1 for record in records if record.get("state") == COMPLETE)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The run (or configuration) as ``results.yaml`` shows it."""
+        shown: dict[str, Any] = {"run": self.run_name, "score": self.outcome.score}
+        if TrialAttr.REPEATS in self.attrs:
+            shown.update(std=self.std, n=self.repeats)
+        return {**shown, "params": self.params, "trial_number": self.number}
+
     @classmethod
     def from_trial(cls, trial: FrozenTrial) -> Finished:
         """Read a finished trial."""
@@ -61,6 +80,8 @@ class Summary:
     counts: dict[str, int] = field(default_factory=dict)
     failed: list[Finished] = field(default_factory=list)
     pareto: list[Finished] = field(default_factory=list)  # with several objectives
+    repeats: int = 0  # how many repeats each configuration has (0: no repeats)
+    configurations: list[Finished] = field(default_factory=list)  # with repeats
 
     @property
     def finished(self) -> bool:
@@ -77,17 +98,23 @@ class Summary:
         best = None
         if self.best is not None:
             best = {
-                "run": self.best.run_name,
-                "score": self.best.outcome.score,
-                "params": self.best.params,
-                "trial_number": self.best.number,
+                **self.best.as_dict(),
                 "overrides": self.best.attrs.get(TrialAttr.OVERRIDES),
                 "output_dir": self.best.attrs.get(TrialAttr.OUTPUT_DIR),
+            }
+        extra: dict[str, Any] = {}
+        if self.repeats:
+            extra = {
+                "repeats": self.repeats,
+                "configurations": [
+                    {**c.as_dict(), "state": c.outcome.state} for c in self.configurations
+                ],
             }
         return {
             "task": self.task,
             "total": self.total,
             "finished": self.finished,
+            **extra,
             "best": best,
             "pareto": [
                 {"run": f.run_name, "values": list(f.outcome.values or ()), "params": f.params}
@@ -129,10 +156,14 @@ class Scoreboard:
         self.final_failures = final_failures
         self.done: dict[str, Finished] = {}  # slot -> its complete or unscored run
         self.failed: dict[str, Finished] = {}  # slot -> its latest failed run
+        self.kept: dict[str, dict[int, dict[str, Any]]] = {}  # slot -> its finished repeats
         self.best: Finished | None = None
 
     def note(self, run: Finished) -> None:
-        """Count a finished run."""
+        """Count a finished run (with repeats, a configuration: its finished repeats are kept)."""
+        for index, record in trials.repeat_records_of(run.attrs).items():
+            if record.get("state") != FAIL:
+                self.kept.setdefault(run.slot, {})[index] = record
         if run.outcome.state == FAIL:
             if self.final_failures and not run.outcome.interrupted:
                 self.done.setdefault(run.slot, run)  # spent: not run again, still a failure
@@ -164,8 +195,10 @@ class Scoreboard:
         run = self.done.get(slot)
         return run.outcome.score if run is not None and run.outcome.state == COMPLETE else None
 
-    def summary(self, task: str, total: int, decisions: dict[str, dict[str, Any]]) -> Summary:
-        """The summary so far."""
+    def summary(
+        self, task: str, total: int, decisions: dict[str, dict[str, Any]], repeats: int = 0
+    ) -> Summary:
+        """The summary so far (``repeats``: how many each configuration has, if any)."""
         counts: dict[str, int] = {}
         for run in self.done.values():
             counts[run.outcome.state] = counts.get(run.outcome.state, 0) + 1
@@ -180,4 +213,15 @@ class Scoreboard:
             )
             front = self.objectives.pareto_front([r.outcome.values or () for r in scored])
             pareto = [scored[i] for i in front]
-        return Summary(task, total, self.best, dict(decisions), counts, failed, pareto)
+        configurations = sorted(self.done.values(), key=lambda r: r.number) if repeats else []
+        return Summary(
+            task,
+            total,
+            self.best,
+            dict(decisions),
+            counts,
+            failed,
+            pareto,
+            repeats,
+            configurations,
+        )

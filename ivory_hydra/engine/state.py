@@ -17,6 +17,7 @@ from ivory_hydra.engine.results import Scoreboard
 from ivory_hydra.stores.liveness import GRACE_PERIOD, HEARTBEAT_INTERVAL
 
 if TYPE_CHECKING:
+    from ivory_hydra.engine.configurations import Configuration
     from ivory_hydra.engine.coordination import Coordination
     from ivory_hydra.engine.definition import Definition
     from ivory_hydra.stores.ledger import Ledger
@@ -79,6 +80,10 @@ class EngineState:
         self.waiting: dict[str, tuple[int, int]] = {}  # slot -> (step, index) taken, not ours
         self.in_flight: list[Assignment] = []  # handed out, not yet collected
         self.collected: set[int] = set()  # trial ids
+        self.configurations: dict[int, Configuration] = {}  # with repeats: by trial id
+        self.collected_repeats: set[tuple[int, int | None]] = set()  # (trial id, repeat)
+        self.pruner = definition.make_pruner()  # prunes configurations across repeats
+        self._pruning_study: Any = None
         self.issued = 0  # runs handed out by this process
         self.mine: set[int] = set()  # their trial numbers
         self.walked = False  # the walk ended with every step resolved

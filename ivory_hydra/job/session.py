@@ -101,6 +101,7 @@ class JobSession:
         self._lock = threading.Lock()
         self._thread = threading.current_thread()  # where the child run is active
         self._pruner: tuple[Any, Any] | None = None
+        self.output_dir: str | None = None
         self.pruned = False  # should_prune() said so
         self._returned = False  # the job's own code returned
 
@@ -129,13 +130,16 @@ class JobSession:
             raise StoreError(f"cannot resolve storage={ticket.storage!r}: {error}") from None
         set_storage_retry(ticket.storage_retry)
         storage = open_storage(url)
-        if not trials.start(storage, assignment.trial_id):
+        repeat = assignment.repeat is not None  # a configuration's repeats share its trial
+        start = trials.join if repeat else trials.start
+        if not start(storage, assignment.trial_id):
             raise TrialTakenError(
                 f"{assignment.run_name} (trial {assignment.number}) was started or finished "
                 "elsewhere; this job does not run it again"
             )
         session = cls(ticket, assignment, storage)
-        if output_dir:
+        session.output_dir = output_dir
+        if output_dir and not repeat:
             trials.set_attrs(storage, assignment.trial_id, {TrialAttr.OUTPUT_DIR: output_dir})
         uri = ticket.mlflow_uri
         if uri and assignment.mlflow_run_id:
@@ -182,13 +186,23 @@ class JobSession:
     # ------------------------------------------------------------ pruning
 
     def report(self, value: float, step: int) -> None:
-        """Record an intermediate value of the job at ``step``."""
+        """Record an intermediate value of the job at ``step``.
+
+        A repeat's trial holds its configuration's repeats as intermediate
+        values, so a repeat logs its own to its MLflow run (metric
+        ``intermediate``) instead.
+        """
         number = as_number(value)
         if number is None:
             raise TypeError(f"report() takes a number, not {value!r}")
         if isinstance(step, bool) or not isinstance(step, int) or step < 0:
             raise TypeError(f"report() takes a step that is an int >= 0, not {step!r}")
-        self.storage.set_trial_intermediate_value(self.assignment.trial_id, step, number)
+        if self.assignment.repeat is None:
+            self.storage.set_trial_intermediate_value(self.assignment.trial_id, step, number)
+        elif self.mlflow_active:
+            import mlflow
+
+            mlflow.log_metric("intermediate", number, step=step)
 
     def should_prune(self) -> bool:
         """Whether the sweep's pruner would stop this job now (False without a pruner).
@@ -197,6 +211,8 @@ class JobSession:
         those of the study's other trials, read from the storage.
         """
         if self.ticket.pruner is None or self.ticket.study_name is None:
+            return False
+        if self.assignment.repeat is not None:  # the sweep prunes across repeats itself
             return False
         if self._pruner is None:
             import optuna
@@ -288,9 +304,21 @@ class JobSession:
         if current_session() is self:
             _current.session = None
         _RUNNING.discard(self)
-        if outcome.state == PRUNED and outcome.score is None and outcome.error == TRIAL_PRUNED:
+        pruned = outcome.state == PRUNED and outcome.error == TRIAL_PRUNED
+        if pruned and outcome.score is None and self.assignment.repeat is None:
             outcome = Outcome(PRUNED, self.last_value(), outcome.reason, outcome.error)
-        recorded = trials.finish(self.storage, self.assignment.trial_id, outcome, attrs)
+        if self.assignment.repeat is None:
+            recorded = trials.finish(self.storage, self.assignment.trial_id, outcome, attrs)
+        else:  # one repeat: its configuration is concluded by the process that issued it
+            extra = {
+                "run": self.assignment.run_name,
+                "run_id": self.assignment.mlflow_run_id,
+                TrialAttr.OUTPUT_DIR: self.output_dir,
+                **(attrs or {}),
+            }
+            recorded = trials.record_repeat(
+                self.storage, self.assignment.trial_id, self.assignment.repeat, outcome, extra
+            )
         if self.mlflow_active:
             from ivory_hydra.job.active_run import deactivate, end_elsewhere
 

@@ -37,7 +37,16 @@ Trial user attributes (``trial.user_attrs``), one trial per run:
 ``reason``         why a run failed or finished unscored
 ``error``          the exception type of a failed run
 ``traceback``      where the full traceback of a failed job was written
+``repeats``        with repeats (folds, seeds): how many the configuration has
+``std``            with repeats: the standard deviation of the repeats' scores
+``repeat/<r>``     with repeats: repeat ``r``'s own record: ``state``, ``score``
+                   (or ``values``), ``run``, ``run_id``, ``reason``, ``error``,
+                   ``output_dir``; its score is also the trial's intermediate
+                   value at step ``r``
 =================  ==============================================================
+
+With repeats, a trial is one configuration (its params leave the repeat params
+out) named ``config#<trial number>``; its value is the repeats' aggregate.
 
 Trial system attributes (hidden by optuna-dashboard): ``ivory:owner`` names
 the sweeper that created the trial; ``ivory:beat`` is the last heartbeat of
@@ -105,6 +114,18 @@ class TrialAttr:
     REASON = "reason"
     ERROR = "error"
     TRACEBACK = "traceback"
+    REPEATS = "repeats"
+    STD = "std"
+    REPEAT_PREFIX = "repeat/"
+
+    @staticmethod
+    def repeat(index: int) -> str:
+        """The attribute holding one repeat's record.
+
+        >>> TrialAttr.repeat(3)
+        'repeat/3'
+        """
+        return f"{TrialAttr.REPEAT_PREFIX}{index}"
 
 
 #: Trial system attribute: the last heartbeat of the process running the trial,
@@ -141,6 +162,7 @@ class Tag:
     OVERRIDES = "ivory.overrides"
     OUTPUT_DIR = "ivory.output_dir"
     TRIAL_NUMBER = "ivory.trial_number"
+    REPEAT = "ivory.repeat"  # a repeat's run: which repeat of its configuration
     SLOT = "ivory.slot"
     STATE = "ivory.state"
     REASON = "ivory.reason"

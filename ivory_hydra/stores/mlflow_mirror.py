@@ -109,6 +109,19 @@ class ChildRun:
     status: str
     number: int | None  # its trial's number (None: not a run of ours)
     metrics: Mapping[str, float] = field(default_factory=dict)
+    repeat: int | None = None  # with repeats: which repeat of its configuration
+
+
+def _child(run: Any) -> ChildRun:
+    number = run.data.tags.get(Tag.TRIAL_NUMBER)
+    repeat = run.data.tags.get(Tag.REPEAT)
+    return ChildRun(
+        run.info.run_id,
+        str(run.info.status),
+        int(number) if number and number.isdigit() else None,
+        dict(run.data.metrics),
+        int(repeat) if repeat and repeat.isdigit() else None,
+    )
 
 
 #: MLflow 3's experiment tag that picks the UI's default view.
@@ -358,6 +371,11 @@ class MlflowMirror:
             retry(self.client.delete_run, run_id)
 
     @best_effort()
+    def reparent(self, run_id: str, parent_run_id: str) -> None:
+        """Move a run under another parent run."""
+        retry(self.client.set_tag, run_id, Tag.PARENT, parent_run_id)
+
+    @best_effort()
     def settle(self, run_id: str, outcome: Outcome, number: int, names: Sequence[str]) -> None:
         """End a child run as its trial ended: the score, the outcome's tags, the status."""
         self.finish_child(
@@ -368,32 +386,29 @@ class MlflowMirror:
         )
 
     @best_effort()
-    def children(self, parent_run_id: str) -> list[ChildRun] | None:
-        """Every child run of a parent (None when the store cannot be read)."""
+    def children(self, parent_run_id: str, study_name: str) -> list[ChildRun] | None:
+        """Every run of a sweep's study nested under its parent run: its children, and
+        theirs (a configuration's repeats). None when the store cannot be read."""
         experiment_id = retry(self.client.get_run, parent_run_id).info.experiment_id
-        found = []
+        runs = []
         token = None
         while True:
             page = retry(
                 self.client.search_runs,
                 [experiment_id],
-                filter_string=f"tags.`{Tag.PARENT}` = '{parent_run_id}'",
+                filter_string=f"tags.`{Tag.STUDY_NAME}` = '{study_name}'",
                 max_results=1000,
                 page_token=token,
             )
-            for run in page:
-                number = run.data.tags.get(Tag.TRIAL_NUMBER)
-                found.append(
-                    ChildRun(
-                        run.info.run_id,
-                        str(run.info.status),
-                        int(number) if number and number.isdigit() else None,
-                        dict(run.data.metrics),
-                    )
-                )
+            runs.extend(page)
             token = page.token
             if not token:
-                return found
+                break
+        below = {parent_run_id}
+        for run in sorted(runs, key=lambda r: r.data.tags.get(Tag.REPEAT) is not None):
+            if run.data.tags.get(Tag.PARENT) in below:
+                below.add(run.info.run_id)
+        return [_child(run) for run in runs if run.info.run_id in below - {parent_run_id}]
 
     @best_effort()
     def find_parent(self, study_name: str) -> str | None:
@@ -446,13 +461,16 @@ class NullMirror(MlflowMirror):
     def settle(self, run_id: str, outcome: Outcome, number: int, names: Sequence[str]) -> None:
         return None
 
+    def reparent(self, run_id: str, parent_run_id: str) -> None:
+        return None
+
     def close_parent(self, run_id: str, **kwargs: Any) -> None:
         return None
 
     def delete_runs(self, run_ids: Sequence[str]) -> None:
         return None
 
-    def children(self, parent_run_id: str) -> list[ChildRun] | None:
+    def children(self, parent_run_id: str, study_name: str) -> list[ChildRun] | None:
         return []
 
     def find_parent(self, study_name: str) -> str | None:

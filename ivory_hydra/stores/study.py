@@ -27,6 +27,7 @@ class TrialSpec:
     distributions: Mapping[str, BaseDistribution]
     user_attrs: Mapping[str, Any] = field(default_factory=dict)
     system_attrs: Mapping[str, Any] = field(default_factory=dict)
+    intermediate_values: Mapping[int, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -119,7 +120,7 @@ class Study:
                 distributions=dict(spec.distributions),
                 user_attrs=dict(spec.user_attrs),
                 system_attrs=dict(spec.system_attrs),
-                intermediate_values={},
+                intermediate_values=dict(spec.intermediate_values),
                 trial_id=-1,
             )
             trial_id = self.storage.create_new_trial(self.study_id, template_trial=template)

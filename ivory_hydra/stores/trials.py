@@ -157,12 +157,85 @@ def trial_outcome(trial: FrozenTrial) -> Outcome | None:
     )
 
 
+def join(storage: BaseStorage, trial_id: int) -> bool:
+    """Start a configuration's WAITING trial, or join it RUNNING (its repeats share
+    it); False once it finished."""
+    from optuna.trial import TrialState
+
+    return start(storage, trial_id) or storage.get_trial(trial_id).state == TrialState.RUNNING
+
+
+def record_repeat(
+    storage: BaseStorage,
+    trial_id: int,
+    repeat: int,
+    outcome: Outcome,
+    extra: Mapping[str, Any] | None = None,
+) -> bool:
+    """Record one repeat's outcome in its configuration's trial; False once it finished.
+
+    A complete repeat's score (one objective) is also the trial's intermediate
+    value at step ``repeat``, for the pruner and optuna-dashboard.
+    """
+    from optuna.exceptions import UpdateFinishedTrialError
+
+    record: dict[str, Any] = {"state": outcome.state, **outcome_attrs(outcome), **(extra or {})}
+    if outcome.state == COMPLETE and outcome.values is not None:
+        record["values"] = list(outcome.values)
+    elif outcome.state == COMPLETE:
+        record["score"] = outcome.score
+    try:
+        if outcome.state == COMPLETE and outcome.score is not None:
+            storage.set_trial_intermediate_value(trial_id, repeat, outcome.score)
+        storage.set_trial_user_attr(trial_id, TrialAttr.repeat(repeat), record)
+    except UpdateFinishedTrialError:
+        return False
+    return True
+
+
+def repeat_records(trial: FrozenTrial) -> dict[int, dict[str, Any]]:
+    """The records of a configuration's repeats, by repeat index."""
+    return repeat_records_of(trial.user_attrs)
+
+
+def repeat_records_of(attrs: Mapping[str, Any]) -> dict[int, dict[str, Any]]:
+    """The repeat records among a trial's user attributes, by repeat index.
+
+    >>> repeat_records_of({"slot": "0.1", "repeat/2": {"state": "complete"}})
+    {2: {'state': 'complete'}}
+    """
+    prefix = TrialAttr.REPEAT_PREFIX
+    return {
+        int(key[len(prefix) :]): dict(value)
+        for key, value in attrs.items()
+        if key.startswith(prefix) and isinstance(value, Mapping)
+    }
+
+
+def repeat_outcome(record: Mapping[str, Any]) -> Outcome:
+    """The outcome a repeat's record holds.
+
+    >>> repeat_outcome({"state": "complete", "score": 0.5}).score
+    0.5
+    """
+    values = record.get("values")
+    return Outcome(
+        str(record.get("state")),
+        record.get("score"),
+        record.get(TrialAttr.REASON),
+        record.get(TrialAttr.ERROR),
+        tuple(values) if values else None,
+    )
+
+
 @dataclass(frozen=True)
 class Assignment:
     """One run handed out to be run: its trial, numbers, params and MLflow child run.
 
-    ``number`` is the trial's number in its study; a sweep launches the job
-    with it as ``hydra.job.num``, so job numbers continue across resumes.
+    ``number`` is the trial's number in its study. A sweep launches the job
+    with its run number (``run#N``) as ``hydra.job.num``, so job numbers, job
+    folders and run names agree and continue across resumes. With repeats,
+    ``repeat`` says which repeat of its configuration (its trial) the run is.
     """
 
     trial_id: int
@@ -171,3 +244,10 @@ class Assignment:
     point: Point
     params: dict[str, Any]
     mlflow_run_id: str | None = None
+    repeat: int | None = None
+    run_number: int | None = None
+
+    @property
+    def job(self) -> int:
+        """The job's number: its ``hydra.job.num`` and its folder's name."""
+        return self.number if self.run_number is None else self.run_number

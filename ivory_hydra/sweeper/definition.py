@@ -98,14 +98,15 @@ def define(
 ) -> SweepDefinition:
     """Parse the sweep's params and check its definition; nothing is written."""
     mode = settings.mode
-    params = parse(settings, config, hydra_context, arguments)
+    repeat = _names(settings.repeat)
+    params = parse(settings, config, hydra_context, arguments, repeat)
     swept = {p.name: list(p.values) for p in params if p.swept}
-    space = _space(params) if mode == "optimize" else {}
+    space = _space([p for p in params if p.name not in repeat]) if mode == "optimize" else {}
     try:
         definition = Definition.build(
             mode=mode,
             fixed={p.name: p.values[0] for p in params if not p.swept},
-            swept={} if mode == "optimize" else swept,
+            swept={k: v for k, v in swept.items() if k in repeat} if mode == "optimize" else swept,
             direction=settings.direction,
             metric=settings.metric,
             use_best_param=settings.use_best_param,
@@ -120,7 +121,7 @@ def define(
             heartbeat_interval=settings.heartbeat_interval,
             grace_period=settings.grace_period,
             storage_retry=settings.storage_retry,
-            repeat=settings.repeat,
+            repeat=repeat,
             aggregate=settings.aggregate,
         )
     except DefinitionError as error:
@@ -128,13 +129,28 @@ def define(
     return SweepDefinition(tuple(params), definition)
 
 
+def _names(repeat: Any) -> list[str]:
+    """``repeat`` as a list of names (one name is a list of one).
+
+    >>> _names("fold"), _names(["fold", "seed"]), _names(None)
+    (['fold'], ['fold', 'seed'], [])
+    """
+    if repeat is None:
+        return []
+    return [repeat] if isinstance(repeat, str) else [str(name) for name in repeat]
+
+
 def parse(
     settings: SweeperSettings,
     config: DictConfig,
     hydra_context: HydraContext,
     arguments: Sequence[str],
+    repeat: Sequence[str] = (),
 ) -> list[SweepParam]:
-    """Turn config params and command-line overrides into sweep params."""
+    """Turn config params and command-line overrides into sweep params.
+
+    In optimize mode a repeat param keeps its listed values (every repeat runs).
+    """
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from omegaconf import OmegaConf
 
@@ -150,7 +166,9 @@ def parse(
             [override] = parser.parse_overrides([argument])
         except Exception as error:  # noqa: BLE001 - Hydra's parse errors vary
             raise SweepDefinitionError(f"override {argument!r}: {error}") from None
-        params.append(param_from_override(override, optimize=settings.mode == "optimize"))
+        listed = override.get_key_element().lstrip("+~") in repeat
+        optimize = settings.mode == "optimize" and not listed
+        params.append(param_from_override(override, optimize=optimize))
     return params
 
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ivory_hydra.core.display import plural
+from ivory_hydra.core.display import plan_size
 from ivory_hydra.core.redact import redact_text, redact_url
 from ivory_hydra.errors import StorageUnavailableError, StoreError, SweepBusyError
 from ivory_hydra.stores.format import SWEEP, StudyAttr, Tag
@@ -117,9 +117,8 @@ class IvorySweeperImpl:
         stored, synced = stored_state(url, study_name, sweep.identity)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         plan = sweep.definition.plan
-        log.info(
-            f"Ivory sweeper: {plan.mode} of {plural(plan.total, 'job')} (study {study_name!r})"
-        )
+        size = plan_size(plan.total, plan.repeat_count)
+        log.info(f"Ivory sweeper: {plan.mode} of {size} (study {study_name!r})")
         experiment = settings.mlflow.experiment_name or job_name
         finished = stored is not None and stored.get("finished") and stored["total"] == plan.total
         if finished and (synced or tracking_uri is None):

@@ -53,7 +53,8 @@ def run_batches(
     done = engine.done
     if done:
         log.info(f"Resuming: {plural(done, 'finished job')} not run again")
-    bar = ProgressBar(engine.plan.total, settings.verbose, done=done)
+    repeats = engine.plan.repeat_count
+    bar = ProgressBar(engine.plan.jobs, settings.verbose, done=done * repeats)
     engine.show = bar.write
     task = TrialTask(task_function, ticket, on_end=bar.hook())
     # Jobs that differ only in values are served from one composition of the
@@ -74,7 +75,7 @@ def run_batches(
             launched = _launch(launcher, task, sweep, batch)
             results = engine.collect(batch, fallbacks(batch, launched, objectives))
             returns.append([kept_on_disk(r) for r in launched])
-            bar.advance_to(done + engine.issued)
+            bar.advance_to(done * repeats + engine.issued)
             if probing:
                 probing = False
                 check_first(engine, batch, results, objectives)
@@ -100,11 +101,11 @@ def default_batch(engine: Engine, config: DictConfig) -> int | None:
 def _launch(
     launcher: Any, task: Any, sweep: SweepDefinition, batch: list[Assignment]
 ) -> list[JobReturn]:
-    task.assignments = {a.number: a for a in batch}
+    task.assignments = {a.job: a for a in batch}
     overrides = [sweep.overrides(a.point) for a in batch]
     results: list[JobReturn] = []
-    for start, end in contiguous([a.number for a in batch]):
-        results.extend(launcher.launch(overrides[start:end], initial_job_idx=batch[start].number))
+    for start, end in contiguous([a.job for a in batch]):
+        results.extend(launcher.launch(overrides[start:end], initial_job_idx=batch[start].job))
     return results
 
 
@@ -160,9 +161,9 @@ def fallbacks(
     outcomes = {}
     for assignment, result in zip(batch, returns, strict=False):
         if result.status == JobStatus.FAILED:
-            outcomes[assignment.number] = outcome_from_error(job_exception(result))
+            outcomes[assignment.job] = outcome_from_error(job_exception(result))
         elif result.status == JobStatus.COMPLETED:
-            outcomes[assignment.number] = score_or_fail(
+            outcomes[assignment.job] = score_or_fail(
                 result.return_value, objectives.metric_arg, None, objectives.count
             )
     return outcomes

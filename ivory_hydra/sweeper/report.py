@@ -112,7 +112,7 @@ class Report:
             from ivory_hydra.sweeper.optuna_sweeper import write_optimization_results
 
             write_optimization_results(self.sweep_dir, result, objectives.count, self.sweep.params)
-        lines = summary_lines(result, metric)
+        lines = summary_lines(result, metric, direction=objectives.direction)
         lines += [f"Results: {path}", f"Optuna:  {dashboard_hint(self.url)}", *mlflow_lines]
         log.info("\n".join(lines))
         return path
