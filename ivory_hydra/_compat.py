@@ -15,6 +15,38 @@ from typing import Any, NamedTuple, TypeVar
 _Return = TypeVar("_Return")
 
 
+# ------------------------------------------------------------------ Optuna
+
+
+def trial_of(study: Any, trial_id: int) -> Any:
+    """The ``optuna.trial.Trial`` of a trial the study holds (WAITING or RUNNING), to suggest in.
+
+    Optuna: ``Trial(study, trial_id)``, whose direct use its documentation
+    discourages (``study.ask()`` makes a new trial; ours exists already, its
+    job claims it).
+    """
+    from optuna.trial import Trial
+
+    return Trial(study, trial_id)
+
+
+#: The start of the error ``Study.stop()`` raises outside ``study.optimize()``.
+STOP_OUTSIDE_OPTIMIZE = "`Study.stop` is supposed to be invoked inside"
+
+
+def is_stop_outside_optimize(error: BaseException) -> bool:
+    """Whether ``error`` is the ``RuntimeError`` of ``Study.stop()`` outside ``optimize()``.
+
+    Optuna's ``GridSampler.after_trial`` calls ``study.stop()`` once its grid is
+    done; outside ``study.optimize()`` that raises a ``RuntimeError`` of no
+    class of its own, known by its text only.
+    """
+    return isinstance(error, RuntimeError) and STOP_OUTSIDE_OPTIMIZE in str(error)
+
+
+# ------------------------------------------------------------------ Hydra
+
+
 def apply_overrides(overrides: list[Any], config: Any) -> None:
     """Apply parsed value overrides to a config the way Hydra's composition does.
 
@@ -57,14 +89,6 @@ def override_element(override: Any) -> Any:
     return override._value
 
 
-def job_exception(job_return: Any) -> BaseException | None:
-    """The exception a failed Hydra job raised.
-
-    Hydra: ``JobReturn._return_value`` (the public ``return_value`` re-raises it).
-    """
-    return job_return._return_value
-
-
 def copy_job_return(result: Any, cls: type[_Return], leave_out: Collection[str]) -> _Return:
     """A ``cls`` (a subclass of ``JobReturn``) holding what ``result`` holds but ``leave_out``.
 
@@ -92,33 +116,12 @@ def is_basic_launcher(launcher: Any) -> bool:
     return isinstance(launcher, BasicLauncher)
 
 
-# ------------------------------------------------------------------ Optuna
+def job_exception(job_return: Any) -> BaseException | None:
+    """The exception a failed Hydra job raised.
 
-
-def trial_of(study: Any, trial_id: int) -> Any:
-    """The ``optuna.trial.Trial`` of a trial the study holds (WAITING or RUNNING), to suggest in.
-
-    Optuna: ``Trial(study, trial_id)``, whose direct use its documentation
-    discourages (``study.ask()`` makes a new trial; ours exists already, its
-    job claims it).
+    Hydra: ``JobReturn._return_value`` (the public ``return_value`` re-raises it).
     """
-    from optuna.trial import Trial
-
-    return Trial(study, trial_id)
-
-
-#: The start of the error ``Study.stop()`` raises outside ``study.optimize()``.
-STOP_OUTSIDE_OPTIMIZE = "`Study.stop` is supposed to be invoked inside"
-
-
-def is_stop_outside_optimize(error: BaseException) -> bool:
-    """Whether ``error`` is the ``RuntimeError`` of ``Study.stop()`` outside ``optimize()``.
-
-    Optuna's ``GridSampler.after_trial`` calls ``study.stop()`` once its grid is
-    done; outside ``study.optimize()`` that raises a ``RuntimeError`` of no
-    class of its own, known by its text only.
-    """
-    return isinstance(error, RuntimeError) and STOP_OUTSIDE_OPTIMIZE in str(error)
+    return job_return._return_value
 
 
 def trial_id_of(trial: Any) -> int:

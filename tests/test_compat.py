@@ -318,22 +318,13 @@ def waiting(tmp_path):
     return storage, study, frozen
 
 
-def test_trial_id_of_is_the_storages_id(waiting):
-    storage, study, frozen = waiting
-    expected = storage.get_trial_id_from_study_id_trial_number(
-        storage.get_study_id_from_name(study.study_name), frozen.number
-    )
-    assert _compat.trial_id_of(frozen) == expected, (
-        "optuna changed FrozenTrial._trial_id: it is not the storage's id of the trial "
-        f"({_compat.trial_id_of(frozen)} != {expected})"
-    )
-
-
 def test_trial_of_suggests_into_the_stored_waiting_trial(waiting):
     from optuna.trial import Trial, TrialState
 
-    _, study, frozen = waiting
-    trial = _compat.trial_of(study, _compat.trial_id_of(frozen))
+    storage, study, frozen = waiting
+    study_id = storage.get_study_id_from_name(study.study_name)
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, frozen.number)
+    trial = _compat.trial_of(study, trial_id)
     assert isinstance(trial, Trial) and trial.number == frozen.number, (
         "optuna changed Trial(study, trial_id): it no longer gives the trial of that id"
     )
