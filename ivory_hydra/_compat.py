@@ -6,7 +6,45 @@ when the dependency changes it. Prefer a public API wherever one does the job.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+import functools
+import hashlib
+import os
+from collections.abc import Collection
+from typing import Any, NamedTuple, TypeVar
+
+_Return = TypeVar("_Return")
+
+
+# ------------------------------------------------------------------ Optuna
+
+
+def trial_of(study: Any, trial_id: int) -> Any:
+    """The ``optuna.trial.Trial`` of a trial the study holds (WAITING or RUNNING), to suggest in.
+
+    Optuna: ``Trial(study, trial_id)``, whose direct use its documentation
+    discourages (``study.ask()`` makes a new trial; ours exists already, its
+    job claims it).
+    """
+    from optuna.trial import Trial
+
+    return Trial(study, trial_id)
+
+
+#: The start of the error ``Study.stop()`` raises outside ``study.optimize()``.
+STOP_OUTSIDE_OPTIMIZE = "`Study.stop` is supposed to be invoked inside"
+
+
+def is_stop_outside_optimize(error: BaseException) -> bool:
+    """Whether ``error`` is the ``RuntimeError`` of ``Study.stop()`` outside ``optimize()``.
+
+    Optuna's ``GridSampler.after_trial`` calls ``study.stop()`` once its grid is
+    done; outside ``study.optimize()`` that raises a ``RuntimeError`` of no
+    class of its own, known by its text only.
+    """
+    return isinstance(error, RuntimeError) and STOP_OUTSIDE_OPTIMIZE in str(error)
+
+
+# ------------------------------------------------------------------ Hydra
 
 
 def apply_overrides(overrides: list[Any], config: Any) -> None:
@@ -51,6 +89,33 @@ def override_element(override: Any) -> Any:
     return override._value
 
 
+def copy_job_return(result: Any, cls: type[_Return], leave_out: Collection[str]) -> _Return:
+    """A ``cls`` (a subclass of ``JobReturn``) holding what ``result`` holds but ``leave_out``.
+
+    Hydra: ``JobReturn`` keeps its fields (``_return_value`` among them) in the
+    instance ``__dict__``; the copy is made without ``cls.__init__``, whose
+    dataclass defaults would set the left-out fields.
+    """
+    copy = cls.__new__(cls)  # type: ignore[call-overload]
+    for name, value in vars(result).items():
+        if name not in leave_out:
+            object.__setattr__(copy, name, value)
+    return copy  # type: ignore[no-any-return]
+
+
+def is_basic_launcher(launcher: Any) -> bool:
+    """Whether a launcher is Hydra's ``BasicLauncher`` (jobs in this process, one at a time).
+
+    Hydra: ``hydra._internal.core_plugins.basic_launcher.BasicLauncher``. Where
+    Hydra moved it, no launcher counts as basic.
+    """
+    try:
+        from hydra._internal.core_plugins.basic_launcher import BasicLauncher
+    except ImportError:
+        return False
+    return isinstance(launcher, BasicLauncher)
+
+
 def job_exception(job_return: Any) -> BaseException | None:
     """The exception a failed Hydra job raised.
 
@@ -73,7 +138,8 @@ def is_hydra_config_loader(config_loader: Any) -> bool:
 
 
 def composition_source() -> str:
-    """The source of the Hydra code that ``sweeper/composition.py`` replays, to fingerprint it.
+    """The source of the Hydra code that :func:`compose_defaults` and :func:`finish_composition`
+    replay, to fingerprint it.
 
     Hydra: ``ConfigLoaderImpl._load_configuration_impl``, ``load_sweep_config``,
     ``_process_config_searchpath`` and ``defaults_list.Overrides.__init__``.
@@ -90,6 +156,26 @@ def composition_source() -> str:
         Overrides.__init__,
     )
     return "\n".join(inspect.getsource(function) for function in functions)
+
+
+#: SHA-256 of :func:`composition_source`: the Hydra code that :func:`compose_defaults`
+#: and :func:`finish_composition` replay. It is the same in every Hydra 1.3
+#: release (1.3.0 to 1.3.8).
+HYDRA_COMPOSITION_SHA256 = "ba087c5dc8332da834e912ab52d43ec4a301a44e90025c95fe34209650736c23"
+
+
+@functools.cache
+def composition_matches() -> bool:
+    """Whether the installed Hydra composes a job's config with the code replayed here.
+
+    >>> composition_matches()
+    True
+    """
+    try:
+        source = composition_source()
+    except (OSError, TypeError, ImportError, AttributeError):  # no source, or Hydra moved it
+        return False
+    return hashlib.sha256(source.encode()).hexdigest() == HYDRA_COMPOSITION_SHA256
 
 
 class DefaultsComposition(NamedTuple):
@@ -141,6 +227,62 @@ def compose_defaults(
         known_choices=dict(defaults_list.overrides.known_choices),
         sources=[(s.path, s.scheme(), s.provider) for s in repo.get_sources()],
     )
+
+
+def finish_composition(
+    cfg: Any,
+    overrides: list[Any],
+    config_overrides: list[Any],
+    known_choices: dict[str, str | None],
+    sources: list[tuple[str, str, str]],
+    config_name: str | None,
+) -> None:
+    """The second half of Hydra's composition of a job's config, on ``cfg`` in place.
+
+    The rest of ``ConfigLoaderImpl._load_configuration_impl`` after
+    :func:`compose_defaults` (no public equivalent), step for step: apply the
+    value overrides (``config_overrides``) in their order, then fill
+    ``hydra.overrides``, ``hydra.runtime`` (choices, version, cwd, config
+    sources), ``hydra.job.env_set``, ``name``, ``override_dirname`` and
+    ``config_name`` from ``overrides`` (every parsed override) and the
+    defaults list's ``known_choices`` and ``sources``.
+    """
+    from hydra import __version__, version
+    from hydra.conf import ConfigSourceInfo
+    from hydra.core.utils import JobRuntime
+    from omegaconf import open_dict
+
+    apply_overrides(config_overrides, cfg)
+    app_overrides = []
+    for override in overrides:
+        if override.is_hydra_override():
+            cfg.hydra.overrides.hydra.append(override.input_line)
+        else:
+            cfg.hydra.overrides.task.append(override.input_line)
+            app_overrides.append(override)
+
+    with open_dict(cfg.hydra):
+        cfg.hydra.runtime.choices.update(known_choices)
+        for key in cfg.hydra.job.env_copy:
+            cfg.hydra.job.env_set[key] = os.environ[key]
+
+    cfg.hydra.runtime.version = __version__
+    cfg.hydra.runtime.version_base = version.getbase()
+    cfg.hydra.runtime.cwd = os.getcwd()
+    cfg.hydra.runtime.config_sources = [
+        ConfigSourceInfo(path=path, schema=scheme, provider=provider)
+        for path, scheme, provider in sources
+    ]
+    if "name" not in cfg.hydra.job:
+        cfg.hydra.job.name = JobRuntime().get("name")
+
+    cfg.hydra.job.override_dirname = overrides_dirname(
+        overrides=app_overrides,
+        kv_sep=cfg.hydra.job.config.override_dirname.kv_sep,
+        item_sep=cfg.hydra.job.config.override_dirname.item_sep,
+        exclude_keys=cfg.hydra.job.config.override_dirname.exclude_keys,
+    )
+    cfg.hydra.job.config_name = config_name
 
 
 def overrides_dirname(

@@ -9,12 +9,15 @@ slipped into the rest of the package.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import re
 from pathlib import Path
 
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import QuotedString
+from hydra.core.utils import JobReturn
 
 from ivory_hydra import _compat
 
@@ -137,8 +140,8 @@ def test_apply_overrides_rejects_a_value_of_the_wrong_type():
 # ------------------------------------------------------------------ Hydra job returns
 
 
-def _failed_job_return(tmp_path: Path, error: BaseException):
-    """A real FAILED JobReturn: Hydra's own ``run_job`` runs a task that raises."""
+def _job_return(tmp_path: Path, task):
+    """A real JobReturn: Hydra's own ``run_job`` runs ``task``."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
@@ -153,18 +156,14 @@ def _failed_job_return(tmp_path: Path, error: BaseException):
             pass
 
     conf = tmp_path / "conf"
-    conf.mkdir()
+    conf.mkdir(exist_ok=True)
     (conf / "config.yaml").write_text("x: 1\n")
-
-    def task(cfg):
-        raise error
-
     saved = HydraConfig.instance().cfg
     try:
         with initialize_config_dir(config_dir=str(conf), version_base="1.3", job_name="compat"):
             config = compose(
                 "config",
-                overrides=[f"hydra.run.dir={tmp_path / 'out'}"],
+                overrides=[f"hydra.run.dir={tmp_path / 'out'}", "+y=2"],
                 return_hydra_config=True,
             )
             HydraConfig.instance().set_config(config)
@@ -182,6 +181,15 @@ def _failed_job_return(tmp_path: Path, error: BaseException):
             )
     finally:
         HydraConfig.instance().cfg = saved
+
+
+def _failed_job_return(tmp_path: Path, error: BaseException):
+    """A real FAILED JobReturn: Hydra's own ``run_job`` runs a task that raises."""
+
+    def task(cfg):
+        raise error
+
+    return _job_return(tmp_path, task)
 
 
 def test_job_exception_returns_the_exception_of_a_failed_job(tmp_path):
@@ -211,6 +219,255 @@ def test_job_exception_of_a_constructed_job_return():
     )
 
 
+class _ReadOnlyConfigs(JobReturn):
+    """A JobReturn whose ``cfg`` and ``hydra_cfg`` cannot be set (as ``StoredJobReturn``'s)."""
+
+    cfg = property(lambda self: "cfg from disk")  # type: ignore[assignment]
+    hydra_cfg = property(lambda self: "hydra_cfg from disk")  # type: ignore[assignment]
+
+
+@pytest.mark.parametrize("outcome", ["completed", "failed"])
+def test_copy_job_return_keeps_all_but_what_it_leaves_out(tmp_path, outcome):
+    from hydra.core.utils import JobStatus
+
+    error = RuntimeError("planned failure")
+
+    def task(cfg):
+        if outcome == "failed":
+            raise error
+        return {"score": cfg.x + cfg.y}
+
+    result = _job_return(tmp_path, task)
+    fields = {f.name for f in dataclasses.fields(JobReturn)}
+    assert fields <= set(vars(result)), (
+        "hydra changed JobReturn: its fields are no longer all in the instance __dict__ "
+        f"(missing {sorted(fields - set(vars(result)))}); copy_job_return copies vars()"
+    )
+    copy = _compat.copy_job_return(result, _ReadOnlyConfigs, leave_out={"cfg", "hydra_cfg"})
+    assert type(copy) is _ReadOnlyConfigs
+    assert (copy.cfg, copy.hydra_cfg) == ("cfg from disk", "hydra_cfg from disk")
+    kept = {name: getattr(copy, name) for name in fields - {"cfg", "hydra_cfg"}}
+    assert kept == {name: getattr(result, name) for name in kept}, (
+        "hydra changed JobReturn: copy_job_return lost a field"
+    )
+    assert copy.overrides == ["+y=2"] and copy.task_name == "compat", kept
+    if outcome == "failed":
+        assert copy.status == JobStatus.FAILED
+        assert _compat.job_exception(copy) is error
+        with pytest.raises(RuntimeError, match="planned failure"):
+            _ = copy.return_value
+    else:
+        assert copy.status == JobStatus.COMPLETED
+        assert copy.return_value == {"score": 3}, (
+            f"hydra changed JobReturn.return_value on a copy: {copy.return_value!r}"
+        )
+
+
+# ------------------------------------------------------------------ Hydra launchers
+
+
+def _launcher(tmp_path: Path, name: str):
+    """Hydra's launcher ``hydra/launcher=name``, instantiated as a sweep does."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.plugins import Plugins
+    from hydra.types import HydraContext
+
+    conf = tmp_path / "conf"
+    conf.mkdir(exist_ok=True)
+    (conf / "config.yaml").write_text("x: 1\n")
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3", job_name="compat"):
+        config = compose("config", overrides=[f"hydra/launcher={name}"], return_hydra_config=True)
+        context = HydraContext(
+            config_loader=GlobalHydra.instance().config_loader(),
+            callbacks=None,  # type: ignore[arg-type]
+        )
+        return Plugins.instance().instantiate_launcher(
+            hydra_context=context, task_function=lambda cfg: None, config=config
+        )
+
+
+def test_is_basic_launcher_knows_hydras_basic_launcher(tmp_path):
+    basic = _launcher(tmp_path, "basic")
+    assert _compat.is_basic_launcher(basic), (
+        "hydra moved or renamed hydra._internal.core_plugins.basic_launcher.BasicLauncher: "
+        f"hydra/launcher=basic gives a {type(basic)}, which is_basic_launcher does not know"
+    )
+    assert not _compat.is_basic_launcher(_launcher(tmp_path, "joblib"))
+    assert not _compat.is_basic_launcher(object())
+
+    class Tuned(type(basic)):  # a subclass runs its jobs in this process too
+        pass
+
+    assert _compat.is_basic_launcher(Tuned())
+
+
+# ------------------------------------------------------------------ Optuna trials
+
+
+@pytest.fixture
+def waiting(tmp_path):
+    """A study on SQLite (as the sweeper's) with one WAITING trial: (storage, study, trial)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path}/optuna.db")
+    study = optuna.create_study(storage=storage, sampler=optuna.samplers.RandomSampler(seed=0))
+    study.enqueue_trial({})
+    [frozen] = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    return storage, study, frozen
+
+
+def test_trial_of_suggests_into_the_stored_waiting_trial(waiting):
+    from optuna.trial import Trial, TrialState
+
+    storage, study, frozen = waiting
+    study_id = storage.get_study_id_from_name(study.study_name)
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, frozen.number)
+    trial = _compat.trial_of(study, trial_id)
+    assert isinstance(trial, Trial) and trial.number == frozen.number, (
+        "optuna changed Trial(study, trial_id): it no longer gives the trial of that id"
+    )
+    x = trial.suggest_float("x", 0.0, 1.0)
+    n = trial.suggest_int("n", 1, 3)
+    [stored] = study.get_trials()
+    assert stored.params == {"x": x, "n": n}, (
+        f"optuna changed Trial(study, trial_id): suggestions were not stored ({stored.params})"
+    )
+    assert stored.state == TrialState.WAITING, (
+        f"optuna changed Trial(study, trial_id): it moved the trial to {stored.state.name}; "
+        "the job must claim it WAITING"
+    )
+
+
+def test_is_stop_outside_optimize_knows_the_grid_samplers_stop():
+    import optuna
+
+    study = optuna.create_study(sampler=optuna.samplers.GridSampler({"x": [0]}))
+    with pytest.raises(RuntimeError) as stopped:
+        study.stop()
+    assert _compat.is_stop_outside_optimize(stopped.value), (
+        "optuna changed the error of Study.stop() outside optimize(): "
+        f"{stopped.value!r} does not start with {_compat.STOP_OUTSIDE_OPTIMIZE!r}"
+    )
+    trial = study.ask()
+    trial.suggest_categorical("x", [0])
+    with pytest.raises(RuntimeError) as done:
+        study.tell(trial, 1.0)  # the grid is done: after_trial stops the study
+    assert _compat.is_stop_outside_optimize(done.value), (
+        f"optuna changed how GridSampler.after_trial ends a grid: {done.value!r}"
+    )
+    assert not _compat.is_stop_outside_optimize(RuntimeError("database is locked"))
+    assert not _compat.is_stop_outside_optimize(ValueError(str(stopped.value)))
+
+
+# ------------------------------------------------------------------ Hydra composition
+
+COMPOSITION_CONF = Path(__file__).parent / "apps" / "composition" / "conf"
+
+
+def test_the_replayed_hydra_composition_code_is_the_installed_one():
+    _compat.composition_matches.cache_clear()
+    assert _compat.composition_matches(), (
+        "Hydra's composition code changed (ConfigLoaderImpl._load_configuration_impl, "
+        "load_sweep_config, _process_config_searchpath or defaults_list.Overrides.__init__): "
+        "compare it with compose_defaults and finish_composition in ivory_hydra/_compat.py, "
+        "then update HYDRA_COMPOSITION_SHA256. Until then every job is composed by Hydra."
+    )
+
+
+@pytest.fixture
+def loader():
+    """Hydra's own config loader over ``tests/apps/composition/conf``, as an app has it."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    with initialize_config_dir(
+        config_dir=str(COMPOSITION_CONF), version_base="1.3", job_name="compat"
+    ):
+        yield GlobalHydra.instance().config_loader()
+
+
+def test_is_hydra_config_loader_takes_hydras_own_only(loader):
+    from ivory_hydra.sweeper.composition import ComposeOnceLoader
+
+    assert _compat.is_hydra_config_loader(loader), (
+        f"hydra moved ConfigLoaderImpl: its loader is a {type(loader)}"
+    )
+
+    class Custom(type(loader)):
+        pass
+
+    assert not _compat.is_hydra_config_loader(Custom(loader.get_search_path()))
+    assert not _compat.is_hydra_config_loader(ComposeOnceLoader(loader))
+
+
+def test_compose_defaults_is_hydras_composition_before_the_value_overrides(loader):
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
+
+    overrides = ["model=large", "a=5", "+extra=1", "hydra/job_logging=none", "hydra.verbose=true"]
+    done = _compat.compose_defaults(loader, "config", overrides)
+    assert [o.input_line for o in done.overrides] == overrides
+    assert [o.input_line for o in done.config_overrides] == [
+        "a=5",
+        "+extra=1",
+        "hydra.verbose=true",
+    ], "hydra changed which overrides defaults_list.Overrides.config_overrides sets aside"
+    assert done.config.a == 0 and "extra" not in done.config and done.config.model.name == "large"
+    assert OmegaConf.is_struct(done.config) and not OmegaConf.is_readonly(done.config.hydra)
+    hydra = loader.load_configuration("config", overrides, RunMode.RUN)
+    assert done.known_choices == dict(hydra.hydra.runtime.choices)
+    assert [tuple(s.values()) for s in hydra.hydra.runtime.config_sources] == done.sources
+    _compat.apply_overrides(done.config_overrides, done.config)
+    assert done.config.a == 5 and done.config.extra == 1
+
+
+def test_finish_composition_makes_hydras_job_config(loader):
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
+
+    master = loader.load_configuration(
+        "config", ["a=1,2", "hydra.job.env_copy=[HOME]"], RunMode.MULTIRUN
+    )
+    job = ["model=large", "a=2", "+extra=3", "~flag", "hydra.job.chdir=true"]
+    expected = loader.load_sweep_config(master, job)
+    done = _compat.compose_defaults(loader, "config", [*master.hydra.overrides.hydra, *job])
+    cfg = done.config
+    _compat.finish_composition(
+        cfg, done.overrides, done.config_overrides, done.known_choices, done.sources, "config"
+    )
+    served = OmegaConf.to_container(cfg, resolve=False)
+    composed = OmegaConf.to_container(expected, resolve=False)
+    differ = [k for k in served.keys() | composed.keys() if served.get(k) != composed.get(k)]
+    differ += [
+        f"hydra.{k}"
+        for k in served["hydra"].keys() | composed["hydra"].keys()
+        if served["hydra"].get(k) != composed["hydra"].get(k)
+    ]
+    assert served == composed, (
+        "hydra changed ConfigLoaderImpl._load_configuration_impl: finish_composition no "
+        f"longer makes Hydra's job config; keys that differ: {sorted(differ)}"
+    )
+    assert (cfg.a, cfg.extra, "flag" in cfg) == (2, 3, False)
+    assert list(cfg.hydra.overrides.task) == job[:-1]
+    assert cfg.hydra.job.override_dirname == "+extra=3,a=2,model=large,~flag"
+    assert dict(cfg.hydra.job.env_set) == {"HOME": os.environ["HOME"]}
+
+
+def test_overrides_dirname_is_hydras(loader):
+    from hydra.types import RunMode
+
+    overrides = ["b=2", "a='x,y'", "seed=1"]
+    done = _compat.compose_defaults(loader, "dirname", overrides)
+    text = _compat.overrides_dirname(done.overrides, ["seed"], "__", ":")
+    assert text == "a:'x,y'__b:2"
+    hydra = loader.load_configuration("dirname", overrides, RunMode.RUN)
+    assert text == hydra.hydra.job.override_dirname, (
+        f"hydra changed get_overrides_dirname: {text!r} != {hydra.hydra.job.override_dirname!r}"
+    )
+
+
 # ------------------------------------------------------------------ nowhere else
 
 #: Private names of Hydra, Optuna and MLflow; ``self.`` excludes ivory-hydra's own
@@ -230,6 +487,11 @@ PRIVATE_NAMES = {
     "ConfigLoaderImpl._compose_config_from_defaults_list": (
         r"_compose_config_from_defaults_list\b"
     ),
+    "ConfigLoaderImpl.repository": r"\.repository\b|[\'\"]repository[\'\"]",
+    "JobReturn.__new__ (a copy of its __dict__)": r"\.__new__\(",
+    "optuna.trial.Trial(study, trial_id)": r"\bTrial\(",
+    "the text of Study.stop's error": r"Study\.stop",
+    "a class known by its name (BasicLauncher)": r"__name__\s*[!=]=|\bBasicLauncher\b",
 }
 
 
@@ -242,11 +504,23 @@ def test_the_private_name_patterns_find_what_compat_uses():
         "JobReturn._return_value",
         "Override._value",
         "hydra._internal",
+        "JobReturn.__new__ (a copy of its __dict__)",
+        "optuna.trial.Trial(study, trial_id)",
+        "a class known by its name (BasicLauncher)",
     ):
         assert re.search(PRIVATE_NAMES[name], text), f"the pattern of {name} finds nothing"
     assert not re.search(PRIVATE_NAMES["Override._value"], "self._value(i)")
     assert not re.search(PRIVATE_NAMES["Trial._trial_id / FrozenTrial._trial_id"], "self._trial_id")
     assert re.search(PRIVATE_NAMES["Trial._trial_id / FrozenTrial._trial_id"], "trial._trial_id")
+    old_code = {  # what stood in the package before it moved to _compat
+        "ConfigLoaderImpl.repository": 'getattr(config_loader, "repository", None)',
+        "optuna.trial.Trial(study, trial_id)": "trial = optuna.trial.Trial(study, trial_id)",
+        "the text of Study.stop's error": 'if "Study.stop" not in str(error):',
+        "a class known by its name (BasicLauncher)": 'type(launcher).__name__ != "BasicLauncher"',
+    }
+    for name, line in old_code.items():
+        assert re.search(PRIVATE_NAMES[name], line), f"the pattern of {name} misses {line!r}"
+    assert not re.search(PRIVATE_NAMES["optuna.trial.Trial(study, trial_id)"], "JobTrial(s)")
 
 
 def test_no_private_name_of_a_dependency_outside_compat():

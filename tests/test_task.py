@@ -399,16 +399,12 @@ def test_optimize_spaces_and_resumable_numbers(client):
 def test_pruning_in_the_task_api(client):
     task = client.create_task("prune")
     pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
-    for run in (
-        task.product(a=[0, 1, 2, 5, 6], verbose=0)
-        if False
-        else task.optimize(
-            5,
-            sampler=optuna.samplers.GridSampler({"a": [0, 1, 2, 5, 6]}),
-            pruner=pruner,
-            a=[0, 1, 2, 5, 6],
-            verbose=0,
-        )
+    for run in task.optimize(
+        5,
+        sampler=optuna.samplers.GridSampler({"a": [0, 1, 2, 5, 6]}),
+        pruner=pruner,
+        a=[0, 1, 2, 5, 6],
+        verbose=0,
     ):
         for step in range(3):
             run.report((run.params["a"] - 1) ** 2 + 1 / (step + 1), step=step)

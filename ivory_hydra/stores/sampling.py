@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from ivory_hydra._compat import is_stop_outside_optimize, trial_of
+
 if TYPE_CHECKING:
     from optuna.distributions import BaseDistribution
     from optuna.samplers import BaseSampler
@@ -78,7 +80,7 @@ class Sampling:
         # Optuna caches an RDB storage's trials: reading the WAITING ones brings
         # in the one the engine just created.
         study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
-        trial = optuna.trial.Trial(study, trial_id)
+        trial = trial_of(study, trial_id)
         for name, distribution in self.space.items():
             suggest(trial, name, distribution)
         if self.extend is not None:
@@ -93,5 +95,5 @@ class Sampling:
         except RuntimeError as error:
             # GridSampler stops study.optimize() once its grid is done; here
             # n_trials bounds the sweep instead.
-            if "Study.stop" not in str(error):
+            if not is_stop_outside_optimize(error):
                 raise

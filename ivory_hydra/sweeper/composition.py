@@ -19,7 +19,7 @@ in two halves:
    ``+x=1``, ``++x=1``, ``~x``, ``hydra.job.chdir=true``) play no part in it:
    Hydra sets them aside (``Overrides.config_overrides``).
 2. *The job's own part*: apply the value overrides to the composed config in
-   their order (``_compat.apply_overrides``), then derive from the overrides
+   their order, then derive from the overrides
    ``hydra.overrides.hydra`` and ``hydra.overrides.task`` (their input lines),
    ``hydra.runtime.choices`` (the defaults list's choices), ``hydra.job.env_set``
    (``os.environ`` of every ``hydra.job.env_copy`` key),
@@ -28,6 +28,9 @@ in two halves:
    ``hydra.job.override_dirname`` (from the task overrides and
    ``hydra.job.config.override_dirname``) and ``hydra.job.config_name``; then
    ``load_sweep_config`` copies the master config's resolver cache.
+
+Both halves are Hydra's private code, replayed in ``ivory_hydra/_compat.py``:
+half 1 by ``compose_defaults``, half 2 by ``finish_composition``.
 
 The loader keeps the result of half 1 (the *base*) per shape and, for every
 job of that shape, deep-copies it and runs half 2 with Hydra's own functions,
@@ -48,7 +51,7 @@ the job) when:
 
 * the real loader is not Hydra's ``ConfigLoaderImpl``, or the installed
   Hydra's composition code is not the code replayed here (a digest of its
-  source, :data:`HYDRA_COMPOSITION_SHA256`; the same in Hydra 1.3.0 to 1.3.8);
+  source, ``_compat.HYDRA_COMPOSITION_SHA256``; the same in Hydra 1.3.0 to 1.3.8);
 * an override is a sweep (``a=1,2``): Hydra rejects it in a job's config;
 * anything fails (an override Hydra cannot parse, an unknown key, a value of
   the wrong type, ``+`` on an existing key, a missing environment variable):
@@ -78,10 +81,7 @@ and Hydra's own half 2). What is left of a job's time is Hydra's ``run_job``
 from __future__ import annotations
 
 import copy
-import functools
-import hashlib
 import logging
-import os
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -94,9 +94,9 @@ from hydra.core.object_type import ObjectType
 from ivory_hydra._compat import (
     DefaultsComposition,
     compose_defaults,
-    composition_source,
+    composition_matches,
+    finish_composition,
     is_hydra_config_loader,
-    overrides_dirname,
 )
 
 if TYPE_CHECKING:
@@ -108,31 +108,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: SHA-256 of the source of the Hydra code whose steps this module replays
-#: (``ConfigLoaderImpl._load_configuration_impl``, ``load_sweep_config``,
-#: ``_process_config_searchpath`` and ``defaults_list.Overrides.__init__``),
-#: as :func:`composition_source` returns it. It is the same in every Hydra
-#: 1.3 release (1.3.0 to 1.3.8). Another digest turns serving off.
-HYDRA_COMPOSITION_SHA256 = "ba087c5dc8332da834e912ab52d43ec4a301a44e90025c95fe34209650736c23"
-
-
-@functools.cache
-def hydra_code_matches() -> bool:
-    """Whether the installed Hydra composes configs with the code this module replays.
-
-    >>> hydra_code_matches()
-    True
-    """
-    try:
-        source = composition_source()
-    except (OSError, TypeError, ImportError, AttributeError):  # no source, or Hydra moved it
-        return False
-    return hashlib.sha256(source.encode()).hexdigest() == HYDRA_COMPOSITION_SHA256
-
 
 def can_serve(config_loader: Any) -> bool:
     """Whether :class:`ComposeOnceLoader` can serve jobs for this config loader."""
-    return is_hydra_config_loader(config_loader) and hydra_code_matches()
+    return is_hydra_config_loader(config_loader) and composition_matches()
 
 
 @dataclass
@@ -212,7 +191,7 @@ class ComposeOnceLoader(ConfigLoader):
         self._setup()
 
     def __getattr__(self, name: str) -> Any:
-        """Attributes of the real loader that the interface does not name (``repository``)."""
+        """Attributes of the real loader that the ``ConfigLoader`` interface does not name."""
         if name.startswith("__") or "real" not in self.__dict__:
             raise AttributeError(name)
         return getattr(self.real, name)
@@ -272,7 +251,9 @@ class ComposeOnceLoader(ConfigLoader):
         else:
             counter = "served"
         config_overrides = [parsed[i] for i in base.config_positions]
-        _finish(cfg, parsed, config_overrides, base, config_name)
+        finish_composition(
+            cfg, parsed, config_overrides, base.known_choices, base.sources, config_name
+        )
         OmegaConf.copy_cache(from_config=master_config, to_config=cfg)
         with self._lock:
             setattr(self, counter, getattr(self, counter) + 1)
@@ -362,59 +343,6 @@ class ComposeOnceLoader(ConfigLoader):
     ) -> Any:
         """The real loader's defaults list."""
         return self.real.compute_defaults_list(config_name, overrides, run_mode)
-
-
-def _finish(
-    cfg: DictConfig,
-    parsed: list[Override],
-    config_overrides: list[Override],
-    base: _Base,
-    config_name: str | None,
-) -> None:
-    """Half 2 of ``ConfigLoaderImpl._load_configuration_impl``, in Hydra's order.
-
-    This is Hydra 1.3's code, step for step, with the defaults list's choices
-    and config sources taken from the base (they are the same for every job of
-    a shape). ``HYDRA_COMPOSITION_SHA256`` guards it.
-    """
-    from hydra import __version__, version
-    from hydra.conf import ConfigSourceInfo
-    from hydra.core.utils import JobRuntime
-    from omegaconf import open_dict
-
-    from ivory_hydra._compat import apply_overrides
-
-    apply_overrides(config_overrides, cfg)
-    app_overrides = []
-    for override in parsed:
-        if override.is_hydra_override():
-            cfg.hydra.overrides.hydra.append(override.input_line)
-        else:
-            cfg.hydra.overrides.task.append(override.input_line)
-            app_overrides.append(override)
-
-    with open_dict(cfg.hydra):
-        cfg.hydra.runtime.choices.update(base.known_choices)
-        for key in cfg.hydra.job.env_copy:
-            cfg.hydra.job.env_set[key] = os.environ[key]
-
-    cfg.hydra.runtime.version = __version__
-    cfg.hydra.runtime.version_base = version.getbase()
-    cfg.hydra.runtime.cwd = os.getcwd()
-    cfg.hydra.runtime.config_sources = [
-        ConfigSourceInfo(path=path, schema=scheme, provider=provider)
-        for path, scheme, provider in base.sources
-    ]
-    if "name" not in cfg.hydra.job:
-        cfg.hydra.job.name = JobRuntime().get("name")
-
-    cfg.hydra.job.override_dirname = overrides_dirname(
-        overrides=app_overrides,
-        kv_sep=cfg.hydra.job.config.override_dirname.kv_sep,
-        item_sep=cfg.hydra.job.config.override_dirname.item_sep,
-        exclude_keys=cfg.hydra.job.config.override_dirname.exclude_keys,
-    )
-    cfg.hydra.job.config_name = config_name
 
 
 def compose_once(hydra_context: HydraContext) -> HydraContext:

@@ -44,6 +44,7 @@ def run_batches(
     """
     from hydra.core.plugins import Plugins
 
+    from ivory_hydra._compat import is_basic_launcher
     from ivory_hydra.job.hydra_task import TrialTask
     from ivory_hydra.progress import ProgressBar
     from ivory_hydra.sweeper.composition import compose_once
@@ -62,7 +63,7 @@ def run_batches(
     launcher = Plugins.instance().instantiate_launcher(
         hydra_context=compose_once(hydra_context), task_function=task, config=config
     )
-    if type(launcher).__name__ != "BasicLauncher":  # its workers must not outlive us
+    if not is_basic_launcher(launcher):  # its workers must not outlive us
         from ivory_hydra.engine.orphans import watch
 
         watch()

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from hydra.core.utils import JobReturn
 
+from ivory_hydra._compat import copy_job_return
+
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
@@ -65,9 +67,6 @@ def kept_on_disk(result: JobReturn) -> JobReturn:
     folder = Path(output_dir, str(subdir))
     if not all((folder / name).is_file() for name in CONFIG_FILES.values()):
         return result
-    slim = StoredJobReturn.__new__(StoredJobReturn)
-    for name, value in vars(result).items():
-        if name not in CONFIG_FILES:
-            object.__setattr__(slim, name, value)
+    slim = copy_job_return(result, StoredJobReturn, leave_out=CONFIG_FILES)
     slim._folder = folder
     return slim

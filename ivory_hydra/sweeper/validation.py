@@ -45,7 +45,7 @@ def validate_sweep(
     for param in params:
         if param.delete or len(param.values) < 2:
             continue
-        is_group = _is_group(config_loader, param.name)
+        is_group = is_config_group(config_loader, param.name)
         for value in param.values[1:]:
             override_text = param.override(value)
             if is_group or param.name.startswith("hydra"):
@@ -73,13 +73,16 @@ def validate_sweep(
     return compositions
 
 
-def _is_group(config_loader: ConfigLoader, name: str) -> bool:
-    repository = getattr(config_loader, "repository", None)
-    if repository is None:
-        return True
+def is_config_group(config_loader: ConfigLoader, name: str) -> bool:
+    """Whether ``name`` (``model``, ``db@backup``, ``hydra/launcher``) is a config group.
+
+    Asked through the ``ConfigLoader`` interface: the groups under its parent.
+    When the loader cannot tell, the name counts as a group (it is then composed).
+    """
+    parent, _, group = name.split("@")[0].rpartition("/")
     try:
-        return bool(repository.group_exists(name.split("@")[0]))
-    except Exception:  # noqa: BLE001 - unknown repository layouts: be safe
+        return group in config_loader.list_groups(parent)
+    except Exception:  # noqa: BLE001 - a loader that cannot list: compose to be safe
         return True
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+import re
+import sys
 
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from ivory_hydra.core.ranges import GRAMMAR, Range, is_range_string
@@ -178,86 +180,117 @@ def test_is_range_string():
 
 # -- malformed input -------------------------------------------------------
 
+NO_MATCH = "does not match the grammar"
+STEP_SIZE = "step must be positive (it is a size; a start above stop counts down), not "
+LOG_STEP = "a log range needs num (of at least 2), not a step"
+LOG_ENDS = "a log range needs positive ends, not "
+TOO_MANY = f"too many values (more than {sys.maxsize})"
+
+
+def _huge_int_reason() -> str:
+    """Why 5000 digits are refused: Python's own limit on int(), unless it is lifted."""
+    try:
+        int("1" * 5000)
+    except ValueError as error:
+        return str(error)
+    return TOO_MANY
+
+
+#: Malformed strings and why each is refused (the start of the reason).
 MALFORMED = [
-    "abc",
-    "3-7-2:3",
-    "1-2-3-4",
-    "3-7-0",
-    "3_7_0.0",
-    "1e-3_1e2:1.log",
-    "1e-3_1e2:0.log",
-    "1e-3_1e2.log",
-    "1-100-2.log",
-    "0_1e2:3.log",
-    "-1_1e2:3.log",
-    "1e-3_-1:3.log",
-    "nan-1",
-    "1-nan",
-    "inf-1",
-    "1-inf",
-    "1e999-1",
-    "1-1e999",
-    "0-1-1e999",
-    "",
-    "0-1:0",
-    "3-7--2",
-    "0-1:5",
-    "1.0-1.0:3",
-    "3",
-    "3-",
-    "-3",
-    "3-7:",
-    "3-7.log.log",
-    "3..5-7",
-    "5.-7",
-    " 3-7",
-    "3 - 7",
-    "0-99999999999999999999999",
-    "0-1e300",
-    "1e17-1.00000000000000001e17:3",
-    "1" * 5000 + "-1",
+    ("abc", NO_MATCH),
+    ("3-7-2:3", "give a step or a num, not both"),
+    ("1-2-3-4", NO_MATCH),
+    ("3-7-0", STEP_SIZE + "0"),
+    ("3_7_0.0", STEP_SIZE + "0.0"),
+    ("1e-3_1e2:1.log", "a log range needs num of at least 2, not 1"),
+    ("1e-3_1e2:0.log", "num must be at least 1, not 0"),
+    ("1e-3_1e2.log", LOG_STEP),
+    ("1-100-2.log", LOG_STEP),
+    ("0_1e2:3.log", LOG_ENDS + "0.0 and 100.0"),
+    ("-1_1e2:3.log", LOG_ENDS + "-1.0 and 100.0"),
+    ("1e-3_-1:3.log", LOG_ENDS + "0.001 and -1.0"),
+    ("nan-1", NO_MATCH),
+    ("1-nan", NO_MATCH),
+    ("inf-1", NO_MATCH),
+    ("1-inf", NO_MATCH),
+    ("1e999-1", "start must be finite, not inf"),
+    ("1-1e999", "stop must be finite, not inf"),
+    ("0-1-1e999", "step must be finite, not inf"),
+    ("", NO_MATCH),
+    ("0-1:0", "num must be at least 1, not 0"),
+    ("3-7--2", STEP_SIZE + "-2"),
+    ("0-1:5", "num=5 asks for more distinct integers than the 2 from 0 to 1"),
+    ("1.0-1.0:3", "start and stop are both 1.0, so 3 values would repeat"),
+    ("3", NO_MATCH),
+    ("3-", NO_MATCH),
+    ("-3", NO_MATCH),
+    ("3-7:", NO_MATCH),
+    ("3-7.log.log", NO_MATCH),
+    ("3..5-7", NO_MATCH),
+    ("5.-7", NO_MATCH),
+    (" 3-7", NO_MATCH),
+    ("3 - 7", NO_MATCH),
+    ("0-99999999999999999999999", TOO_MANY),
+    ("0-1e300", TOO_MANY),
+    ("1e17-1.00000000000000001e17:3", "start and stop are both 1e+17, so 3 values would repeat"),
+    ("1" * 5000 + "-1", _huge_int_reason()),
 ]
 
 
-@pytest.mark.parametrize("text", MALFORMED, ids=lambda t: t[:30])
-def test_malformed_strings(text):
+def shown(text: str) -> str:
+    """How an error names the string: its repr, cut at 200 characters."""
+    if len(text) <= 200:
+        return repr(text)
+    return repr(text[:200]) + f"... ({len(text)} characters)"
+
+
+def assert_refused(text: str, reason: str) -> None:
+    """``Range(text)`` raises ValueError naming the string, its ``reason`` and the grammar."""
     with pytest.raises(ValueError) as info:
         Range(text)
     message = str(info.value)
-    assert repr(text[:200]) in message
-    assert GRAMMAR in message
+    assert message.startswith(f"invalid range string {shown(text)}: {reason}"), message
+    assert message.endswith(f"; expected {GRAMMAR}"), message
+
+
+@pytest.mark.parametrize(("text", "reason"), MALFORMED, ids=lambda t: t[:30])
+def test_malformed_strings(text, reason):
+    assert_refused(text, reason)
 
 
 @pytest.mark.parametrize(
-    ("args", "kwargs"),
+    ("args", "kwargs", "reason"),
     [
-        ((0, 1, 0), {}),
-        ((0, 1, -1), {}),
-        ((0, 1, 0.0), {}),
-        ((float("nan"),), {}),
-        ((0, float("inf")), {}),
-        ((0, 1, float("nan")), {}),
-        ((True,), {}),
-        ((0, True), {}),
-        ((0, 3), {"num": True}),
-        ((0, 3), {"num": -1}),
-        ((0, 3), {"num": 2.0}),
-        (("x",), {}),
-        ((None,), {}),
-        ((0, "3"), {}),
-        ((0, 10, 2), {"num": 3}),
-        ((1, 100), {"log": True}),
-        ((1, 100), {"num": 1, "log": True}),
-        ((0.0, 100.0), {"num": 3, "log": True}),
-        ((-1.0, 100.0), {"num": 3, "log": True}),
-        (("3-7", 9), {}),
-        (("3-7",), {"num": 2}),
-        ((10**400, 10**400 + 1, 0.5), {}),
+        ((0, 1, 0), {}, STEP_SIZE + "0"),
+        ((0, 1, -1), {}, STEP_SIZE + "-1"),
+        ((0, 1, 0.0), {}, STEP_SIZE + "0.0"),
+        ((float("nan"),), {}, "stop must be finite, not nan"),
+        ((0, float("inf")), {}, "stop must be finite, not inf"),
+        ((0, 1, float("nan")), {}, "step must be finite, not nan"),
+        ((True,), {}, "stop must be an int or a float, not True"),
+        ((0, True), {}, "stop must be an int or a float, not True"),
+        ((0, 3), {"num": True}, "num must be an int, not True"),
+        ((0, 3), {"num": -1}, "num must be positive, not -1"),
+        ((0, 3), {"num": 2.0}, "num must be an int, not 2.0"),
+        (("x",), {}, "invalid range string 'x': " + NO_MATCH),
+        ((None,), {}, "stop must be an int or a float, not None"),
+        ((0, "3"), {}, "stop must be an int or a float, not '3'"),
+        ((0, 10, 2), {"num": 3}, "give a step or a num, not both"),
+        ((1, 100), {"log": True}, LOG_STEP),
+        ((1, 100), {"num": 1, "log": True}, "a log range needs num of at least 2, not 1"),
+        ((0.0, 100.0), {"num": 3, "log": True}, LOG_ENDS + "0.0 and 100.0"),
+        ((-1.0, 100.0), {"num": 3, "log": True}, LOG_ENDS + "-1.0 and 100.0"),
+        (("3-7", 9), {}, "Range('3-7', ...): a range string takes no other arguments"),
+        (("3-7",), {"num": 2}, "Range('3-7', ...): a range string takes no other arguments"),
+        ((10**400, 10**400 + 1, 0.5), {}, f"{10**400!r} to {10**400 + 1!r} is out of the float"),
     ],
+    ids=lambda v: repr(v)[:30],
 )
-def test_numeric_constructor_validation(args, kwargs):
-    with pytest.raises(ValueError):
+def test_numeric_constructor_validation(args, kwargs, reason):
+    with pytest.raises(ValueError) as info:
         Range(*args, **kwargs)
+    assert str(info.value).startswith(reason), str(info.value)
 
 
 # -- properties --------------------------------------------------------------
@@ -354,31 +387,99 @@ def test_values_strictly_monotonic(r):
     assert len(set(values)) == len(values)
 
 
-def _check_any_text(text: str) -> None:
-    try:
-        r = Range(text)
-    except ValueError as error:
-        if len(text) <= 200:
-            assert repr(text) in str(error)
-        assert GRAMMAR in str(error)
+#: The contract's grammar (section 1), written here on its own: a number is
+#: [+-]?(digits[.digits]|.digits)([eE][+-]?digits)?, ASCII digits only.
+NUMBER = r"[+-]?(?:[0-9]+(?:\.[0-9]+)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+GRAMMATICAL = re.compile(
+    rf"({NUMBER})[-_]({NUMBER})(?:[-_]({NUMBER}))?(?::([0-9]+))?(\.log)?", re.ASCII
+)
+
+
+def number(text: str) -> int | float:
+    """A number of the grammar: an int without '.' or an exponent, else a float."""
+    return int(text) if re.fullmatch(r"[+-]?[0-9]+", text, re.ASCII) else float(text)
+
+
+def assert_means(
+    text: str, start: str, stop: str, step: str | None, num: str | None, log: bool
+) -> None:
+    """``Range(text)`` is exactly the range of its parts, or refused for exactly its reason.
+
+    The parts' meaning is the numeric constructor's (checked value by value
+    above): ``Range(start, stop, step, num=num, log=log)`` with the numbers read
+    as the grammar reads them. A step and a num together, or a num below 1,
+    are refused by the string form itself.
+    """
+    reason = None
+    if step is not None and num is not None:
+        reason = "give a step or a num, not both"
+    elif num is not None and int(num) < 1:
+        reason = f"num must be at least 1, not {int(num)}"
+    else:
+        try:
+            expected = Range(
+                number(start),
+                number(stop),
+                1 if step is None else number(step),
+                num=0 if num is None else int(num),
+                log=log,
+            )
+        except (ValueError, ArithmeticError) as error:
+            reason = str(error)
+    if reason is not None:
+        assert_refused(text, reason)
         return
-    assert is_range_string(text)
-    if len(r) <= 300:
-        values = list(r)
-        assert len(values) == len(r)
-    assert Range(r.spec) == r
+    r = Range(text)
+    assert len(r) == len(expected)
+    positions = range(len(r)) if len(r) <= 300 else [*range(100), *range(len(r) - 100, len(r))]
+    values = [r[i] for i in positions]
+    assert values == [expected[i] for i in positions]
+    assert [type(v) for v in values] == [type(expected[i]) for i in positions]
+    assert r == expected and r.spec == expected.spec
+
+
+def assert_any_text(text: str) -> None:
+    """Grammatical text means its parts (:func:`assert_means`); any other text is refused."""
+    match = GRAMMATICAL.fullmatch(text)
+    assert is_range_string(text) == (match is not None)
+    if match is None:
+        assert_refused(text, NO_MATCH)
+    else:
+        start, stop, step, num, log = match.groups()
+        assert_means(text, start, stop, step, num, log is not None)
+
+
+@pytest.mark.parametrize(
+    ("text", "parts"),
+    [
+        ("-3-3", ("-3", "3", None, None, False)),
+        ("3--1", ("3", "-1", None, None, False)),
+        ("1e-3-1e-2:3", ("1e-3", "1e-2", None, "3", False)),
+        ("1e-3_1e2:6.log", ("1e-3", "1e2", None, "6", True)),
+        ("-3_3_2", ("-3", "3", "2", None, False)),
+        ("+1-+3", ("+1", "+3", None, None, False)),
+        (".5-1.5-.5", (".5", "1.5", ".5", None, False)),
+        ("0-1e300", ("0", "1e300", None, None, False)),
+    ],
+)
+def test_the_oracle_reads_the_contracts_strings(text, parts):
+    match = GRAMMATICAL.fullmatch(text)
+    assert match is not None
+    start, stop, step, num, log = match.groups()
+    assert (start, stop, step, num, log is not None) == parts
+    assert_means(text, *parts)
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.text())
-def test_any_text_works_or_raises_value_error(text):
-    _check_any_text(text)
+def test_any_text_is_its_range_or_refused_with_its_reason(text):
+    assert_any_text(text)
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.text(alphabet="0123456789-_.:eEloginfa+ ", max_size=30))
-def test_range_like_text_works_or_raises_value_error(text):
-    _check_any_text(text)
+def test_range_like_text_is_its_range_or_refused_with_its_reason(text):
+    assert_any_text(text)
 
 
 number_text = st.from_regex(
@@ -386,19 +487,34 @@ number_text = st.from_regex(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(
     number_text,
     st.sampled_from("-_"),
     number_text,
     st.one_of(
-        st.just(""),
-        st.builds(lambda s, n: s + n, st.sampled_from("-_"), number_text),
-        st.builds(lambda n: f":{n}", st.integers(0, 400)),
+        st.tuples(st.just(None), st.just(None)),
+        st.tuples(st.tuples(st.sampled_from("-_"), number_text), st.just(None)),
+        st.tuples(st.just(None), st.integers(0, 400).map(str)),
+        st.tuples(st.tuples(st.sampled_from("-_"), number_text), st.integers(0, 400).map(str)),
     ),
-    st.sampled_from(["", ".log"]),
+    st.booleans(),
 )
-def test_grammar_shaped_text_works_or_raises_value_error(start, sep, stop, tail, log):
-    text = f"{start}{sep}{stop}{tail}{log}"
+@example("0", "-", "1", (None, "0"), False)  # num 0: refused by the string form
+@example("1e-3", "_", "1e2", (None, "1"), True)  # log num 1
+@example("1e-3", "-", "1e-2", (None, "3"), True)
+@example("3", "-", "-1", (("-", "1"), None), False)  # '3--1-1'
+@example("-3", "_", "3", (("_", "0"), None), False)  # step 0
+@example("0", "-", "1", (("-", "0.25"), "5"), False)  # a step and a num
+@example("+1", "-", "+3", (None, "3"), False)
+@example("10", "_", "3", (("_", "3"), None), False)  # counts down
+def test_grammar_shaped_text_is_exactly_its_parts(start, sep, stop, tail, log):
+    (step_sep, step), num = tail if tail[0] is not None else ((None, None), tail[1])
+    text = (
+        f"{start}{sep}{stop}"
+        + ("" if step is None else f"{step_sep}{step}")
+        + ("" if num is None else f":{num}")
+        + (".log" if log else "")
+    )
     assert is_range_string(text)
-    _check_any_text(text)
+    assert_means(text, start, stop, step, num, log)

@@ -62,7 +62,7 @@ CHAIN_JOBS = Counter(
 
 
 class BugShown(AssertionError):
-    """The check of a regression test for a bug the fault suite once found."""
+    """A regression: a fault this suite once found (see "regressions" below) is back."""
 
 
 # ---------------------------------------------------------------- the app's records
@@ -500,19 +500,23 @@ def test_each_trial_times_are_its_own_jobs(records, tmp_path):
         assert earlier.datetime_complete <= later.datetime_start
 
 
-# ---------------------------------------------------------------- bugs found
+# ---------------------------------------------------------------- regressions
+# Each test below reproduces a fault this suite once found; each is fixed, and
+# a failure raises BugShown naming what came back.
 
 
 def test_a_stop_while_a_batch_is_claimed_leaves_no_mlflow_run_running(
     launch, records, tmp_path, mlflow_db
 ):
-    """SIGTERM right after the first child run of a chain's step 1 is created.
+    """SIGTERM while a chain's step 1 is being claimed leaves no MLflow child run RUNNING.
 
-    Step 1 has 20 runs to claim, so the signal lands while the engine creates
-    them (or, on a busy machine where polling MLflow is slow, early in the
-    batch: its jobs take 0.3 s each so that the sweep cannot end first). The
-    sweeper stops with 143 and the rerun finishes the sweep, but child runs of
-    the interrupted claim stay RUNNING in MLflow.
+    The signal comes right after the first child run of step 1 is created:
+    step 1 has 20 runs to claim, so it lands while the engine creates them (or,
+    on a busy machine where polling MLflow is slow, early in the batch: its
+    jobs take 0.3 s each so that the sweep cannot end first). The sweeper must
+    stop with 143; the rerun must finish the sweep (each slot one COMPLETE
+    trial) and leave no child run RUNNING, those of the interrupted claim
+    included.
     """
     args = ("hydra.sweeper.mode=chain", "a=1-3", "b=0-19", "sleep=0.3", f"record={records}")
     app = launch(*args)
@@ -532,12 +536,13 @@ def test_a_stop_while_a_batch_is_claimed_leaves_no_mlflow_run_running(
 def test_a_job_killed_while_it_ends_its_mlflow_run_leaves_no_run_running(
     launch, records, tmp_path, mlflow_db
 ):
-    """SIGKILL between the two halves of a job storing its outcome.
+    """SIGKILL between the two halves of a job storing its outcome: the rerun settles its run.
 
     The test holds MLflow's SQLite store locked from the first job's start on
     (as a busy tracking store would), so that the job, its trial COMPLETE in
     Optuna, waits to end its MLflow run; the sweeper is killed then. The rerun
-    runs the rest of the sweep, but the first job's run stays RUNNING.
+    must run the rest of the sweep, keep the first trial COMPLETE with its
+    score, and end that trial's MLflow run FINISHED (MLflow follows the storage).
     """
     args = ("a=0-1", "sleep=1", f"record={records}")
     app = launch(*args)
@@ -566,10 +571,10 @@ def test_a_job_killed_while_it_ends_its_mlflow_run_leaves_no_run_running(
 
 
 def test_idle_joblib_workers_end_with_a_killed_sweeper(launch, records, tmp_path):
-    """SIGKILL a joblib sweeper of one long job on two workers.
+    """SIGKILL a joblib sweeper of one long job on two workers: both workers end.
 
-    The worker that runs the job notices, fails its trial and exits; the
-    other worker, idle, should end too.
+    The worker that runs the job must notice, fail its trial (naming the dead
+    sweeper) and exit within 10 s; the idle worker must end within 5 s too.
     """
     app = launch("a=0", "sleep=30", f"record={records}", *LAUNCHERS["joblib"], MLFLOW_OFF)
     app.wait_until(lambda: read_records(records, "start"), "the job's start")
@@ -587,7 +592,7 @@ def test_idle_joblib_workers_end_with_a_killed_sweeper(launch, records, tmp_path
 
 
 def test_sigterm_while_the_sweeper_starts_exits_143(launch, records, tmp_path, mlflow_db):
-    """SIGTERM as soon as the sweeper announces itself: it should stop like Ctrl-C, with 143."""
+    """SIGTERM as soon as the sweeper announces itself: it stops like Ctrl-C (143), no job run."""
     app = launch(*PRODUCT, f"record={records}")
     app.wait_for_line("Ivory sweeper:")
     code = app.send(signal.SIGTERM)
