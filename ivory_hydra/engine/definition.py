@@ -133,31 +133,10 @@ class Definition:
         """Check every piece of a sweep and put them together; raise :class:`DefinitionError`."""
         from ivory_hydra.stores.distributions import distributions_for, fits
 
-        try:
-            check_mode(mode)
-        except ValueError as error:
-            raise DefinitionError("mode", str(error)) from None
-        try:
-            objectives = Objectives.of(direction, metric)
-        except ValueError as error:
-            setting, _, message = str(error).partition(": ")
-            raise DefinitionError(setting, message) from None
-        if mode == "chain" and not objectives.single:
-            raise DefinitionError(
-                "direction",
-                "chain mode fixes each param at its best value, so it takes one direction, "
-                "not a list; use mode=optimize for several objectives",
-            )
-        _check_liveness(heartbeat_interval, grace_period)
-        if isinstance(storage_retry, bool) or not isinstance(storage_retry, (int, float)):
-            raise DefinitionError("storage_retry", f"a number of seconds, not {storage_retry!r}")
-        if storage_retry < 0:
-            raise DefinitionError("storage_retry", f"must be >= 0 seconds, not {storage_retry}")
+        objectives = check_settings(
+            mode, direction, metric, aggregate, heartbeat_interval, grace_period, storage_retry
+        )
         repeat = [repeat] if isinstance(repeat, str) else list(repeat or ())
-        try:
-            check_aggregate(aggregate)
-        except ValueError as error:
-            raise DefinitionError("aggregate", str(error)) from None
         try:
             swept, repeats = split_repeats(swept, repeat)
         except ValueError as error:
@@ -257,6 +236,44 @@ class Definition:
             heartbeat_interval=self.heartbeat_interval,
             storage_retry=self.storage_retry,
         )
+
+
+def check_settings(
+    mode: Any,
+    direction: Any = "minimize",
+    metric: Any = None,
+    aggregate: Any = "mean",
+    heartbeat_interval: Any = HEARTBEAT_INTERVAL,
+    grace_period: Any = GRACE_PERIOD,
+    storage_retry: Any = STORAGE_RETRY,
+) -> Objectives:
+    """Check the settings that need no params (a front end checks them first); return
+    the objectives. Raises :class:`DefinitionError`."""
+    try:
+        check_mode(mode)
+    except ValueError as error:
+        raise DefinitionError("mode", str(error)) from None
+    try:
+        objectives = Objectives.of(direction, metric)
+    except ValueError as error:
+        setting, _, message = str(error).partition(": ")
+        raise DefinitionError(setting, message) from None
+    if mode == "chain" and not objectives.single:
+        raise DefinitionError(
+            "direction",
+            "chain mode fixes each param at its best value, so it takes one direction, "
+            "not a list; use mode=optimize for several objectives",
+        )
+    try:
+        check_aggregate(aggregate)
+    except ValueError as error:
+        raise DefinitionError("aggregate", str(error)) from None
+    _check_liveness(heartbeat_interval, grace_period)
+    if isinstance(storage_retry, bool) or not isinstance(storage_retry, (int, float)):
+        raise DefinitionError("storage_retry", f"a number of seconds, not {storage_retry!r}")
+    if storage_retry < 0:
+        raise DefinitionError("storage_retry", f"must be >= 0 seconds, not {storage_retry}")
+    return objectives
 
 
 def _check_liveness(interval: Any, grace: Any) -> None:

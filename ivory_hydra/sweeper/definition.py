@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ivory_hydra.core.plan import Point
-from ivory_hydra.engine.definition import Definition, DefinitionError
+from ivory_hydra.engine.definition import Definition, DefinitionError, check_settings
 from ivory_hydra.stores.format import TrialAttr
 from ivory_hydra.sweeper.errors import SweepDefinitionError, SweepInputError
 from ivory_hydra.sweeper.overrides import (
@@ -98,6 +98,18 @@ def define(
 ) -> SweepDefinition:
     """Parse the sweep's params and check its definition; nothing is written."""
     mode = settings.mode
+    try:  # the settings first: they are wrong whatever the params
+        check_settings(
+            mode,
+            settings.direction,
+            settings.metric,
+            settings.aggregate,
+            settings.heartbeat_interval,
+            settings.grace_period,
+            settings.storage_retry,
+        )
+    except DefinitionError as error:
+        raise SweepInputError(f"hydra.sweeper.{error.setting}: {error.message}") from None
     repeat = _names(settings.repeat)
     params = parse(settings, config, hydra_context, arguments, repeat)
     swept = {p.name: list(p.values) for p in params if p.swept}

@@ -89,11 +89,14 @@ def run_batches(
 def default_batch(engine: Engine, config: DictConfig) -> int | None:
     """Without max_batch_size: one batch (up to the engine's limit), except that
     optimize mode asks one trial at a time, so that its sampler learns from every
-    result, and a worker among several takes as many jobs as its launcher runs at once.
+    result; a pruner of repeats judges a configuration against those that completed,
+    so configurations go one at a time too; and a worker among several takes as many
+    jobs as its launcher runs at once.
     """
     from omegaconf import OmegaConf
 
-    if engine.plan.mode != "optimize" and not engine.coordination.shared:
+    pruning = engine.pruner is not None and bool(engine.plan.repeats)
+    if engine.plan.mode != "optimize" and not engine.coordination.shared and not pruning:
         return None
     parallel = OmegaConf.select(config, "hydra.launcher.n_jobs", default=None)
     return parallel if isinstance(parallel, int) and parallel > 0 else 1

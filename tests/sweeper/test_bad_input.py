@@ -121,13 +121,11 @@ def test_an_unreachable_tracking_server_is_named_once_without_its_password(tmp_p
     [
         (
             ["hydra.sweeper.grace_period=5", "hydra.sweeper.heartbeat_interval=10"],
-            "hydra.sweeper.grace_period (5 s) must be longer than "
-            "hydra.sweeper.heartbeat_interval (10 s)",
+            "hydra.sweeper.grace_period: 5 s must be longer than heartbeat_interval (10 s)",
         ),
         (
             ["hydra.sweeper.grace_period=10", "hydra.sweeper.heartbeat_interval=10"],
-            "hydra.sweeper.grace_period (10 s) must be longer than "
-            "hydra.sweeper.heartbeat_interval (10 s)",
+            "hydra.sweeper.grace_period: 10 s must be longer than heartbeat_interval (10 s)",
         ),
         (
             ["hydra.sweeper.max_batch_size=0"],
@@ -139,7 +137,7 @@ def test_an_unreachable_tracking_server_is_named_once_without_its_password(tmp_p
         ),
         (
             ["hydra.sweeper.heartbeat_interval=0"],
-            "hydra.sweeper.heartbeat_interval must be a positive number of seconds",
+            "hydra.sweeper.heartbeat_interval: must be a positive number of seconds, not 0",
         ),
     ],
     ids=["grace-below-interval", "grace-equal-interval", "batch-0", "batch-negative", "beat-0"],

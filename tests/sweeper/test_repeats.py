@@ -132,7 +132,7 @@ def test_optimize_mode_samples_configurations(tmp_path):
     assert len(trials) == 3  # n_trials counts configurations
     for trial in trials:
         lr = trial.params["lr"]
-        assert set(trial.params) == {"lr"}
+        assert set(trial.params) == {"lr", "record"}  # a fixed value, and no fold
         assert trial.intermediate_values == {f: SCORES[lr][f] for f in range(3)}
         assert trial.value == pytest.approx(mean(lr, 3))
     assert len(events(tmp_path)) == 9
@@ -162,21 +162,23 @@ def test_under_joblib_each_repeat_runs_in_a_worker_with_its_own_run(tmp_path, ml
     assert {r.info.status for r in runs} == {"FINISHED"}
 
 
-def test_a_pruner_stops_a_poor_configuration_after_its_first_repeat(tmp_path):
+def test_a_pruner_stops_a_poor_configuration_after_its_second_repeat(tmp_path):
+    """The median pruner (no judgement before step 1) judges lr=0.001 after its
+    second fold against the configurations that completed before it (0.3 and
+    1.0 there): it runs none of its last three folds."""
+    pruner = "{_target_: optuna.pruners.MedianPruner, n_startup_trials: 0, n_warmup_steps: 1}"
     result = repeats(
-        tmp_path,
-        LRS,
-        "fold=0_4",
-        "hydra.sweeper.repeat=[fold]",
-        "hydra.sweeper.pruner={_target_: optuna.pruners.MedianPruner, n_startup_trials: 0}",
+        tmp_path, LRS, "fold=0_4", "hydra.sweeper.repeat=[fold]", f"hydra.sweeper.pruner={pruner}"
     )
     assert result.returncode == 0, result.output
     ran = Counter((e["lr"], e["fold"]) for e in events(tmp_path))
-    assert ran[(0.001, 0)] == 1 and not any(ran[(0.001, f)] for f in range(1, 5))
-    assert all(ran[(lr, f)] == 1 for lr in (0.1, 0.01) for f in range(5))
+    assert ran == Counter(
+        [(lr, f) for lr in (0.1, 0.01) for f in range(5)] + [(0.001, 0), (0.001, 1)]
+    )
     trials = by_lr(study(tmp_path).trials)
     assert trials[0.001].state.name == "PRUNED"
-    assert trials[0.001].intermediate_values == {0: 0.9}
+    assert trials[0.001].intermediate_values == {0: 0.9, 1: 0.9}
+    assert trials[0.001].value == pytest.approx(0.9)  # the aggregate of its repeats so far
     assert trials[0.01].state.name == "COMPLETE"
     assert trials[0.01].value == pytest.approx(0.28)
 

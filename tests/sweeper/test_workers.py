@@ -197,3 +197,22 @@ def test_sqlite_serves_one_sweeper_at_a_time(tmp_path):
     assert (
         "is already running" in message and "use a PostgreSQL storage or a journal file" in message
     )
+
+
+def test_three_workers_share_a_repeat_sweep_each_repeat_once(tmp_path, storage):
+    """A configuration is one trial; its repeats (b) run once each, over three workers."""
+    args = ("a=0-5", "b=0.0,0.5,1.0", "hydra.sweeper.repeat=[b]", "sleep=0.1")
+    procs, codes, logs, record, _ = run_workers(tmp_path, storage, *args)
+    assert codes == [0, 0, 0], logs
+    ended = Counter((e["a"], e["b"]) for e in records(record))
+    assert ended == Counter((a, b) for a in range(6) for b in (0.0, 0.5, 1.0))
+    [summary] = optuna.get_all_study_summaries(open_storage(storage))
+    study = optuna.load_study(study_name=summary.study_name, storage=open_storage(storage))
+    assert len(study.trials) == 6 and {t.state.name for t in study.trials} == {"COMPLETE"}
+    for trial in study.trials:
+        a = trial.params["a"]
+        assert "b" not in trial.params and len(trial.intermediate_values) == 3
+        assert trial.value == pytest.approx(score(a) + 0.5)  # the mean over b
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("app").experiment_id])
+    assert len(runs) == 1 + 6 + 18 and {r.info.status for r in runs} == {"FINISHED"}
