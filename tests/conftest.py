@@ -233,5 +233,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
 
 
 # Scripts run as subprocesses, not test modules (--doctest-modules would import them).
-collect_ignore = ["seed_transcript.py", "mlflow_server.py", "postgres_server.py", "processes.py"]
+collect_ignore = [
+    "seed_transcript.py",
+    "mlflow_server.py",
+    "postgres_server.py",
+    "processes.py",
+    "convergence.py",
+]
 collect_ignore_glob = ["apps/*"]
