@@ -418,3 +418,13 @@ def test_pruning_in_the_task_api(client):
     for trial in study.trials:
         if trial.state.name == "PRUNED":  # it keeps its last reported value
             assert trial.value == trial.intermediate_values[max(trial.intermediate_values)]
+
+
+@pytest.mark.parametrize(("direction", "best"), [("minimize", 2), ("maximize", 0)])
+def test_optimize_with_a_direction_list_of_one_means_that_direction(client, direction, best):
+    """``task.optimize(direction=["minimize"])`` once picked the worst run (issue 16)."""
+    grid = optuna.samplers.GridSampler({"x": [0, 1, 2, 3]})
+    task = client.create_task("directions")
+    for run in task.optimize(4, sampler=grid, direction=[direction], x=[0, 1, 2, 3], verbose=0):
+        run.report((run.params["x"] - 2) ** 2)
+    assert task.best.params["x"] == best

@@ -442,3 +442,19 @@ def test_every_chain_trial_records_every_value_its_job_ran_with(sweep, storage_u
     assert trials[0].distributions["a"].low == 0 and trials[0].distributions["a"].high == 3
     # the run lines keep Ivory's form: only the params stepped so far
     assert result.run_lines[0] == "[run#0] model=small"
+
+
+@pytest.mark.parametrize(("direction", "best"), [("minimize", 2), ("maximize", 0)])
+def test_a_direction_list_of_one_means_that_direction(sweep, tmp_path, direction, best):
+    """``direction: [minimize]`` once picked the worst run as best (issue 16)."""
+    result = sweep(
+        "a=0-3",
+        "ret=mapping",
+        f"hydra.sweeper.direction=[{direction}]",
+        "hydra.sweeper.metric=[loss]",
+        "hydra.sweep.dir=s",
+    )
+    assert result.returncode == 0, result.output
+    stored = yaml.safe_load((tmp_path / "s/results.yaml").read_text())
+    assert stored["best"]["params"]["a"] == best
+    assert stored["direction"] == direction and stored["metric"] == "loss"
