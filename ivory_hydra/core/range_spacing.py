@@ -105,7 +105,40 @@ class IntSpacing:
         return ("rounded", start, stop, self.length)
 
 
-class LinearSpacing:
+class _FloatSpacing:
+    """Floats from ``start`` to ``stop``: the ends exact, the values between
+    computed in decimal arithmetic and rounded once to a float."""
+
+    __slots__ = ("start", "stop", "length")
+    _kind = ""  # names the spacing in key()
+
+    def __init__(self, start: Number, stop: Number) -> None:
+        self.start, self.stop = _float_ends(start, stop)
+
+    def value(self, i: int) -> float:
+        """The ``i``-th value (``0 <= i < length``)."""
+        last = self.length - 1
+        if i == 0:
+            return self.start
+        if i == last:
+            return self.stop
+        with localcontext(_CONTEXT):
+            return float(self._between(i, last))
+
+    def _between(self, i: int, last: int) -> Decimal:
+        raise NotImplementedError
+
+    def key(self) -> tuple[object, ...]:
+        """A summary that determines the values (for three or more of them)."""
+        return (self._kind, self.start, self.stop, self.length)
+
+    def _too_close(self, values: str) -> ValueError:
+        return ValueError(
+            f"{values} between {self.start!r} and {self.stop!r} are too close to be distinct floats"
+        )
+
+
+class LinearSpacing(_FloatSpacing):
     """Floats spread evenly from ``start`` to ``stop``, both ends included.
 
     ``num`` values, or ``round(|stop - start| / step) + 1`` of them; one value
@@ -116,11 +149,12 @@ class LinearSpacing:
     (5, 0.75)
     """
 
-    __slots__ = ("start", "stop", "length", "_dstart", "_dstop")
+    __slots__ = ("_dstart", "_dstop")
+    _kind = "linear"
 
     def __init__(self, start: Number, stop: Number, step: Number | None, num: int) -> None:
         """``step`` is None when ``num`` (at least 1) asks for that many values."""
-        self.start, self.stop = _float_ends(start, stop)
+        super().__init__(start, stop)
         self._dstart, self._dstop = _decimal(self.start), _decimal(self.stop)
         with localcontext(_CONTEXT):
             span = abs(self._dstop - self._dstart)
@@ -140,27 +174,13 @@ class LinearSpacing:
             gap = span / (self.length - 1)
             biggest = max(abs(self.start), abs(self.stop))
             if gap <= 2 * Decimal(math.ulp(biggest)):
-                raise ValueError(
-                    f"{self.length} values between {self.start!r} and "
-                    f"{self.stop!r} are too close to be distinct floats"
-                )
+                raise self._too_close(f"{self.length} values")
 
-    def value(self, i: int) -> float:
-        """The ``i``-th value (``0 <= i < length``)."""
-        last = self.length - 1
-        if i == 0:
-            return self.start
-        if i == last:
-            return self.stop
-        with localcontext(_CONTEXT):
-            return float(self._dstart + (self._dstop - self._dstart) * i / last)
-
-    def key(self) -> tuple[object, ...]:
-        """A summary that determines the values (for three or more of them)."""
-        return ("linear", self.start, self.stop, self.length)
+    def _between(self, i: int, last: int) -> Decimal:
+        return self._dstart + (self._dstop - self._dstart) * i / last
 
 
-class LogSpacing:
+class LogSpacing(_FloatSpacing):
     """``num >= 2`` floats spread evenly on a log scale between two positive ends.
 
     >>> spacing = LogSpacing(1e-3, 1e2, num=6)
@@ -168,11 +188,12 @@ class LogSpacing:
     [0.001, 0.01, 0.1, 1.0, 10.0, 100.0]
     """
 
-    __slots__ = ("start", "stop", "length", "_exponents")
+    __slots__ = ("_exponents",)
+    _kind = "log"
 
     def __init__(self, start: Number, stop: Number, num: int) -> None:
         """``num`` is 0 when the range was given a step (which a log range refuses)."""
-        self.start, self.stop = _float_ends(start, stop)
+        super().__init__(start, stop)
         if num < 2:
             raise ValueError(
                 f"a log range needs num of at least 2, not {num}"
@@ -195,26 +216,11 @@ class LogSpacing:
             growth = ratio - 1
             smallest_gap = low * growth
             if growth <= Decimal(2) ** -49 or smallest_gap <= 2 * Decimal(math.ulp(float(low))):
-                raise ValueError(
-                    f"{num} log-spaced values between {self.start!r} and "
-                    f"{self.stop!r} are too close to be distinct floats"
-                )
+                raise self._too_close(f"{num} log-spaced values")
 
-    def value(self, i: int) -> float:
-        """The ``i``-th value (``0 <= i < length``)."""
-        last = self.length - 1
-        if i == 0:
-            return self.start
-        if i == last:
-            return self.stop
-        with localcontext(_CONTEXT):
-            exp_start, exp_stop = self._exponents
-            exponent = exp_start + (exp_stop - exp_start) * i / last
-            return float(Decimal(10) ** exponent)
-
-    def key(self) -> tuple[object, ...]:
-        """A summary that determines the values (for three or more of them)."""
-        return ("log", self.start, self.stop, self.length)
+    def _between(self, i: int, last: int) -> Decimal:
+        exp_start, exp_stop = self._exponents
+        return Decimal(10) ** (exp_start + (exp_stop - exp_start) * i / last)
 
 
 #: How a range spaces its values.
