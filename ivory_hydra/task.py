@@ -315,11 +315,8 @@ class Task:
         verbose: int,
         **options: Any,
     ) -> Iterator[Run]:
-        """Check the task's definition (nothing is written before), then drive it.
-
-        ``params`` as the user gave them, split into ``fixed`` and ``swept`` values;
-        ``options`` are the mode's own arguments, as :meth:`Definition.build` takes them.
-        """
+        """Check the task's definition (nothing is written before), then drive it: ``params``
+        as given, split into ``fixed`` and ``swept``; ``options``, the mode's own arguments."""
         from ivory_hydra.engine.definition import Definition
         from ivory_hydra.engine.opening import Opening
 
