@@ -229,13 +229,7 @@ class Task:
         """
         fixed, swept = split_params(params)
         return self._runs(
-            params,
-            verbose,
-            mode="product",
-            fixed=fixed,
-            swept=swept,
-            repeat=repeat,
-            aggregate=aggregate,
+            "product", params, fixed, swept, verbose, repeat=repeat, aggregate=aggregate
         )
 
     def chain(
@@ -257,16 +251,16 @@ class Task:
         """
         fixed, swept = split_params(params)
         return self._runs(
+            "chain",
             params,
+            fixed,
+            swept,
             verbose,
-            mode="chain",
-            fixed=fixed,
-            swept=swept,
+            repeat=repeat,
+            aggregate=aggregate,
             direction=direction,
             metric=metric,
             use_best_param=use_best_param,
-            repeat=repeat,
-            aggregate=aggregate,
         )
 
     def optimize(
@@ -297,11 +291,11 @@ class Task:
         fixed, space = _search_space({k: v for k, v in params.items() if k not in names})
         _, swept = split_params({k: v for k, v in params.items() if k in names})
         return self._runs(
+            "optimize",
             params,
+            fixed,
+            swept,
             verbose,
-            mode="optimize",
-            fixed=fixed,
-            swept=swept,
             repeat=names,
             aggregate=aggregate,
             space=space,
@@ -312,14 +306,28 @@ class Task:
             metric=metric,
         )
 
-    def _runs(self, params: dict[str, Any], verbose: int, **translated: Any) -> Iterator[Run]:
-        """Check the task's definition (nothing is written before), then drive it."""
+    def _runs(
+        self,
+        mode: str,
+        params: dict[str, Any],
+        fixed: dict[str, Any],
+        swept: dict[str, list[Any]],
+        verbose: int,
+        **options: Any,
+    ) -> Iterator[Run]:
+        """Check the task's definition (nothing is written before), then drive it: ``params``
+        as given, split into ``fixed`` and ``swept``; ``options``, the mode's own arguments."""
         from ivory_hydra.engine.definition import Definition
         from ivory_hydra.engine.opening import Opening
 
         log = {k for k, v in params.items() if isinstance(v, Range) and v.log}
         definition = Definition.build(
-            log=log, storage_retry=self.client.storage_retry, **translated
+            mode=mode,
+            fixed=fixed,
+            swept=swept,
+            log=log,
+            storage_retry=self.client.storage_retry,
+            **options,
         )
         plan = definition.plan
         shown = {**plan.fixed, **plan.swept, **definition.space}

@@ -17,102 +17,41 @@ string such as ``'3-7'``, ``'0.0-1.0:5'`` or ``'1e-3_1e2:6.log'``.
 >>> list(Range('1e-3_1e2:6.log'))
 [0.001, 0.01, 0.1, 1.0, 10.0, 100.0]
 
-Differences from Ivory (where Ivory crashed or was wrong):
-
-* ``'-3-3'``, ``'3--1'`` and ``'1e-3-1e-2:3'`` raised a SyntaxError in Ivory.
-  Here a number grammar reads them unambiguously: a ``-`` right after a
-  separator (or at the start) is a sign, and a ``-`` right after ``e``/``E``
-  belongs to the exponent.
-* Integer sampling never repeats a value: Ivory gave ``[0, 0, 0, 1, 1]`` for
-  ``'0-1:5'``; here it raises :class:`ValueError`.
-* Float values are clean: ``'0-1-0.2'`` contains ``0.6``, not
-  ``0.6000000000000001``. Values are computed exactly in decimal arithmetic
-  from the shortest decimal form of each input and then rounded once to a
-  float.
-* Malformed input raises :class:`ValueError` naming the string and showing the
-  grammar, never any other exception.
+The string form (its grammar, how it is read, its errors) lives in
+:mod:`ivory_hydra.core.range_grammar`; how the values are spaced and rounded
+(ints, even floats, log-spaced floats) in :mod:`ivory_hydra.core.range_spacing`.
+Every problem raises :class:`ValueError`.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-import re
-import sys
 from collections.abc import Iterator
-from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
-from fractions import Fraction
+from decimal import Decimal
 from typing import overload
 
+from ivory_hydra.core.range_grammar import (
+    GRAMMAR,
+    invalid_range_string,
+    is_range_string,
+    parse_range,
+)
+
+# Re-exported: these lived here before the grammar had its own module.
+from ivory_hydra.core.range_grammar import RANGE_PATTERN as RANGE_PATTERN
+from ivory_hydra.core.range_grammar import parse_number as parse_number
+from ivory_hydra.core.range_spacing import (
+    MAX_LEN,
+    TOO_MANY,
+    IntSpacing,
+    LinearSpacing,
+    LogSpacing,
+    Number,
+    Spacing,
+)
+
 __all__ = ["GRAMMAR", "Range", "is_range_string"]
-
-#: Human-readable grammar of range strings, shown in every parse error.
-GRAMMAR = (
-    "'<start>-<stop>[-<step>][:<num>][.log]', where '_' may replace '-' as the "
-    "separator, a number is [+-]?(digits[.digits]|.digits)([eE][+-]?digits)?, "
-    "<step> is a positive size, <num> a positive integer, and .log needs a "
-    "<num> of at least 2 (e.g. '3-7', '3-7-2', '0.0-1.0:5', '1e-3_1e2:6.log', "
-    "'-3_3_2', '3--1')"
-)
-
-_NUMBER = r"[+-]?(?:[0-9]+(?:\.[0-9]+)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
-_INT = re.compile(r"[+-]?[0-9]+", re.ASCII)
-RANGE_PATTERN = re.compile(
-    rf"(?P<start>{_NUMBER})[-_](?P<stop>{_NUMBER})"
-    rf"(?:[-_](?P<step>{_NUMBER}))?"
-    r"(?::(?P<num>[0-9]+))?"
-    r"(?P<log>\.log)?",
-    re.ASCII,
-)
-
-# Decimal precision used for float values; far above a float's 17 digits, so
-# the single final rounding to float is what decides each value.
-_CONTEXT = Context(prec=40, rounding=ROUND_HALF_EVEN)
-# len() cannot report more than this.
-_MAX_LEN = sys.maxsize
-_TOO_MANY = f"too many values (more than {_MAX_LEN})"
-
-Number = int | float
-
-
-def is_range_string(text: str) -> bool:
-    """Return True when ``text`` has the syntax of a range string.
-
-    The check is syntactic only: ``Range(text)`` may still reject a string that
-    matches, e.g. one with step 0, both a step and a num, or an infinite
-    number, and then raises :class:`ValueError` explaining why. A single
-    number, such as ``'1e-3'``, is not a range string. Callers decide what to
-    do with strings like ``'2020-06'``, which do match (start 2020, stop 6).
-
-    >>> is_range_string('3-7')
-    True
-    >>> is_range_string('1e-3_1e2:6.log')
-    True
-    >>> is_range_string('1e-3')
-    False
-    >>> is_range_string('abc')
-    False
-    >>> is_range_string('2020-06')
-    True
-    """
-    return isinstance(text, str) and RANGE_PATTERN.fullmatch(text) is not None
-
-
-def _short_repr(text: str, limit: int = 200) -> str:
-    if len(text) <= limit:
-        return repr(text)
-    return repr(text[:limit]) + f"... ({len(text)} characters)"
-
-
-def parse_number(token: str) -> Number:
-    """A number token of the grammar as an int or a float.
-
-    >>> parse_number("3"), parse_number("1e-3")
-    (3, 0.001)
-    """
-    if _INT.fullmatch(token):
-        return int(token)
-    return float(token)
 
 
 def _normalize(name: str, value: object) -> Number:
@@ -125,11 +64,6 @@ def _normalize(name: str, value: object) -> Number:
     if not math.isfinite(number):
         raise ValueError(f"{name} must be finite, not {value!r}")
     return number
-
-
-def _decimal(value: Number) -> Decimal:
-    """Exact decimal of an int, or of a float's shortest decimal form."""
-    return Decimal(value) if isinstance(value, int) else Decimal(repr(value))
 
 
 def _format(value: Number, as_float: bool) -> str:
@@ -179,20 +113,7 @@ class Range:
     ValueError: invalid range string '0-1:5': num=5 asks for more distinct ...
     """
 
-    __slots__ = (
-        "_text",
-        "_args",
-        "_start",
-        "_stop",
-        "_step",
-        "_num",
-        "_log",
-        "_is_int",
-        "_len",
-        "_dstart",
-        "_dstop",
-        "_dexp",
-    )
+    __slots__ = ("_text", "_args", "_step", "_num", "_log", "_is_int", "_spacing")
 
     def __init__(
         self,
@@ -208,32 +129,11 @@ class Range:
                 raise ValueError(f"Range({start!r}, ...): a range string takes no other arguments")
             self._text = start
             try:
-                self._setup(*self._parse(start))
+                self._setup(*parse_range(start))
             except (ValueError, ArithmeticError) as error:
-                raise ValueError(
-                    f"invalid range string {_short_repr(start)}: {error}; expected {GRAMMAR}"
-                ) from None
+                raise invalid_range_string(start, error) from None
             return
         self._setup(start, stop, step, num, log)
-
-    @staticmethod
-    def _parse(text: str) -> tuple[Number, Number, Number, int, bool]:
-        match = RANGE_PATTERN.fullmatch(text)
-        if match is None:
-            raise ValueError("does not match the grammar")
-        start = parse_number(match["start"])
-        stop = parse_number(match["stop"])
-        step: Number = 1
-        num = 0
-        if match["step"] is not None:
-            if match["num"] is not None:
-                raise ValueError("give a step or a num, not both")
-            step = parse_number(match["step"])
-        if match["num"] is not None:
-            num = int(match["num"])
-            if num < 1:
-                raise ValueError(f"num must be at least 1, not {num}")
-        return start, stop, step, num, match["log"] is not None
 
     def _setup(self, start: object, stop: object, step: object, num: object, log: object) -> None:
         given_start = None if stop is None else start
@@ -263,7 +163,7 @@ class Range:
         if num_ and step_ != 1:
             raise ValueError("give a step or a num, not both")
 
-        self._start, self._stop, self._log = start_, stop_, log_
+        self._log = log_
         self._step: Number | None = None if num_ or log_ else step_
         self._num: int | None = num_ or None
         self._is_int = (
@@ -272,113 +172,17 @@ class Range:
             and isinstance(stop_, int)
             and isinstance(step_, int)
         )
+        self._spacing: Spacing
         if log_:
-            self._setup_log(num_)
+            self._spacing = LogSpacing(start_, stop_, num_)
         elif self._is_int:
-            self._setup_int(num_)
+            self._spacing = IntSpacing(int(start_), int(stop_), self._step, num_)
         else:
-            self._setup_float(num_)
-        if self._len > _MAX_LEN:
-            raise ValueError(_TOO_MANY)
-
-    def _setup_int(self, num: int) -> None:
-        start, stop = int(self._start), int(self._stop)
-        distinct = abs(stop - start) + 1
-        if not num:
-            self._len = abs(stop - start) // int(self._step or 1) + 1
-        elif num > distinct:
-            raise ValueError(
-                f"num={num} asks for more distinct integers than the {distinct} "
-                f"from {start} to {stop}; use float ends for fractional values"
-            )
-        else:
-            self._len = num
-
-    def _floats(self) -> None:
-        try:
-            self._start, self._stop = float(self._start), float(self._stop)
-        except OverflowError:
-            raise ValueError(
-                f"{self._start!r} to {self._stop!r} is out of the float range"
-            ) from None
-
-    def _setup_float(self, num: int) -> None:
-        self._floats()
-        self._dstart, self._dstop = _decimal(self._start), _decimal(self._stop)
-        with localcontext(_CONTEXT):
-            span = abs(self._dstop - self._dstart)
-            if num:
-                self._len = num
-            else:
-                ratio = span / _decimal(self._step or 1)
-                self._len = int(ratio.to_integral_value(ROUND_HALF_EVEN)) + 1
-                if self._len > _MAX_LEN:
-                    raise ValueError(_TOO_MANY)
-            if self._len < 2:
-                return
-            if span == 0:
-                raise ValueError(
-                    f"start and stop are both {self._start!r}, so {self._len} values would repeat"
-                )
-            gap = span / (self._len - 1)
-            biggest = max(abs(self._start), abs(self._stop))
-            if gap <= 2 * Decimal(math.ulp(biggest)):
-                raise ValueError(
-                    f"{self._len} values between {self._start!r} and "
-                    f"{self._stop!r} are too close to be distinct floats"
-                )
-
-    def _setup_log(self, num: int) -> None:
-        self._floats()
-        if num < 2:
-            raise ValueError(
-                f"a log range needs num of at least 2, not {num}"
-                if num
-                else "a log range needs num (of at least 2), not a step"
-            )
-        if self._start <= 0 or self._stop <= 0:
-            raise ValueError(
-                f"a log range needs positive ends, not {self._start!r} and {self._stop!r}"
-            )
-        self._len = num
-        self._dstart, self._dstop = _decimal(self._start), _decimal(self._stop)
-        with localcontext(_CONTEXT):
-            low = min(self._dstart, self._dstop)
-            exp_start, exp_stop = self._dstart.log10(), self._dstop.log10()
-            self._dexp = (exp_start, exp_stop)
-            if num > _MAX_LEN:
-                raise ValueError(_TOO_MANY)
-            ratio = Decimal(10) ** (abs(exp_stop - exp_start) / (num - 1))
-            growth = ratio - 1
-            smallest_gap = low * growth
-            if growth <= Decimal(2) ** -49 or smallest_gap <= 2 * Decimal(math.ulp(float(low))):
-                raise ValueError(
-                    f"{num} log-spaced values between {self._start!r} and "
-                    f"{self._stop!r} are too close to be distinct floats"
-                )
+            self._spacing = LinearSpacing(start_, stop_, self._step, num_)
+        if self._spacing.length > MAX_LEN:
+            raise ValueError(TOO_MANY)
 
     # -- values -----------------------------------------------------------
-
-    def _value(self, i: int) -> Number:
-        last = self._len - 1
-        if i == 0:
-            return self._start
-        if self._is_int:
-            start, stop = int(self._start), int(self._stop)
-            if self._step is not None:
-                sign = 1 if stop >= start else -1
-                return start + sign * i * int(self._step)
-            if i == last:
-                return stop
-            return start + round(Fraction((stop - start) * i, last))
-        if i == last:
-            return self._stop
-        with localcontext(_CONTEXT):
-            if self._log:
-                exp_start, exp_stop = self._dexp
-                exponent = exp_start + (exp_stop - exp_start) * i / last
-                return float(Decimal(10) ** exponent)
-            return float(self._dstart + (self._dstop - self._dstart) * i / last)
 
     def __len__(self) -> int:
         """Return the number of values.
@@ -386,7 +190,7 @@ class Range:
         >>> len(Range(3, 10, 2))
         4
         """
-        return self._len
+        return self._spacing.length
 
     def __iter__(self) -> Iterator[Number]:
         """Yield the values in order.
@@ -394,8 +198,8 @@ class Range:
         >>> [v for v in Range('2-8:4')]
         [2, 4, 6, 8]
         """
-        for i in range(self._len):
-            yield self._value(i)
+        for i in range(self._spacing.length):
+            yield self._spacing.value(i)
 
     @overload
     def __getitem__(self, index: int) -> Number: ...
@@ -410,14 +214,15 @@ class Range:
         >>> r[1], r[-1], r[1:3]
         (0.25, 1.0, [0.25, 0.5])
         """
+        length = self._spacing.length
         if isinstance(index, slice):
-            return [self._value(i) for i in range(*index.indices(self._len))]
+            return [self._spacing.value(i) for i in range(*index.indices(length))]
         i = index.__index__()
         if i < 0:
-            i += self._len
-        if not 0 <= i < self._len:
+            i += length
+        if not 0 <= i < length:
             raise IndexError("Range index out of range")
-        return self._value(i)
+        return self._spacing.value(i)
 
     def __eq__(self, other: object) -> bool:
         """Ranges are equal when they hold the same values of the same type.
@@ -429,7 +234,7 @@ class Range:
         """
         if not isinstance(other, Range):
             return NotImplemented
-        if self._is_int != other._is_int or self._len != other._len:
+        if self._is_int != other._is_int or len(self) != len(other):
             return False
         if self._key() == other._key():
             return True
@@ -437,20 +242,9 @@ class Range:
 
     def _key(self) -> tuple[object, ...]:
         """A summary that determines the values (equal keys: equal values)."""
-        if self._len <= 2:
+        if len(self) <= 2:
             return ("values", *self)
-        if self._log:
-            return ("log", self._start, self._stop, self._len)
-        if not self._is_int:
-            return ("linear", self._start, self._stop, self._len)
-        start, stop = int(self._start), int(self._stop)
-        sign = 1 if stop >= start else -1
-        if self._step is not None:
-            return ("arithmetic", start, sign * int(self._step), self._len)
-        diff, rest = divmod(stop - start, self._len - 1)
-        if not rest:
-            return ("arithmetic", start, diff, self._len)
-        return ("rounded", start, stop, self._len)
+        return self._spacing.key()
 
     def __hash__(self) -> int:
         """Hash consistently with ``==`` (equal ranges hash alike).
@@ -458,7 +252,7 @@ class Range:
         >>> hash(Range(6)) == hash(Range('0_6'))
         True
         """
-        return hash((self._is_int, self._len, self._value(0), self[-1]))
+        return hash((self._is_int, len(self), self[0], self[-1]))
 
     def __repr__(self) -> str:
         """Show how the range was built.
@@ -500,7 +294,7 @@ class Range:
         >>> Range(6).start
         0
         """
-        return self._start
+        return self._spacing.start
 
     @property
     def stop(self) -> Number:
@@ -509,7 +303,7 @@ class Range:
         >>> Range(3, 10, 2).stop
         10
         """
-        return self._stop
+        return self._spacing.stop
 
     @property
     def step(self) -> Number | None:
@@ -564,7 +358,7 @@ class Range:
         [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
         """
         as_float = not self._is_int
-        text = f"{_format(self._start, as_float)}_{_format(self._stop, as_float)}"
+        text = f"{_format(self.start, as_float)}_{_format(self.stop, as_float)}"
         if self._num is not None:
             text += f":{self._num}"
         elif self._step is not None and not (isinstance(self._step, int) and self._step == 1):

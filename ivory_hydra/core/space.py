@@ -21,7 +21,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ivory_hydra.core.ranges import GRAMMAR, RANGE_PATTERN, Number, Range, parse_number
+from ivory_hydra.core.range_grammar import GRAMMAR, RANGE_PATTERN, parse_number
+from ivory_hydra.core.range_spacing import Number
+from ivory_hydra.core.ranges import Range
 
 
 @dataclass(frozen=True)

@@ -19,16 +19,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ivory_hydra.core.aggregate import aggregate
-from ivory_hydra.core.display import run_line
 from ivory_hydra.core.outcomes import COMPLETE, FAIL, PRUNED, TRIAL_PRUNED, Outcome
 from ivory_hydra.core.plan import Point
 from ivory_hydra.engine.issuing import Issuing
 from ivory_hydra.engine.results import Finished
 from ivory_hydra.signals import shielded
-from ivory_hydra.stores import numbering, trials
-from ivory_hydra.stores.format import OWNER, Tag, TrialAttr, attr_tag, score_metrics
+from ivory_hydra.stores import trials
+from ivory_hydra.stores.format import Tag, TrialAttr, attr_tag, score_metrics
 from ivory_hydra.stores.mlflow_mirror import ChildSpec, outcome_tags, run_status
-from ivory_hydra.stores.study import TrialSpec
 from ivory_hydra.stores.trials import Assignment
 
 
@@ -89,8 +87,7 @@ class Configurations(Issuing):
         configs = []
         count = self.plan.repeat_count
         for point in points:
-            shown = {k: self.value_of(v) for k, v in point.params.items()}
-            params = {**shown, **{k: v for k, v in self.defaults.items() if k not in shown}}
+            _, params = self._params_of(point)
             kept = self.board.kept.get(point.slot, {})
             attrs: dict[str, Any] = {
                 TrialAttr.SLOT: point.slot,
@@ -101,21 +98,10 @@ class Configurations(Issuing):
             if self.sampling is None:
                 attrs.update(self.attrs_of(point))
             scores = {r: rec["score"] for r, rec in kept.items() if rec.get("score") is not None}
-            spec = TrialSpec(
-                params,
-                {k: self.distributions[k] for k in params},
-                attrs,
-                {OWNER: self.coordination.owner()},
-                scores,
-            )
-            [(trial_id, number)] = self.study.create_trials([spec])
-            self.mine.add(number)
+            trial_id, number = self._create_trial(params, attrs, scores)
             later: dict[str, Any] = {TrialAttr.RUN_NAME: config_name(number)}
             if self.sampling is not None:
-                sampled = self.sampling.sample(trial_id, params)
-                wrapped = {k: self.wrap(k, v) for k, v in sampled.items()}
-                point = Point(point.step, point.index, {**point.params, **wrapped})
-                params = {**params, **sampled}
+                point, params = self._sample(trial_id, point, params)
                 later.update(self.attrs_of(point))
             run_id = self._create_child({**attrs, **later}, params, number)
             if run_id is not None:
@@ -141,44 +127,42 @@ class Configurations(Issuing):
     ) -> list[Assignment]:
         """Number the repeats ``which`` picks of each configuration, with their MLflow runs."""
         pairs = [(c, r) for c in configs for r in which(c)]
-        if not pairs:
-            return []
-        first = numbering.allocate(self.ledger, self.experiment, "run", len(pairs))
-        batch = []
-        for offset, (config, repeat) in enumerate(pairs):
-            run_number = first + offset
-            run_name = f"run#{run_number}"
-            values = {k: self.value_of(v) for k, v in self.plan.repeats[repeat].items()}
-            params = {**config.params, **values}
-            shown = {**{k: self.value_of(v) for k, v in config.point.params.items()}, **values}
-            run_id = None
-            if config.run_id is not None:
-                tags = {
-                    Tag.STUDY_NAME: self.study.name,
-                    Tag.TRIAL_NUMBER: str(config.number),
-                    Tag.REPEAT: str(repeat),
-                    attr_tag(TrialAttr.SLOT): config.point.slot,
-                }
-                spec = ChildSpec(run_name, params, tags)
-                run_id = self.mirror.create_child(config.run_id, spec)
-            point = config.point
-            job = Point(point.step, point.index, {**point.params, **self.plan.repeats[repeat]})
-            assignment = Assignment(
-                config.trial_id,
-                config.number,
-                run_name,
-                job,
-                params,
-                run_id,
-                repeat,
-                run_number,
-            )
-            config.repeats[repeat] = assignment
-            self.in_flight.append(assignment)
-            batch.append(assignment)
-            self.show(run_line(run_name, shown))
-        self.issued += len(batch)
-        return batch
+        return self._issue_runs(pairs, self._repeat_job)
+
+    def _repeat_job(
+        self, pair: tuple[Configuration, int], run_name: str, run_number: int
+    ) -> tuple[Assignment, dict[str, Any]]:
+        """One repeat of a configuration, with its MLflow run nested in the configuration's:
+        its assignment, and the params its run line shows."""
+        config, repeat = pair
+        values = {k: self.value_of(v) for k, v in self.plan.repeats[repeat].items()}
+        params = {**config.params, **values}
+        shown = {**{k: self.value_of(v) for k, v in config.point.params.items()}, **values}
+        run_id = None
+        if config.run_id is not None:
+            tags = {
+                Tag.STUDY_NAME: self.study.name,
+                Tag.TRIAL_NUMBER: str(config.number),
+                Tag.REPEAT: str(repeat),
+                attr_tag(TrialAttr.SLOT): config.point.slot,
+            }
+            spec = ChildSpec(run_name, params, tags)
+            run_id = self.mirror.create_child(config.run_id, spec)
+        point = config.point
+        job = Point(point.step, point.index, {**point.params, **self.plan.repeats[repeat]})
+        assignment = Assignment(
+            config.trial_id,
+            config.number,
+            run_name,
+            job,
+            params,
+            run_id,
+            repeat,
+            run_number,
+        )
+        config.repeats[repeat] = assignment
+        self.in_flight.append(assignment)
+        return assignment, shown
 
     @shielded()
     def collect(

@@ -9,8 +9,8 @@ only for a job that could not (or did not) record one.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from ivory_hydra.core.display import run_line
 from ivory_hydra.core.outcomes import FAIL, INTERRUPTED, Outcome
@@ -25,6 +25,8 @@ from ivory_hydra.stores.trials import Assignment
 
 log = logging.getLogger(__name__)
 
+_Job = TypeVar("_Job")  # what a run is issued for: a point, a repeat of a configuration
+
 
 class Issuing(Recovery):
     """Issuing runs and collecting them."""
@@ -37,51 +39,89 @@ class Issuing(Recovery):
         in it: a stop at any moment leaves nothing that a restart cannot find.
         In optimize mode the sampler fills in each trial's swept values.
         """
-        if not points:
+        return self._issue_runs(points, self._issue_point)
+
+    def _issue_point(
+        self, point: Point, run_name: str, run_number: int
+    ) -> tuple[Assignment, dict[str, Any]]:
+        """One point's WAITING trial, then its MLflow child run: its assignment,
+        and the params its run line shows."""
+        shown, params = self._params_of(point)
+        attrs = {TrialAttr.RUN_NAME: run_name, TrialAttr.SLOT: point.slot}
+        attrs[TrialAttr.STEP] = point.step
+        later: dict[str, Any] = {}  # attributes known only once the trial exists
+        if self.sampling is None:
+            attrs.update(self.attrs_of(point))
+        trial_id, number = self._create_trial(params, attrs)
+        assignment = Assignment(trial_id, number, run_name, point, params, None, None, run_number)
+        self.in_flight.append(assignment)
+        if self.sampling is not None:
+            point, params = self._sample(trial_id, point, params)
+            shown = params
+            later.update(self.attrs_of(point))
+        run_id = self._create_child({**attrs, **later}, params, number)
+        assignment = Assignment(trial_id, number, run_name, point, params, run_id, None, run_number)
+        self.in_flight[-1] = assignment
+        if run_id is not None:
+            later[TrialAttr.MLFLOW_RUN] = run_id
+        trials.set_attrs(self.study.storage, trial_id, later)
+        return assignment, shown
+
+    def _issue_runs(
+        self,
+        jobs: Sequence[_Job],
+        issue_one: Callable[[_Job, str, int], tuple[Assignment, Mapping[str, Any]]],
+    ) -> list[Assignment]:
+        """Number ``jobs`` as runs from the experiment's ledger and issue each one.
+
+        ``issue_one(job, run_name, run_number)`` gives the job's assignment and
+        the params its run line shows; each is shown as it is issued.
+        """
+        if not jobs:
             return []
-        first = numbering.allocate(self.ledger, self.experiment, "run", len(points))
+        first = numbering.allocate(self.ledger, self.experiment, "run", len(jobs))
         issued = []
-        for offset, point in enumerate(points):
-            run_name = f"run#{first + offset}"
-            shown = {k: self.value_of(v) for k, v in point.params.items()}
-            # the job ran at the config default of every swept param not in its point
-            params = {**shown, **{k: v for k, v in self.defaults.items() if k not in shown}}
-            attrs = {TrialAttr.RUN_NAME: run_name, TrialAttr.SLOT: point.slot}
-            attrs[TrialAttr.STEP] = point.step
-            later: dict[str, Any] = {}  # attributes known only once the trial exists
-            if self.sampling is None:
-                attrs.update(self.attrs_of(point))
-            spec = TrialSpec(
-                params,
-                {k: self.distributions[k] for k in params},
-                attrs,
-                {OWNER: self.coordination.owner()},
-            )
-            [(trial_id, number)] = self.study.create_trials([spec])
-            self.mine.add(number)
+        for offset, job in enumerate(jobs):
             run_number = first + offset
-            assignment = Assignment(
-                trial_id, number, run_name, point, params, None, None, run_number
-            )
-            self.in_flight.append(assignment)
-            if self.sampling is not None:
-                sampled = self.sampling.sample(trial_id, params)
-                wrapped = {k: self.wrap(k, v) for k, v in sampled.items()}
-                point = Point(point.step, point.index, {**point.params, **wrapped})
-                params = shown = {**params, **sampled}
-                later.update(self.attrs_of(point))
-            run_id = self._create_child({**attrs, **later}, params, number)
-            assignment = Assignment(
-                trial_id, number, run_name, point, params, run_id, None, run_number
-            )
-            self.in_flight[-1] = assignment
-            if run_id is not None:
-                later[TrialAttr.MLFLOW_RUN] = run_id
-            trials.set_attrs(self.study.storage, trial_id, later)
+            assignment, shown = issue_one(job, f"run#{run_number}", run_number)
             issued.append(assignment)
-            self.show(run_line(run_name, shown))
+            self.show(run_line(assignment.run_name, shown))
         self.issued += len(issued)
         return issued
+
+    def _params_of(self, point: Point) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A point's values as its run line shows them, and the params its job runs with."""
+        shown = {k: self.value_of(v) for k, v in point.params.items()}
+        # the job ran at the config default of every swept param not in its point
+        params = {**shown, **{k: v for k, v in self.defaults.items() if k not in shown}}
+        return shown, params
+
+    def _create_trial(
+        self,
+        params: dict[str, Any],
+        attrs: Mapping[str, Any],
+        scores: Mapping[int, float] | None = None,
+    ) -> tuple[int, int]:
+        """A new WAITING trial owned by this process (``scores``: its intermediate
+        values); its id and number."""
+        spec = TrialSpec(
+            params,
+            {k: self.distributions[k] for k in params},
+            attrs,
+            {OWNER: self.coordination.owner()},
+            scores or {},
+        )
+        [(trial_id, number)] = self.study.create_trials([spec])
+        self.mine.add(number)
+        return trial_id, number
+
+    def _sample(
+        self, trial_id: int, point: Point, params: dict[str, Any]
+    ) -> tuple[Point, dict[str, Any]]:
+        """Optimize mode: a new trial's point and params with the sampler's values in."""
+        sampled = self.sampling.sample(trial_id, params)
+        wrapped = {k: self.wrap(k, v) for k, v in sampled.items()}
+        return Point(point.step, point.index, {**point.params, **wrapped}), {**params, **sampled}
 
     @shielded()
     def collect(
