@@ -83,8 +83,10 @@ def _watch_driver(ticket: Ticket) -> None:
 
 
 def current_session() -> JobSession | None:
-    """The session of the job running in this thread, if any."""
-    return getattr(_current, "session", None)
+    """The session of the job running in this thread, if any (a finished one is not:
+    another thread, such as a watchdog, may have finished it)."""
+    session = getattr(_current, "session", None)
+    return None if session is None or session._finished else session
 
 
 class JobSession:

@@ -12,6 +12,7 @@ import sys
 import pytest
 import sqlalchemy
 
+from ivory_hydra.core.objectives import Objectives
 from ivory_hydra.stores import trials
 from ivory_hydra.stores.beats import FileBeats, SqlBeats, beats_for, board_of
 from ivory_hydra.stores.distributions import distributions_for
@@ -90,9 +91,9 @@ def test_awkward_keys_stay_in_their_folder(tmp_path):
 def test_trial_beats_go_to_the_board_not_into_the_journal(tmp_path):
     url = storage_url(str(tmp_path / "sweep.journal"))
     storage = open_storage(url)
-    study = Study.open(storage, "s", "minimize")
+    study = Study.open(storage, "s", Objectives.of("minimize"))
     [(trial_id, _)] = study.create_trials([TrialSpec({"a": 1}, distributions_for({"a": [1, 2]}))])
-    assert trials.claim(storage, trial_id)
+    assert trials.start(storage, trial_id)
     size = (tmp_path / "sweep.journal").stat().st_size
     for _ in range(50):
         trials.beat(storage, trial_id)
@@ -111,7 +112,7 @@ def test_trial_beats_go_to_the_board_not_into_the_journal(tmp_path):
 
 def test_a_trial_beaten_the_old_way_is_still_read(tmp_path):
     storage = open_storage(storage_url(None, tmp_path))
-    study = Study.open(storage, "s", "minimize")
+    study = Study.open(storage, "s", Objectives.of("minimize"))
     [(trial_id, _)] = study.create_trials([TrialSpec({"a": 1}, distributions_for({"a": [1, 2]}))])
     storage.set_trial_system_attr(trial_id, BEAT, {"at": 5.0, "host": "h", "pid": 3})
     assert trials.last_beat(storage, storage.get_trial(trial_id)) == {

@@ -15,6 +15,7 @@ import urllib.request
 import optuna
 import pytest
 
+from ivory_hydra.core.objectives import Objectives
 from ivory_hydra.errors import StorageUnavailableError, StoreError
 from ivory_hydra.stores import retry, trials
 from ivory_hydra.stores.beats import beats_for
@@ -68,7 +69,7 @@ def test_calls_made_during_an_outage_succeed_once_the_server_is_back(server, dat
 
     other = fresh_database(server.url)  # opened for the first time while the server is down
     storage = open_storage(database)
-    study = Study.open(storage, "s", "minimize")
+    study = Study.open(storage, "s", Objectives.of("minimize"))
     [(first, _)] = study.create_trials([spec(0)])
     ledger, board = ledger_for(database), beats_for(database)
     assert ledger.add("numbers/e/run", 1) == 0
@@ -76,7 +77,7 @@ def test_calls_made_during_an_outage_succeed_once_the_server_is_back(server, dat
     assert len(cached.trials) == 1
 
     calls = {
-        "claim": lambda: trials.claim(storage, first),
+        "start": lambda: trials.start(storage, first),
         "create": lambda: study.create_trials([spec(1)]),
         "attr": lambda: storage.set_trial_user_attr(first, "k", "v"),
         "report": lambda: storage.set_trial_intermediate_value(first, 0, 0.5),
@@ -84,7 +85,7 @@ def test_calls_made_during_an_outage_succeed_once_the_server_is_back(server, dat
         "add": lambda: ledger.add("numbers/e/run", 2),
         "cas": lambda: ledger.compare_and_set("lease/s", None, {"owner": 1}),
         "beat": lambda: board.write("trial/x", {"at": 1.0}),
-        "open": lambda: Study.open(open_storage(other), "t", "maximize").created,
+        "open": lambda: Study.open(open_storage(other), "t", Objectives.of("maximize")).created,
     }
     results, took = {}, {}
 
@@ -105,7 +106,8 @@ def test_calls_made_during_an_outage_succeed_once_the_server_is_back(server, dat
     back.join(timeout=60)
     assert not [r for r in results.values() if isinstance(r, Exception)], results
     assert min(took.values()) >= OUTAGE - 1.0, took  # each waited for the server
-    assert results["claim"] and results["cached"] == 1 and results["open"]
+    # "create" runs beside "cached", which may see its trial or not
+    assert results["start"] and results["cached"] in (1, 2) and results["open"]
     assert results["add"] == 1 and results["cas"]
     assert sorted(t.user_attrs.get("slot") for t in study.trials()) == ["0.0", "0.1"]  # once
     assert storage.get_trial(first).user_attrs["k"] == "v"
@@ -116,7 +118,7 @@ def test_calls_made_during_an_outage_succeed_once_the_server_is_back(server, dat
 
 def test_a_writer_in_full_flow_loses_nothing_across_a_restart(server, database):
     storage = open_storage(database)
-    study = Study.open(storage, "s", "minimize")
+    study = Study.open(storage, "s", Objectives.of("minimize"))
     ledger = ledger_for(database)
     [(trial_id, _)] = study.create_trials([spec(0)])
     errors, written, slowest = [], [], [0.0]
@@ -153,7 +155,7 @@ def test_past_the_bound_the_error_says_so_in_one_line_without_the_password(serve
     from postgres_server import PASSWORD
 
     storage = open_storage(database)
-    Study.open(storage, "s", "minimize")
+    Study.open(storage, "s", Objectives.of("minimize"))
     ledger = ledger_for(database)
     retry.set_storage_retry(2.0)
     server.stop()

@@ -193,12 +193,14 @@ class TestIvoryIntegration(IntegrationTestSuite):
         assert (Path(tmpdir) / "optuna.db").is_file(), "ivory sweeper not used"
 
     def test_to_absolute_path_multirun(self, tmpdir, task_launcher_cfg, extra_flags) -> None:
-        """The suite's test, with one change on purpose.
+        """The suite's test, with two changes on purpose.
 
         It runs the same sweep twice in the same directory. With ivory the second
         run is a *resume*: its one job already finished, so it does not run and
         prints nothing. Here the second run gets its own study name, so it is a new
-        sweep, as the suite means it to be.
+        sweep, as the suite means it to be. And a job's number is its run number,
+        which goes on across the sweeps of one experiment (so that no folder is
+        written twice): the second sweep's job is ``cli_dir_1``, not ``cli_dir_0``.
         """
         import os
 
@@ -225,7 +227,7 @@ class TestIvoryIntegration(IntegrationTestSuite):
         working_dir = self.get_test_app_working_dir() or tmpdir
         outputs = [
             os.path.realpath(str(scratch / "foo/bar")),
-            str(self.get_test_scratch_dir(working_dir) / "cli_dir/cli_dir_0"),
+            str(self.get_test_scratch_dir(working_dir) / "cli_dir/cli_dir_1"),
         ]
         integration_test(
             tmpdir=scratch,

@@ -82,6 +82,8 @@ def test_cfg_hydra_shows_every_config_field(tmp_path):
         "use_best_param": True,
         "metric": None,
         "direction": "minimize",
+        "repeat": [],
+        "aggregate": "mean",
         "params": {},
         "max_batch_size": None,
         "storage": None,
@@ -90,4 +92,5 @@ def test_cfg_hydra_shows_every_config_field(tmp_path):
         "verbose": 1,
         "heartbeat_interval": 10.0,
         "grace_period": 60.0,
+        "storage_retry": 300.0,
     }

@@ -203,11 +203,10 @@ def test_job_numbers_continue_so_folders_are_never_overwritten(sweep, tmp_path, 
     assert sweep("a=1,2", "fail_at=null", "hydra.sweep.dir=out").returncode == 0
     # fail_at is part of the definition, so that is a new study; resume needs the same command
     assert sweep("a=1,2", "fail_at=2", "hydra.sweep.dir=out").returncode == 1
-    assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.is_dir()) == [
-        "0",
-        "1",
-        "2",
-    ]
+    # a job's folder is its run number, which goes on across studies of one experiment:
+    # run#0-1 (first sweep), run#2-3 (second), run#4 (the failed job, run again)
+    folders = sorted(int(p.name) for p in (tmp_path / "out").iterdir() if p.is_dir())
+    assert folders == [0, 1, 2, 3, 4]
 
 
 @pytest.mark.parametrize(
