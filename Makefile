@@ -72,6 +72,7 @@ bench: install postgres $(PEER)/.installed
 	$(PY) benchmarks/bench_sweeper.py --optuna-python $(PEER)/bin/python
 	$(PY) benchmarks/bench_workers.py
 	$(PY) benchmarks/bench_journal.py
+	$(PY) benchmarks/bench_pruning.py
 
 clean:
 	rm -rf $(DEMO_DIR) build *.egg-info

@@ -8,8 +8,11 @@ fails its trial and exits), but an idle one would wait for work forever.
 :func:`watch` starts a small watcher process beside the sweeper. While the
 sweeper lives, the watcher notes its descendants (psutil's process table, on
 every OS; a process is known with its start time, so that a reused pid is
-never hit); once the sweeper is gone, it gives running jobs a few seconds to
-record their end, then sends SIGTERM and, later, SIGKILL to those still alive.
+never hit). A descendant started just before the sweeper died may not have
+been seen: every descendant also inherits a token in its environment
+(:data:`TOKEN`), by which the watcher finds the rest once the sweeper is gone.
+It then gives running jobs a few seconds to record their end, and sends
+SIGTERM and, later, SIGKILL to those still alive.
 """
 
 from __future__ import annotations
@@ -59,6 +62,14 @@ while alive(sweeper):
         pause = 0.5 if len(known) > before else min(2.0, pause * 2)
         next_scan = time.monotonic() + pause
     time.sleep(0.25)
+# the sweeper's descendants that the scans missed carry its token
+token, variable = sys.argv[4], sys.argv[5]
+for proc in psutil.process_iter():
+    try:
+        if proc.pid != me and proc.pid not in known and proc.environ().get(variable) == token:
+            known[proc.pid] = proc
+    except psutil.Error:
+        pass
 time.sleep(float(sys.argv[2]))  # busy jobs record their end first
 for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 0.0)):
     left = [proc for proc in known.values() if alive(proc)]
@@ -73,6 +84,9 @@ for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 0.0)):
         left = [proc for proc in left if alive(proc)]
 """
 
+
+#: The environment variable every descendant of a watched sweeper inherits.
+TOKEN = "IVORY_HYDRA_SWEEPER"
 
 _watcher: list[subprocess.Popen[bytes]] = []
 
@@ -91,9 +105,12 @@ def watch(grace: float = 3.0) -> None:
     import psutil
 
     site = str(Path(psutil.__file__).parent.parent)
+    me = psutil.Process()
+    token = f"{me.pid}:{me.create_time()}"
+    os.environ[TOKEN] = token  # inherited by the workers the launcher starts from now on
     _watcher[:] = [
         subprocess.Popen(
-            [sys.executable, "-S", "-c", WATCHER, str(os.getpid()), str(grace), site],
+            [sys.executable, "-S", "-c", WATCHER, str(me.pid), str(grace), site, token, TOKEN],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
