@@ -49,7 +49,7 @@ demo: install
 
 # The whole suite, slow end-to-end tests included (as CI runs it).
 test: install postgres chromium
-	$(PY) -m pytest -n 2 -q
+	$(PY) -m pytest -n 2 -q --durations=25
 
 # The quick part: pure core and doctests.
 test-fast: install

@@ -138,24 +138,40 @@ def test_optimize_mode_samples_configurations(tmp_path):
     assert len(events(tmp_path)) == 9
 
 
-def test_under_joblib_each_repeat_runs_in_a_worker_with_its_own_run(tmp_path, mlflow_template):
+@pytest.mark.parametrize(
+    "mode",
+    [
+        ["lr=0.1,0.01"],
+        ["hydra.sweeper.mode=chain", "lr=0.1,0.01"],
+        ["hydra.sweeper.mode=optimize", "hydra.sweeper.n_trials=2", "lr=choice(0.1,0.01)"],
+    ],
+    ids=["product", "chain", "optimize"],
+)
+def test_under_joblib_each_repeat_runs_in_a_worker_with_its_own_run(
+    tmp_path, mlflow_template, mode
+):
     (tmp_path / "mlflow.db").write_bytes(mlflow_template.read_bytes())
     result = repeats(
         tmp_path,
         "hydra/launcher=joblib",
         "hydra.launcher.n_jobs=2",
-        "lr=0.1,0.01",
+        *mode,
         "fold=0_2",
         "hydra.sweeper.repeat=[fold]",
         mlflow=True,
     )
     assert result.returncode == 0, result.output
+    trials = study(tmp_path).trials
+    assert len(trials) == 2 and {t.state.name for t in trials} == {"COMPLETE"}
+    for trial in trials:
+        lr = trial.params["lr"]
+        assert trial.intermediate_values == {f: SCORES[lr][f] for f in range(3)}
+        assert trial.value == pytest.approx(mean(lr, 3))
     ended = events(tmp_path)
+    assert len(ended) == 6
     assert Counter((e["lr"], e["fold"]) for e in ended) == Counter(
-        (lr, f) for lr in (0.1, 0.01) for f in range(3)
+        (t.params["lr"], f) for t in trials for f in range(3)
     )
-    trials = by_lr(study(tmp_path).trials)
-    assert trials[0.01].value == pytest.approx(mean(0.01, 3))
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     runs = client.search_runs([client.get_experiment_by_name("app").experiment_id])
     assert len([r for r in runs if Tag.REPEAT in r.data.tags]) == 6
