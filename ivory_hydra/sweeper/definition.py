@@ -11,20 +11,25 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ivory_hydra.core.plan import Point
+from ivory_hydra.core.zipped import Row, ZipError, check_name, check_zips, members_of
 from ivory_hydra.engine.definition import Definition, DefinitionError, check_settings
 from ivory_hydra.stores.format import TrialAttr
 from ivory_hydra.sweeper.errors import SweepDefinitionError, SweepInputError
 from ivory_hydra.sweeper.overrides import (
     SweepParam,
     SweepValue,
+    ZipParam,
     merge_arguments,
     param_from_override,
     params_arguments,
+    zip_members,
+    zip_text,
+    zipped_param,
 )
 
 if TYPE_CHECKING:
@@ -46,37 +51,51 @@ def study_name_for(job_name: str, identity: Mapping[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class SweepDefinition:
-    """The sweep's params and the engine's definition made of them."""
+    """The sweep's params and the engine's definition made of them.
+
+    ``params`` are the params of their own, ``zips`` the zipped dimensions; both
+    in argument order, as ``order`` names them.
+    """
 
     params: tuple[SweepParam, ...]
     definition: Definition
+    zips: tuple[ZipParam, ...] = ()
 
     @property
     def by_name(self) -> dict[str, SweepParam]:
-        """The params by config key."""
-        return {p.name: p for p in self.params}
+        """The params by config key, a zipped dimension's members included."""
+        return {p.name: p for p in (*self.params, *self.members)}
+
+    @property
+    def members(self) -> list[SweepParam]:
+        """The members of every zipped dimension."""
+        return [member for z in self.zips for member in z.members]
 
     @property
     def identity(self) -> dict[str, Any]:
         """What identifies the sweep: its settings and every param's value space.
 
-        ``n_trials``, the sampler and the pruner may change between runs.
+        ``n_trials``, the sampler and the pruner may change between runs. A
+        zipped dimension is identified by its rows.
         """
         plan = self.definition.plan
         return {
             "mode": plan.mode,
             "use_best_param": plan.use_best_param if plan.mode == "chain" else None,
             **self.definition.objectives.stored,
-            "params": {p.key: p.describe() for p in self.params},
+            "params": {
+                **{p.key: p.describe() for p in self.params},
+                **{z.name: z.describe() for z in self.zips},
+            },
         }
 
     def overrides(self, point: Point) -> list[str]:
-        """The job overrides of a point, in argument order.
+        """The job overrides of a point, in the point's order (a row's members in its place).
 
         Params a custom search space added (``+w``) come last.
         """
         by_name = self.by_name
-        known = [by_name[n].override(point.params[n]) for n in by_name if n in point.params]
+        known = [by_name[n].override(v) for n, v in point.params.items() if n in by_name]
         extra = [f"{k}={v.text}" for k, v in point.params.items() if k not in by_name]
         return known + extra
 
@@ -84,8 +103,11 @@ class SweepDefinition:
         """A point's own trial attributes: its overrides."""
         return {TrialAttr.OVERRIDES: " ".join(self.overrides(point))}
 
-    def sampled(self, name: str, value: Any) -> SweepValue:
-        """A value a sampler picked, as the override value of its param."""
+    def sampled(self, name: str, value: Any) -> SweepValue | Row:
+        """A value a sampler picked, as the override value of its param (or a zipped row)."""
+        for zipped in self.zips:
+            if zipped.name == name:
+                return zipped.sampled(value)
         param = self.by_name.get(name) or SweepParam(name, ())
         return param.sampled(value)
 
@@ -111,21 +133,27 @@ def define(
     except DefinitionError as error:
         raise SweepInputError(f"hydra.sweeper.{error.setting}: {error.message}") from None
     repeat = _names(settings.repeat)
-    params = parse(settings, config, hydra_context, arguments, repeat)
-    swept = {p.name: list(p.values) for p in params if p.swept}
-    space = _space([p for p in params if p.name not in repeat]) if mode == "optimize" else {}
+    entries = parse(settings, config, hydra_context, arguments, repeat)
+    params = [e for e in entries if isinstance(e, SweepParam)]
+    zips = [e for e in entries if isinstance(e, ZipParam)]
+    swept = {e.name: list(_values(e)) for e in entries if e.swept}
+    optimize = mode == "optimize"
+    space = _space([e for e in entries if e.name not in repeat]) if optimize else {}
+    rows = {z.name: z.rows for z in zips if z.swept and z.name not in repeat} if optimize else {}
     try:
         definition = Definition.build(
             mode=mode,
-            fixed={p.name: p.values[0] for p in params if not p.swept},
-            swept={k: v for k, v in swept.items() if k in repeat} if mode == "optimize" else swept,
+            fixed={e.name: _values(e)[0] for e in entries if not e.swept},
+            swept={k: v for k, v in swept.items() if k in repeat} if optimize else swept,
             direction=settings.direction,
             metric=settings.metric,
             use_best_param=settings.use_best_param,
             n_trials=settings.n_trials,
             space=space,
-            log={p.name for p in params if p.log},
-            defaults=_defaults(config, hydra_context, swept) if mode == "chain" else None,
+            log={p.name for p in (*params, *(m for z in zips for m in z.members)) if p.log},
+            defaults=_defaults(config, hydra_context, dict(members_of(swept)))
+            if mode == "chain"
+            else None,
             sampler=settings.sampler,
             pruner=settings.pruner,
             extend=_extender(settings.custom_search_space, config),
@@ -135,10 +163,16 @@ def define(
             storage_retry=settings.storage_retry,
             repeat=repeat,
             aggregate=settings.aggregate,
+            rows=rows,
         )
     except DefinitionError as error:
         raise SweepInputError(f"hydra.sweeper.{error.setting}: {error.message}") from None
-    return SweepDefinition(tuple(params), definition)
+    return SweepDefinition(tuple(params), definition, tuple(zips))
+
+
+def _values(entry: SweepParam | ZipParam) -> tuple[Any, ...]:
+    """A param's values, or a zipped dimension's rows."""
+    return entry.rows if isinstance(entry, ZipParam) else entry.values
 
 
 def _names(repeat: Any) -> list[str]:
@@ -158,8 +192,9 @@ def parse(
     hydra_context: HydraContext,
     arguments: Sequence[str],
     repeat: Sequence[str] = (),
-) -> list[SweepParam]:
-    """Turn config params and command-line overrides into sweep params.
+) -> list[SweepParam | ZipParam]:
+    """Turn config params and command-line overrides into sweep params and zipped
+    dimensions, in argument order.
 
     In optimize mode a repeat param keeps its listed values (every repeat runs).
     """
@@ -170,33 +205,94 @@ def parse(
     node = OmegaConf.select(config, "hydra.overrides.hydra")
     hydra_overrides = [] if node is None else OmegaConf.to_container(node, resolve=False)
     config_arguments = params_arguments(settings.params, [str(o) for o in hydra_overrides])
+    for argument in arguments:
+        key, _, value = argument.partition("=")
+        if zip_text(value) is not None:
+            name = key.lstrip("+~")
+            raise SweepDefinitionError(
+                f"override {argument!r}: a zipped dimension is written under "
+                f"hydra.sweeper.params, quoted: hydra.sweeper.params.{name}='{zip_text(value)}' "
+                "(Hydra's own grammar has no zip())"
+            )
     merged = merge_arguments(config_arguments, arguments)
     parser = OverridesParser.create(config_loader=hydra_context.config_loader)
-    params = []
-    for argument in merged:
+
+    def parsed(argument: str, optimize: bool) -> SweepParam:
         try:
             [override] = parser.parse_overrides([argument])
         except Exception as error:  # noqa: BLE001 - Hydra's parse errors vary
             raise SweepDefinitionError(f"override {argument!r}: {error}") from None
-        listed = override.get_key_element().lstrip("+~") in repeat
-        optimize = settings.mode == "optimize" and not listed
-        params.append(param_from_override(override, optimize=optimize))
-    return params
+        return param_from_override(override, optimize=optimize)
+
+    entries: list[SweepParam | ZipParam] = []
+    for argument in merged:
+        key, _, value = argument.partition("=")
+        text = zip_text(value)
+        if text is not None:
+            entries.append(_zipped(key, text, lambda member: parsed(member, False)))
+            continue
+        listed = key.lstrip("+~") in repeat
+        entries.append(parsed(argument, settings.mode == "optimize" and not listed))
+    zips = {e.name: [m.name for m in e.members] for e in entries if isinstance(e, ZipParam)}
+    if zips:
+        others = {e.name: e.swept for e in entries if isinstance(e, SweepParam)}
+        try:
+            check_zips(
+                zips, others, repeat, lambda name: _is_config_key(config, hydra_context, name)
+            )
+        except ZipError as error:
+            raise SweepDefinitionError(f"hydra.sweeper.params.{error.dimension}: {error}") from None
+    return entries
 
 
-def _space(params: Sequence[SweepParam]) -> dict[str, Any]:
-    """Optimize mode's search space: an interval, or the values listed."""
+def _zipped(name: str, text: str, parsed: Callable[[str], SweepParam]) -> ZipParam:
+    """A zipped dimension from its ``zip(...)`` text; errors name the dimension."""
+    where = f"hydra.sweeper.params.{name}"
+    try:
+        check_name(name)
+        try:
+            members = zip_members(text)
+        except ValueError as error:
+            raise ZipError(name, str(error)) from None
+        params = []
+        for key, values in members:
+            if key.lstrip("+").split(".")[0].split("/")[0] == "hydra":
+                raise ZipError(name, f"member {key!r} is Hydra's own config; a zip sets the job's")
+            try:
+                params.append(parsed(f"{key}={values}"))
+            except SweepInputError as error:
+                raise ZipError(name, f"member {key!r}: {error}") from None
+        return zipped_param(name, params)
+    except ZipError as error:
+        raise SweepDefinitionError(f"{where}: {error}") from None
+
+
+def _is_config_key(config: DictConfig, hydra_context: HydraContext, name: str) -> bool:
+    """Whether ``name`` is a key of the primary config or one of its config groups."""
+    from ivory_hydra.sweeper.validation import is_config_group
+
+    return name in config or is_config_group(hydra_context.config_loader, name)
+
+
+def _space(entries: Sequence[SweepParam | ZipParam]) -> dict[str, Any]:
+    """Optimize mode's search space: an interval, or the values listed (a zipped
+    dimension's rows by their labels)."""
     from optuna.distributions import CategoricalDistribution
 
     from ivory_hydra.stores.distributions import interval_distribution, optuna_value
 
-    return {
-        p.name: interval_distribution(p.space)
-        if p.space is not None
-        else CategoricalDistribution(list(dict.fromkeys(optuna_value(v.value) for v in p.values)))
-        for p in params
-        if p.swept
-    }
+    space: dict[str, Any] = {}
+    for p in entries:
+        if not p.swept:
+            continue
+        if isinstance(p, ZipParam):
+            space[p.name] = CategoricalDistribution(list(dict.fromkeys(p.describe())))
+        elif p.space is not None:
+            space[p.name] = interval_distribution(p.space)
+        else:
+            choices = dict.fromkeys(optuna_value(v.value) for v in p.values)
+            space[p.name] = CategoricalDistribution(list(choices))
+    return space
 
 
 def _extender(path: str | None, config: DictConfig) -> Any:

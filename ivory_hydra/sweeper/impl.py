@@ -100,9 +100,8 @@ class IvorySweeperImpl:
         settings = self.settings
         _check(settings)
         sweep = define(settings, self.config, self.hydra_context, arguments)
-        validate_sweep(
-            self.hydra_context.config_loader, self.config, [p.checked() for p in sweep.params]
-        )
+        checked = [p.checked() for p in (*sweep.params, *sweep.members)]
+        validate_sweep(self.hydra_context.config_loader, self.config, checked)
         job_name = str(OmegaConf.select(self.config, "hydra.job.name") or "app")
         cwd = Path(str(OmegaConf.select(self.config, "hydra.runtime.cwd") or "."))
         url = storage_url(settings.storage, cwd)
