@@ -19,7 +19,11 @@ from ivory_hydra.core.plan import Point
 from ivory_hydra.core.zipped import Row, ZipError, check_name, check_zips, members_of
 from ivory_hydra.engine.definition import Definition, DefinitionError, check_settings
 from ivory_hydra.stores.format import TrialAttr
-from ivory_hydra.sweeper.errors import SweepDefinitionError, SweepInputError
+from ivory_hydra.sweeper.errors import (
+    InvalidOverrideError,
+    SweepDefinitionError,
+    SweepInputError,
+)
 from ivory_hydra.sweeper.overrides import (
     SweepParam,
     SweepValue,
@@ -173,6 +177,25 @@ def define(
 def _values(entry: SweepParam | ZipParam) -> tuple[Any, ...]:
     """A param's values, or a zipped dimension's rows."""
     return entry.rows if isinstance(entry, ZipParam) else entry.values
+
+
+def check_values(sweep: SweepDefinition, config: DictConfig, hydra_context: HydraContext) -> None:
+    """Check that the job config accepts every value (a zipped member's error names its
+    dimension); compose nothing per job."""
+    from ivory_hydra.sweeper.validation import validate_sweep
+
+    checked = [p.checked() for p in (*sweep.params, *sweep.members)]
+    try:
+        validate_sweep(hydra_context.config_loader, config, checked)
+    except InvalidOverrideError as error:
+        owner = next((z for z in sweep.zips for m in z.members if m.name == error.param), None)
+        if owner is None:
+            raise
+        raise InvalidOverrideError(
+            f"hydra.sweeper.params.{owner.name}: zipped dimension {owner.name!r}: "
+            f"member {error.param!r}: {error}",
+            error.param,
+        ) from None
 
 
 def _names(repeat: Any) -> list[str]:

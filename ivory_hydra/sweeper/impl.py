@@ -92,16 +92,19 @@ class IvorySweeperImpl:
 
         from ivory_hydra.stores.optuna_storage import check_storage, storage_url
         from ivory_hydra.stores.retry import set_storage_retry
-        from ivory_hydra.sweeper.definition import define, stored_state, study_name_for
+        from ivory_hydra.sweeper.definition import (
+            check_values,
+            define,
+            stored_state,
+            study_name_for,
+        )
         from ivory_hydra.sweeper.report import Report
-        from ivory_hydra.sweeper.validation import validate_sweep
 
         # Everything that can be wrong with the input is found before any write.
         settings = self.settings
         _check(settings)
         sweep = define(settings, self.config, self.hydra_context, arguments)
-        checked = [p.checked() for p in (*sweep.params, *sweep.members)]
-        validate_sweep(self.hydra_context.config_loader, self.config, checked)
+        check_values(sweep, self.config, self.hydra_context)
         job_name = str(OmegaConf.select(self.config, "hydra.job.name") or "app")
         cwd = Path(str(OmegaConf.select(self.config, "hydra.runtime.cwd") or "."))
         url = storage_url(settings.storage, cwd)
