@@ -64,11 +64,18 @@ class SweepDefinition:
     params: tuple[SweepParam, ...]
     definition: Definition
     zips: tuple[ZipParam, ...] = ()
+    order: tuple[str, ...] = ()  # the names of params and zipped dimensions as given
 
     @property
     def by_name(self) -> dict[str, SweepParam]:
-        """The params by config key, a zipped dimension's members included."""
-        return {p.name: p for p in (*self.params, *self.members)}
+        """The params by config key in argument order, a zipped dimension's members in
+        its place."""
+        plain = {p.name: p for p in self.params}
+        zips = {z.name: z.members for z in self.zips}
+        found: dict[str, SweepParam] = {}
+        for name in self.order or [*plain, *zips]:
+            found.update({m.name: m for m in zips[name]} if name in zips else {name: plain[name]})
+        return found
 
     @property
     def members(self) -> list[SweepParam]:
@@ -94,12 +101,12 @@ class SweepDefinition:
         }
 
     def overrides(self, point: Point) -> list[str]:
-        """The job overrides of a point, in the point's order (a row's members in its place).
+        """The job overrides of a point, in argument order (a row's members in its place).
 
         Params a custom search space added (``+w``) come last.
         """
         by_name = self.by_name
-        known = [by_name[n].override(v) for n, v in point.params.items() if n in by_name]
+        known = [by_name[n].override(point.params[n]) for n in by_name if n in point.params]
         extra = [f"{k}={v.text}" for k, v in point.params.items() if k not in by_name]
         return known + extra
 
@@ -171,7 +178,8 @@ def define(
         )
     except DefinitionError as error:
         raise SweepInputError(f"hydra.sweeper.{error.setting}: {error.message}") from None
-    return SweepDefinition(tuple(params), definition, tuple(zips))
+    order = tuple(e.name for e in entries)
+    return SweepDefinition(tuple(params), definition, tuple(zips), order)
 
 
 def _values(entry: SweepParam | ZipParam) -> tuple[Any, ...]:
@@ -384,19 +392,38 @@ def stored_state(
     from ivory_hydra.stores.format import StudyAttr
     from ivory_hydra.stores.optuna_storage import is_journal, open_storage
     from ivory_hydra.stores.sqlite_files import sqlite_file
-    from ivory_hydra.stores.study import Study, check_format
+    from ivory_hydra.stores.study import Study
 
     local = Path(url) if is_journal(url) else sqlite_file(url)
     if local is not None and not local.exists():
         return None, False
     try:
         study = Study.find(open_storage(url), study_name)
-        attrs = {} if study is None else study.user_attrs
+    except StoreError as error:
+        raise SweepInputError(f"hydra.sweeper.storage={redact_url(url)}: {error}") from None
+    attrs = {} if study is None else study.user_attrs
+    check_stored(url, study_name, attrs, identity)
+    if study is None:
+        return None, False
+    summary = attrs.get(StudyAttr.SUMMARY)
+    synced = attrs.get(StudyAttr.MIRROR_SYNCED) is True
+    return (dict(summary) if isinstance(summary, Mapping) else None), synced
+
+
+def check_stored(
+    url: str, study_name: str, attrs: Mapping[str, Any], identity: Mapping[str, Any]
+) -> None:
+    """Refuse a study of a stored format this version cannot read, or one that holds
+    another sweep (its attributes are ``attrs``)."""
+    from ivory_hydra.core.redact import redact_url
+    from ivory_hydra.errors import StoreError
+    from ivory_hydra.stores.format import StudyAttr
+    from ivory_hydra.stores.study import check_format
+
+    try:
         check_format(study_name, attrs)
     except StoreError as error:
         raise SweepInputError(f"hydra.sweeper.storage={redact_url(url)}: {error}") from None
-    if study is None:
-        return None, False
     stored = attrs.get(StudyAttr.DEFINITION)
     wanted = json.loads(json.dumps(identity, default=str))
     if stored is not None and stored != wanted:
@@ -412,6 +439,3 @@ def stored_state(
             f"(it differs in {', '.join(changed)}). Run that sweep's own command to "
             "resume it, or choose a new study_name."
         )
-    summary = attrs.get(StudyAttr.SUMMARY)
-    synced = attrs.get(StudyAttr.MIRROR_SYNCED) is True
-    return (dict(summary) if isinstance(summary, Mapping) else None), synced

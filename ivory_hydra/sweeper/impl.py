@@ -116,11 +116,16 @@ class IvorySweeperImpl:
             _reachable("mlflow.tracking_uri", tracking_uri, check_tracking_uri)
         study_name = settings.study_name or study_name_for(job_name, sweep.identity)
         set_storage_retry(sweep.definition.storage_retry)
-        stored, synced = stored_state(url, study_name, sweep.identity)
-        sweep_dir = Path(str(self.config.hydra.sweep.dir))
         plan = sweep.definition.plan
         size = plan_size(plan.total, plan.repeat_count)
         log.info(f"Ivory sweeper: {plan.mode} of {size} (study {study_name!r})")
+        if settings.dry_run:  # what would run; the storage is only read, MLflow not opened
+            from ivory_hydra.sweeper.dry_run import preview
+
+            preview(sweep, url, study_name)
+            return []
+        stored, synced = stored_state(url, study_name, sweep.identity)
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
         experiment = settings.mlflow.experiment_name or job_name
         finished = stored is not None and stored.get("finished") and stored["total"] == plan.total
         if finished and (synced or tracking_uri is None):

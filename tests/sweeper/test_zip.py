@@ -134,7 +134,7 @@ def test_a_command_line_zip_of_range_strings_choice_and_range_members(cwd):
     assert [t.params for t in trials] == [
         {"b": 0.5, "a": a, "model": m, "c": c} for c, (m, a) in enumerate(ROWS)
     ]
-    assert [t.user_attrs["overrides"] for t in trials][0] == "b=0.5 a=1 model=small +c=0"
+    assert [t.user_attrs["overrides"] for t in trials][0] == "a=1 model=small +c=0 b=0.5"
     assert_members_recorded(cwd, ("model", "a", "c"))
 
 
