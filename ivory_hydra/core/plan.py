@@ -105,6 +105,8 @@ class Plan:
     million runs costs no more memory than its value lists: ``point(step,
     index, winners)`` gives one run, ``points(step, winners)`` iterates a step,
     where ``winners`` holds the values already chosen for earlier chain params.
+    A zipped dimension's values are rows (:class:`~ivory_hydra.core.zipped.Row`):
+    a point holds each row's members in its place, never the dimension's name.
 
     >>> plan = Plan("product", {"lr": 1e-4}, {"fold": [0, 1], "factor": [0.5, 0.7]})
     >>> [p.params for p in plan.points(0)][:2]

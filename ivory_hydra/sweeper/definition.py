@@ -2,7 +2,9 @@
 
 The params come from ``hydra.sweeper.params`` and the command line (the
 command line wins on a key); each becomes a :class:`SweepParam` whose values
-keep their override text. :func:`define` turns them into the engine's
+keep their override text, or, for a ``zip(...)`` value, a zipped dimension
+(:class:`~ivory_hydra.sweeper.overrides.ZipParam`) whose members are params.
+:func:`define` turns them into the engine's
 :class:`~ivory_hydra.engine.definition.Definition`, which checks them, and
 names the sweep's study from what identifies it.
 """

@@ -5,7 +5,8 @@ A sweep's overrides are translated into the engine's one definition
 are checked reachable, before anything is written. Then the engine hands out
 batches, Hydra's launcher runs them (:mod:`~ivory_hydra.sweeper.launch`), each
 job records its own outcome, and the closer reports
-(:mod:`~ivory_hydra.sweeper.report`).
+(:mod:`~ivory_hydra.sweeper.report`). With ``dry_run`` it prints the plan
+instead (:mod:`~ivory_hydra.sweeper.dry_run`) and writes nothing.
 """
 
 from __future__ import annotations

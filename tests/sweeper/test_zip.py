@@ -175,6 +175,24 @@ def test_a_chain_steps_a_command_line_zip_as_one_param_and_fixes_every_member(cw
     assert (cwd / "s/chain.png").exists()
 
 
+def test_a_chain_job_before_the_zips_step_records_the_members_config_defaults(cwd):
+    zipped = "hydra.sweeper.params.arch='zip(model=[small,large], a=[1,2])'"
+    result = sweep(cwd, "hydra.sweeper.mode=chain", "hydra.sweeper.params.b=0_1", zipped)
+    assert result.returncode == 0, result.output
+    assert result.run_lines[:2] == ["[run#0] b=0", "[run#1] b=1"]
+    trials = study(cwd).trials
+    assert [t.params for t in trials[:2]] == [
+        {"b": 0.0, "model": "small", "a": 0},  # model and a at their config defaults
+        {"b": 1.0, "model": "small", "a": 0},
+    ]
+    assert [(t.params["model"], t.params["a"], t.params["b"]) for t in trials[2:]] == [
+        ("small", 1, 0.0),
+        ("large", 2, 0.0),
+    ]
+    runs = {r.info.run_name: r.data.params for r in child_runs(cwd)}
+    assert runs["run#0"] == {"b": "0", "model": "small", "a": "0"}
+
+
 # ------------------------------------------------------------------ optimize
 
 
