@@ -189,8 +189,11 @@ repeat; a repeat param is swept on its own (or name the whole dimension, repeat:
 group; a dimension's name never reaches the job config, so choose another name
     """
     owner: dict[str, str] = {}
+    every_member = {member for members in zips.values() for member in members}
     for dimension, members in zips.items():
         check_name(dimension)
+        if dimension in every_member:
+            raise ZipError(dimension, "a member of a zip has this name; choose another one")
         if is_config_key(dimension):
             raise ZipError(
                 dimension,

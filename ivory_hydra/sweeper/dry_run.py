@@ -79,5 +79,5 @@ def sampled_space(sweep: SweepDefinition) -> dict[str, Sequence[str]]:
     }
     space = {name: described.get(name, [str(d)]) for name, d in definition.space.items()}
     if definition.extend is not None:
-        space["(custom_search_space)"] = ["whatever it suggests"]
+        space["custom_search_space"] = ["and the params it suggests"]
     return space

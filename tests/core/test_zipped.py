@@ -97,6 +97,7 @@ def test_bad_rows_name_the_dimension(members, problem):
         ),
         ({"arch": ["model", "lr"]}, {}, ("model",), "member 'model' is named in repeat"),
         ({"db.arch": ["model", "lr"]}, {}, (), "its name must be a plain identifier"),
+        ({"arch": ["model", "c"], "c": ["x", "y"]}, {}, (), "a member of a zip has this name"),
     ],
 )
 def test_zips_that_clash_with_the_other_params_name_the_dimension(zips, params, repeat, problem):
