@@ -111,6 +111,11 @@ def _params(params: Mapping[str, Any]) -> str:
     return " ".join(f"{k}={format_value(v)}" for k, v in params.items())
 
 
+def _decided(value: Any) -> Any:
+    """A chain decision's value; a zipped row's as its members (``model=vit lr=0.1``)."""
+    return _params(value) if isinstance(value, Mapping) else value
+
+
 def summary_lines(
     summary: Mapping[str, Any], metric: Any, noun: str = "job", direction: str = "minimize"
 ) -> list[str]:
@@ -119,14 +124,16 @@ def summary_lines(
     >>> lines = summary_lines({
     ...     "task": "task#2", "total": 3, "runs": {"complete": 2, "fail": 1},
     ...     "best": {"run": "run#4", "score": 0.25, "params": {"lr": 0.1, "model": "vit"}},
-    ...     "decisions": {"lr": {"value": 0.1, "score": 0.3, "run": "run#1"}},
+    ...     "decisions": {"lr": {"value": 0.1, "score": 0.3, "run": "run#1"},
+    ...                   "arch": {"value": {"m": "vit", "bs": 8}, "score": 0.3, "run": "run#3"}},
     ...     "failed": [{"run": "run#5", "reason": "ValueError: x", "traceback": "/o/2/error.txt"}],
     ... }, "loss")
     >>> for line in lines:
     ...     print(line)
     task#2: 3 jobs, 2 complete, 1 failed
     Chain decisions (param, value, loss, run):
-      lr  0.1  0.3  run#1
+      lr    0.1         0.3  run#1
+      arch  m=vit bs=8  0.3  run#3
     Best run: run#4, loss 0.25
       lr     0.1
       model  vit
@@ -163,7 +170,7 @@ def summary_lines(
     if decisions:
         lines.append(f"Chain decisions (param, value, {name}, run):")
         rows = [
-            [k, d.get("value"), d.get("score", "-"), d.get("run") or "-"]
+            [k, _decided(d.get("value")), d.get("score", "-"), d.get("run") or "-"]
             for k, d in decisions.items()
         ]
         lines += table([[c if c is not None else "-" for c in row] for row in rows])

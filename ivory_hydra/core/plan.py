@@ -11,6 +11,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ivory_hydra.core.zipped import flatten
+
 MODES = ("product", "chain", "optimize")
 
 
@@ -103,6 +105,8 @@ class Plan:
     million runs costs no more memory than its value lists: ``point(step,
     index, winners)`` gives one run, ``points(step, winners)`` iterates a step,
     where ``winners`` holds the values already chosen for earlier chain params.
+    A zipped dimension's values are rows (:class:`~ivory_hydra.core.zipped.Row`):
+    a point holds each row's members in its place, never the dimension's name.
 
     >>> plan = Plan("product", {"lr": 1e-4}, {"fold": [0, 1], "factor": [0.5, 0.7]})
     >>> [p.params for p in plan.points(0)][:2]
@@ -209,7 +213,7 @@ class Plan:
         if not 0 <= index < size:
             raise IndexError(f"run {index} is outside 0..{size - 1} of step {step}")
         if self.mode == "optimize":  # a sampler adds the swept values when it is run
-            return Point(0, index, dict(self.fixed))
+            return Point(0, index, flatten(self.fixed))
         if self.mode == "product":
             combo: dict[str, Any] = {}
             rest = index
@@ -217,16 +221,17 @@ class Plan:
                 rest, position = divmod(rest, len(values))
                 combo[name] = values[position]
             swept = {name: combo[name] for name in self.swept}
-            return Point(0, index, {**self.fixed, **swept})
+            return Point(0, index, flatten({**self.fixed, **swept}))
         name = self.stepping(step)
         if name is None:
-            return Point(0, 0, dict(self.fixed))
+            return Point(0, 0, flatten(self.fixed))
         earlier: dict[str, Any] = {}
         if self.use_best_param:
             winners = winners or {}
             for prior in list(self.swept)[:step]:
                 earlier[prior] = winners[prior] if prior in winners else self.swept[prior][0]
-        return Point(step, index, {**self.fixed, name: self.swept[name][index], **earlier})
+        params = {**self.fixed, name: self.swept[name][index], **earlier}
+        return Point(step, index, flatten(params))
 
     def points(self, step: int, winners: Mapping[str, Any] | None = None) -> Iterator[Point]:
         """The runs of one step, in order, computed one at a time."""

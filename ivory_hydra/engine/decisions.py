@@ -2,7 +2,9 @@
 
 The best value is the one whose run scored best (ties to the earliest; failed,
 NaN and unscored runs never win; the first value when none scored). The first
-decision recorded stands, for every worker and every rerun.
+decision recorded stands, for every worker and every rerun. A zipped dimension
+steps as one param: its decision fixes every member (its stored value maps each
+member to its value).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from ivory_hydra.core.zipped import Row
 from ivory_hydra.engine.configurations import Configurations
 from ivory_hydra.signals import shielded
 from ivory_hydra.stores.format import StudyAttr
@@ -52,8 +55,9 @@ class Deciding(Configurations):
             }
             self.decisions[name] = self.coordination.decide(name, decision)
             self.study.set_attrs({StudyAttr.DECISIONS: self.decisions})
-        self.winners[name] = values[int(self.decisions[name]["index"])]
-        log.info(f"Chain: {name} is fixed at {self.decisions[name]['value']}")
+        winner = self.winners[name] = values[int(self.decisions[name]["index"])]
+        shown = winner.label if isinstance(winner, Row) else self.decisions[name]["value"]
+        log.info(f"Chain: {name} is fixed at {shown}")
 
     def chain_steps(self) -> list[tuple[str, list[Any], list[float | None], int | None]]:
         """Each chain step as (param, its values, their scores, the winner's index).
@@ -70,5 +74,6 @@ class Deciding(Configurations):
             scores = [r.outcome.score if r is not None else None for r in runs]
             decision = self.decisions.get(name)
             winner = int(decision["index"]) if decision and "index" in decision else None
-            steps.append((name, [self.value_of(v) for v in values], scores, winner))
+            shown = [v.label if isinstance(v, Row) else self.value_of(v) for v in values]
+            steps.append((name, shown, scores, winner))
         return steps

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ivory_hydra.core.aggregate import check_aggregate
 from ivory_hydra.core.objectives import Objectives
 from ivory_hydra.core.plan import Plan, check_mode, split_repeats
+from ivory_hydra.core.zipped import Row, flatten, members_of
 from ivory_hydra.engine.state import Settings
 from ivory_hydra.errors import IvoryError
 from ivory_hydra.stores.liveness import GRACE_PERIOD, HEARTBEAT_INTERVAL
@@ -105,6 +106,9 @@ class Definition:
     heartbeat_interval: float = HEARTBEAT_INTERVAL
     grace_period: float = GRACE_PERIOD
     storage_retry: float = STORAGE_RETRY  # seconds a lost storage connection is waited out
+    #: optimize mode: each zipped dimension's rows, which the sampler picks as one
+    #: categorical param of the space (a choice is a row's label)
+    rows: Mapping[str, tuple[Row, ...]] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -129,8 +133,14 @@ class Definition:
         heartbeat_interval: Any = HEARTBEAT_INTERVAL,
         grace_period: Any = GRACE_PERIOD,
         storage_retry: Any = STORAGE_RETRY,
+        rows: Mapping[str, Any] | None = None,
     ) -> Definition:
-        """Check every piece of a sweep and put them together; raise :class:`DefinitionError`."""
+        """Check every piece of a sweep and put them together; raise :class:`DefinitionError`.
+
+        A zipped dimension's values are its rows (:class:`~ivory_hydra.core.zipped.Row`),
+        in ``fixed`` or ``swept``, or in optimize mode in ``rows`` with a categorical of
+        their labels in ``space``; its members are recorded, each as a param.
+        """
         from ivory_hydra.stores.distributions import distributions_for, fits
 
         objectives = check_settings(
@@ -141,6 +151,8 @@ class Definition:
             swept, repeats = split_repeats(swept, repeat)
         except ValueError as error:
             raise DefinitionError("repeat", str(error)) from None
+        repeats = tuple(flatten(r) for r in repeats)  # a zipped dimension's rows as repeats
+        rows = {k: tuple(v) for k, v in (rows or {}).items() if k not in repeat}
         space = {k: v for k, v in (space or {}).items() if k not in repeat}
         if mode == "optimize":
             if isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1:
@@ -157,9 +169,10 @@ class Definition:
             plan = Plan("optimize", dict(fixed), {}, trials=n_trials, repeats=repeats)
         else:
             plan = Plan(mode, dict(fixed), dict(swept), use_best_param, repeats=repeats)
-        values = {k: [value_of(v)] for k, v in fixed.items()}
+        values = {k: [value_of(v)] for k, v in flatten(fixed).items()}
         if mode != "optimize":
-            values.update({k: [value_of(v) for v in vs] for k, vs in swept.items()})
+            values.update({k: [value_of(v) for v in vs] for k, vs in members_of(swept)})
+        values.update({k: [value_of(v) for v in vs] for k, vs in members_of(rows)})
         kept = {
             k: d
             for k, d in (defaults or {}).items()
@@ -178,11 +191,12 @@ class Definition:
             pruner,
             extend,
             kept,
-            value_of,
+            _row_aware(value_of),
             aggregate,
             float(heartbeat_interval),
             float(grace_period),
             float(storage_retry),
+            rows,
         )
         if mode == "optimize":
             definition.make_sampler(0)  # fails here, named, if it cannot be made
@@ -236,6 +250,21 @@ class Definition:
             heartbeat_interval=self.heartbeat_interval,
             storage_retry=self.storage_retry,
         )
+
+
+def _row_aware(value_of: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``value_of`` that stores a zipped row as its members' values.
+
+    >>> _row_aware(str)(Row("arch", 0, (("model", "vit"), ("lr", 0.1))))
+    {'model': 'vit', 'lr': '0.1'}
+    """
+
+    def stored(value: Any) -> Any:
+        if isinstance(value, Row):
+            return {name: value_of(v) for name, v in value.members}
+        return value_of(value)
+
+    return stored
 
 
 def check_settings(

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from ivory_hydra.core.display import run_line
 from ivory_hydra.core.outcomes import FAIL, INTERRUPTED, Outcome
 from ivory_hydra.core.plan import Point
+from ivory_hydra.core.zipped import Row, flatten
 from ivory_hydra.engine.recovery import Recovery
 from ivory_hydra.engine.results import Finished
 from ivory_hydra.signals import shielded
@@ -57,7 +58,7 @@ class Issuing(Recovery):
         self.in_flight.append(assignment)
         if self.sampling is not None:
             point, params = self._sample(trial_id, point, params)
-            shown = params
+            shown = {k: v for k, v in params.items() if k not in self.definition.rows}
             later.update(self.attrs_of(point))
         run_id = self._create_child({**attrs, **later}, params, number)
         assignment = Assignment(trial_id, number, run_name, point, params, run_id, None, run_number)
@@ -121,7 +122,18 @@ class Issuing(Recovery):
         """Optimize mode: a new trial's point and params with the sampler's values in."""
         sampled = self.sampling.sample(trial_id, params)
         wrapped = {k: self.wrap(k, v) for k, v in sampled.items()}
-        return Point(point.step, point.index, {**point.params, **wrapped}), {**params, **sampled}
+        # a zipped row is sampled as one categorical param: its members are recorded too
+        members = {
+            name: self.value_of(value)
+            for row in wrapped.values()
+            if isinstance(row, Row)
+            for name, value in row.members
+        }
+        if members:
+            chosen = {k: self.distributions[k] for k in members}
+            trials.set_params(self.study.storage, trial_id, members, chosen)
+        point = Point(point.step, point.index, flatten({**point.params, **wrapped}))
+        return point, {**params, **sampled, **members}
 
     @shielded()
     def collect(

@@ -19,6 +19,7 @@ from ivory_hydra.stores.format import BEAT, BeatKeys, TrialAttr
 from ivory_hydra.stores.liveness import beat_record
 
 if TYPE_CHECKING:
+    from optuna.distributions import BaseDistribution
     from optuna.storages import BaseStorage
     from optuna.trial import FrozenTrial
 
@@ -89,6 +90,21 @@ def set_attrs(storage: BaseStorage, trial_id: int, attrs: Mapping[str, Any]) -> 
     """Set user attributes of an unfinished trial."""
     for key, value in attrs.items():
         storage.set_trial_user_attr(trial_id, key, value)
+
+
+def set_params(
+    storage: BaseStorage,
+    trial_id: int,
+    params: Mapping[str, Any],
+    distributions: Mapping[str, BaseDistribution],
+) -> None:
+    """Record params of an unfinished trial (a zipped row's members, once it is sampled)."""
+    from ivory_hydra.stores.distributions import trial_param
+
+    for name, value in params.items():
+        distribution = distributions[name]
+        internal = distribution.to_internal_repr(trial_param(value, distribution))
+        storage.set_trial_param(trial_id, name, internal, distribution)
 
 
 def outcome_attrs(outcome: Outcome) -> dict[str, Any]:

@@ -2,7 +2,9 @@
 
 The params come from ``hydra.sweeper.params`` and the command line (the
 command line wins on a key); each becomes a :class:`SweepParam` whose values
-keep their override text. :func:`define` turns them into the engine's
+keep their override text, or, for a ``zip(...)`` value, a zipped dimension
+(:class:`~ivory_hydra.sweeper.overrides.ZipParam`) whose members are params.
+:func:`define` turns them into the engine's
 :class:`~ivory_hydra.engine.definition.Definition`, which checks them, and
 names the sweep's study from what identifies it.
 """
@@ -11,20 +13,29 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ivory_hydra.core.plan import Point
+from ivory_hydra.core.zipped import Row, ZipError, check_name, check_zips, members_of
 from ivory_hydra.engine.definition import Definition, DefinitionError, check_settings
 from ivory_hydra.stores.format import TrialAttr
-from ivory_hydra.sweeper.errors import SweepDefinitionError, SweepInputError
+from ivory_hydra.sweeper.errors import (
+    InvalidOverrideError,
+    SweepDefinitionError,
+    SweepInputError,
+)
 from ivory_hydra.sweeper.overrides import (
     SweepParam,
     SweepValue,
+    ZipParam,
     merge_arguments,
     param_from_override,
     params_arguments,
+    zip_members,
+    zip_text,
+    zipped_param,
 )
 
 if TYPE_CHECKING:
@@ -46,32 +57,53 @@ def study_name_for(job_name: str, identity: Mapping[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class SweepDefinition:
-    """The sweep's params and the engine's definition made of them."""
+    """The sweep's params and the engine's definition made of them.
+
+    ``params`` are the params of their own, ``zips`` the zipped dimensions; both
+    in argument order, as ``order`` names them.
+    """
 
     params: tuple[SweepParam, ...]
     definition: Definition
+    zips: tuple[ZipParam, ...] = ()
+    order: tuple[str, ...] = ()  # the names of params and zipped dimensions as given
 
     @property
     def by_name(self) -> dict[str, SweepParam]:
-        """The params by config key."""
-        return {p.name: p for p in self.params}
+        """The params by config key in argument order, a zipped dimension's members in
+        its place."""
+        plain = {p.name: p for p in self.params}
+        zips = {z.name: z.members for z in self.zips}
+        found: dict[str, SweepParam] = {}
+        for name in self.order or [*plain, *zips]:
+            found.update({m.name: m for m in zips[name]} if name in zips else {name: plain[name]})
+        return found
+
+    @property
+    def members(self) -> list[SweepParam]:
+        """The members of every zipped dimension."""
+        return [member for z in self.zips for member in z.members]
 
     @property
     def identity(self) -> dict[str, Any]:
         """What identifies the sweep: its settings and every param's value space.
 
-        ``n_trials``, the sampler and the pruner may change between runs.
+        ``n_trials``, the sampler and the pruner may change between runs. A
+        zipped dimension is identified by its rows.
         """
         plan = self.definition.plan
         return {
             "mode": plan.mode,
             "use_best_param": plan.use_best_param if plan.mode == "chain" else None,
             **self.definition.objectives.stored,
-            "params": {p.key: p.describe() for p in self.params},
+            "params": {
+                **{p.key: p.describe() for p in self.params},
+                **{z.name: z.describe() for z in self.zips},
+            },
         }
 
     def overrides(self, point: Point) -> list[str]:
-        """The job overrides of a point, in argument order.
+        """The job overrides of a point, in argument order (a row's members in its place).
 
         Params a custom search space added (``+w``) come last.
         """
@@ -84,8 +116,11 @@ class SweepDefinition:
         """A point's own trial attributes: its overrides."""
         return {TrialAttr.OVERRIDES: " ".join(self.overrides(point))}
 
-    def sampled(self, name: str, value: Any) -> SweepValue:
-        """A value a sampler picked, as the override value of its param."""
+    def sampled(self, name: str, value: Any) -> SweepValue | Row:
+        """A value a sampler picked, as the override value of its param (or a zipped row)."""
+        for zipped in self.zips:
+            if zipped.name == name:
+                return zipped.sampled(value)
         param = self.by_name.get(name) or SweepParam(name, ())
         return param.sampled(value)
 
@@ -111,21 +146,27 @@ def define(
     except DefinitionError as error:
         raise SweepInputError(f"hydra.sweeper.{error.setting}: {error.message}") from None
     repeat = _names(settings.repeat)
-    params = parse(settings, config, hydra_context, arguments, repeat)
-    swept = {p.name: list(p.values) for p in params if p.swept}
-    space = _space([p for p in params if p.name not in repeat]) if mode == "optimize" else {}
+    entries = parse(settings, config, hydra_context, arguments, repeat)
+    params = [e for e in entries if isinstance(e, SweepParam)]
+    zips = [e for e in entries if isinstance(e, ZipParam)]
+    swept = {e.name: list(_values(e)) for e in entries if e.swept}
+    optimize = mode == "optimize"
+    space = _space([e for e in entries if e.name not in repeat]) if optimize else {}
+    rows = {z.name: z.rows for z in zips if z.swept and z.name not in repeat} if optimize else {}
     try:
         definition = Definition.build(
             mode=mode,
-            fixed={p.name: p.values[0] for p in params if not p.swept},
-            swept={k: v for k, v in swept.items() if k in repeat} if mode == "optimize" else swept,
+            fixed={e.name: _values(e)[0] for e in entries if not e.swept},
+            swept={k: v for k, v in swept.items() if k in repeat} if optimize else swept,
             direction=settings.direction,
             metric=settings.metric,
             use_best_param=settings.use_best_param,
             n_trials=settings.n_trials,
             space=space,
-            log={p.name for p in params if p.log},
-            defaults=_defaults(config, hydra_context, swept) if mode == "chain" else None,
+            log={p.name for p in (*params, *(m for z in zips for m in z.members)) if p.log},
+            defaults=_defaults(config, hydra_context, dict(members_of(swept)))
+            if mode == "chain"
+            else None,
             sampler=settings.sampler,
             pruner=settings.pruner,
             extend=_extender(settings.custom_search_space, config),
@@ -135,10 +176,36 @@ def define(
             storage_retry=settings.storage_retry,
             repeat=repeat,
             aggregate=settings.aggregate,
+            rows=rows,
         )
     except DefinitionError as error:
         raise SweepInputError(f"hydra.sweeper.{error.setting}: {error.message}") from None
-    return SweepDefinition(tuple(params), definition)
+    order = tuple(e.name for e in entries)
+    return SweepDefinition(tuple(params), definition, tuple(zips), order)
+
+
+def _values(entry: SweepParam | ZipParam) -> tuple[Any, ...]:
+    """A param's values, or a zipped dimension's rows."""
+    return entry.rows if isinstance(entry, ZipParam) else entry.values
+
+
+def check_values(sweep: SweepDefinition, config: DictConfig, hydra_context: HydraContext) -> None:
+    """Check that the job config accepts every value (a zipped member's error names its
+    dimension); compose nothing per job."""
+    from ivory_hydra.sweeper.validation import validate_sweep
+
+    checked = [p.checked() for p in (*sweep.params, *sweep.members)]
+    try:
+        validate_sweep(hydra_context.config_loader, config, checked)
+    except InvalidOverrideError as error:
+        owner = next((z for z in sweep.zips for m in z.members if m.name == error.param), None)
+        if owner is None:
+            raise
+        raise InvalidOverrideError(
+            f"hydra.sweeper.params.{owner.name}: zipped dimension {owner.name!r}: "
+            f"member {error.param!r}: {error}",
+            error.param,
+        ) from None
 
 
 def _names(repeat: Any) -> list[str]:
@@ -158,8 +225,9 @@ def parse(
     hydra_context: HydraContext,
     arguments: Sequence[str],
     repeat: Sequence[str] = (),
-) -> list[SweepParam]:
-    """Turn config params and command-line overrides into sweep params.
+) -> list[SweepParam | ZipParam]:
+    """Turn config params and command-line overrides into sweep params and zipped
+    dimensions, in argument order.
 
     In optimize mode a repeat param keeps its listed values (every repeat runs).
     """
@@ -170,33 +238,94 @@ def parse(
     node = OmegaConf.select(config, "hydra.overrides.hydra")
     hydra_overrides = [] if node is None else OmegaConf.to_container(node, resolve=False)
     config_arguments = params_arguments(settings.params, [str(o) for o in hydra_overrides])
+    for argument in arguments:
+        key, _, value = argument.partition("=")
+        if zip_text(value) is not None:
+            name = key.lstrip("+~")
+            raise SweepDefinitionError(
+                f"override {argument!r}: a zipped dimension is written under "
+                f"hydra.sweeper.params, quoted: hydra.sweeper.params.{name}='{zip_text(value)}' "
+                "(Hydra's own grammar has no zip())"
+            )
     merged = merge_arguments(config_arguments, arguments)
     parser = OverridesParser.create(config_loader=hydra_context.config_loader)
-    params = []
-    for argument in merged:
+
+    def parsed(argument: str, optimize: bool) -> SweepParam:
         try:
             [override] = parser.parse_overrides([argument])
         except Exception as error:  # noqa: BLE001 - Hydra's parse errors vary
             raise SweepDefinitionError(f"override {argument!r}: {error}") from None
-        listed = override.get_key_element().lstrip("+~") in repeat
-        optimize = settings.mode == "optimize" and not listed
-        params.append(param_from_override(override, optimize=optimize))
-    return params
+        return param_from_override(override, optimize=optimize)
+
+    entries: list[SweepParam | ZipParam] = []
+    for argument in merged:
+        key, _, value = argument.partition("=")
+        text = zip_text(value)
+        if text is not None:
+            entries.append(_zipped(key, text, lambda member: parsed(member, False)))
+            continue
+        listed = key.lstrip("+~") in repeat
+        entries.append(parsed(argument, settings.mode == "optimize" and not listed))
+    zips = {e.name: [m.name for m in e.members] for e in entries if isinstance(e, ZipParam)}
+    if zips:
+        others = {e.name: e.swept for e in entries if isinstance(e, SweepParam)}
+        try:
+            check_zips(
+                zips, others, repeat, lambda name: _is_config_key(config, hydra_context, name)
+            )
+        except ZipError as error:
+            raise SweepDefinitionError(f"hydra.sweeper.params.{error.dimension}: {error}") from None
+    return entries
 
 
-def _space(params: Sequence[SweepParam]) -> dict[str, Any]:
-    """Optimize mode's search space: an interval, or the values listed."""
+def _zipped(name: str, text: str, parsed: Callable[[str], SweepParam]) -> ZipParam:
+    """A zipped dimension from its ``zip(...)`` text; errors name the dimension."""
+    where = f"hydra.sweeper.params.{name}"
+    try:
+        check_name(name)
+        try:
+            members = zip_members(text)
+        except ValueError as error:
+            raise ZipError(name, str(error)) from None
+        params = []
+        for key, values in members:
+            if key.lstrip("+").split(".")[0].split("/")[0] == "hydra":
+                raise ZipError(name, f"member {key!r} is Hydra's own config; a zip sets the job's")
+            try:
+                params.append(parsed(f"{key}={values}"))
+            except SweepInputError as error:
+                raise ZipError(name, f"member {key!r}: {error}") from None
+        return zipped_param(name, params)
+    except ZipError as error:
+        raise SweepDefinitionError(f"{where}: {error}") from None
+
+
+def _is_config_key(config: DictConfig, hydra_context: HydraContext, name: str) -> bool:
+    """Whether ``name`` is a key of the primary config or one of its config groups."""
+    from ivory_hydra.sweeper.validation import is_config_group
+
+    return name in config or is_config_group(hydra_context.config_loader, name)
+
+
+def _space(entries: Sequence[SweepParam | ZipParam]) -> dict[str, Any]:
+    """Optimize mode's search space: an interval, or the values listed (a zipped
+    dimension's rows by their labels)."""
     from optuna.distributions import CategoricalDistribution
 
     from ivory_hydra.stores.distributions import interval_distribution, optuna_value
 
-    return {
-        p.name: interval_distribution(p.space)
-        if p.space is not None
-        else CategoricalDistribution(list(dict.fromkeys(optuna_value(v.value) for v in p.values)))
-        for p in params
-        if p.swept
-    }
+    space: dict[str, Any] = {}
+    for p in entries:
+        if not p.swept:
+            continue
+        if isinstance(p, ZipParam):
+            space[p.name] = CategoricalDistribution(list(dict.fromkeys(p.describe())))
+        elif p.space is not None:
+            space[p.name] = interval_distribution(p.space)
+        else:
+            choices = dict.fromkeys(optuna_value(v.value) for v in p.values)
+            space[p.name] = CategoricalDistribution(list(choices))
+    return space
 
 
 def _extender(path: str | None, config: DictConfig) -> Any:
@@ -265,19 +394,38 @@ def stored_state(
     from ivory_hydra.stores.format import StudyAttr
     from ivory_hydra.stores.optuna_storage import is_journal, open_storage
     from ivory_hydra.stores.sqlite_files import sqlite_file
-    from ivory_hydra.stores.study import Study, check_format
+    from ivory_hydra.stores.study import Study
 
     local = Path(url) if is_journal(url) else sqlite_file(url)
     if local is not None and not local.exists():
         return None, False
     try:
         study = Study.find(open_storage(url), study_name)
-        attrs = {} if study is None else study.user_attrs
+    except StoreError as error:
+        raise SweepInputError(f"hydra.sweeper.storage={redact_url(url)}: {error}") from None
+    attrs = {} if study is None else study.user_attrs
+    check_stored(url, study_name, attrs, identity)
+    if study is None:
+        return None, False
+    summary = attrs.get(StudyAttr.SUMMARY)
+    synced = attrs.get(StudyAttr.MIRROR_SYNCED) is True
+    return (dict(summary) if isinstance(summary, Mapping) else None), synced
+
+
+def check_stored(
+    url: str, study_name: str, attrs: Mapping[str, Any], identity: Mapping[str, Any]
+) -> None:
+    """Refuse a study of a stored format this version cannot read, or one that holds
+    another sweep (its attributes are ``attrs``)."""
+    from ivory_hydra.core.redact import redact_url
+    from ivory_hydra.errors import StoreError
+    from ivory_hydra.stores.format import StudyAttr
+    from ivory_hydra.stores.study import check_format
+
+    try:
         check_format(study_name, attrs)
     except StoreError as error:
         raise SweepInputError(f"hydra.sweeper.storage={redact_url(url)}: {error}") from None
-    if study is None:
-        return None, False
     stored = attrs.get(StudyAttr.DEFINITION)
     wanted = json.loads(json.dumps(identity, default=str))
     if stored is not None and stored != wanted:
@@ -293,6 +441,3 @@ def stored_state(
             f"(it differs in {', '.join(changed)}). Run that sweep's own command to "
             "resume it, or choose a new study_name."
         )
-    summary = attrs.get(StudyAttr.SUMMARY)
-    synced = attrs.get(StudyAttr.MIRROR_SYNCED) is True
-    return (dict(summary) if isinstance(summary, Mapping) else None), synced

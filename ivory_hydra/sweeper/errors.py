@@ -14,7 +14,11 @@ class SweepDefinitionError(SweepInputError):
 
 
 class InvalidOverrideError(SweepInputError):
-    """An override that no job config accepts."""
+    """An override that no job config accepts (``param``: the param it sets, if known)."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
 
 
 class SweepFailedError(CompactHydraException):

@@ -5,7 +5,8 @@ A sweep's overrides are translated into the engine's one definition
 are checked reachable, before anything is written. Then the engine hands out
 batches, Hydra's launcher runs them (:mod:`~ivory_hydra.sweeper.launch`), each
 job records its own outcome, and the closer reports
-(:mod:`~ivory_hydra.sweeper.report`).
+(:mod:`~ivory_hydra.sweeper.report`). With ``dry_run`` it prints the plan
+instead (:mod:`~ivory_hydra.sweeper.dry_run`) and writes nothing.
 """
 
 from __future__ import annotations
@@ -92,17 +93,19 @@ class IvorySweeperImpl:
 
         from ivory_hydra.stores.optuna_storage import check_storage, storage_url
         from ivory_hydra.stores.retry import set_storage_retry
-        from ivory_hydra.sweeper.definition import define, stored_state, study_name_for
+        from ivory_hydra.sweeper.definition import (
+            check_values,
+            define,
+            stored_state,
+            study_name_for,
+        )
         from ivory_hydra.sweeper.report import Report
-        from ivory_hydra.sweeper.validation import validate_sweep
 
         # Everything that can be wrong with the input is found before any write.
         settings = self.settings
         _check(settings)
         sweep = define(settings, self.config, self.hydra_context, arguments)
-        validate_sweep(
-            self.hydra_context.config_loader, self.config, [p.checked() for p in sweep.params]
-        )
+        check_values(sweep, self.config, self.hydra_context)
         job_name = str(OmegaConf.select(self.config, "hydra.job.name") or "app")
         cwd = Path(str(OmegaConf.select(self.config, "hydra.runtime.cwd") or "."))
         url = storage_url(settings.storage, cwd)
@@ -114,11 +117,16 @@ class IvorySweeperImpl:
             _reachable("mlflow.tracking_uri", tracking_uri, check_tracking_uri)
         study_name = settings.study_name or study_name_for(job_name, sweep.identity)
         set_storage_retry(sweep.definition.storage_retry)
-        stored, synced = stored_state(url, study_name, sweep.identity)
-        sweep_dir = Path(str(self.config.hydra.sweep.dir))
         plan = sweep.definition.plan
         size = plan_size(plan.total, plan.repeat_count)
         log.info(f"Ivory sweeper: {plan.mode} of {size} (study {study_name!r})")
+        if settings.dry_run:  # what would run; the storage is only read, MLflow not opened
+            from ivory_hydra.sweeper.dry_run import preview
+
+            preview(sweep, url, study_name)
+            return []
+        stored, synced = stored_state(url, study_name, sweep.identity)
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
         experiment = settings.mlflow.experiment_name or job_name
         finished = stored is not None and stored.get("finished") and stored["total"] == plan.total
         if finished and (synced or tracking_uri is None):

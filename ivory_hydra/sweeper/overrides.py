@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ivory_hydra.core.ranges import Range, is_range_string
 from ivory_hydra.core.space import Interval, space_from_text
+from ivory_hydra.core.zipped import Row, rows_of
 from ivory_hydra.sweeper.errors import SweepDefinitionError
 
 if TYPE_CHECKING:
@@ -306,3 +307,131 @@ def merge_arguments(config_arguments: Sequence[str], cli_arguments: Sequence[str
         key = argument.split("=", 1)[0].lstrip("+~")
         merged[key] = argument
     return list(merged.values())
+
+
+# ------------------------------------------------------------------ zipped dimensions
+
+#: Member values a zip cannot list (the message says why).
+_UNZIPPABLE = {
+    "zip": "a zip cannot hold another zip",
+    "interval": "interval() is continuous; a zip needs listed values "
+    "(a list, choice(), range() or a range string)",
+    "shuffle": "shuffle() would break the rows apart; shuffle nothing inside a zip",
+}
+MEMBER_KEY = re.compile(r"\+{0,2}[A-Za-z_][\w.\-/@]*")
+
+
+@dataclass(frozen=True)
+class ZipParam:
+    """A zipped dimension: its name, its members (each a param with its values), its rows.
+
+    Row ``i`` holds the ``i``-th value of every member; a job gets the members'
+    overrides, never the name.
+    """
+
+    name: str
+    members: tuple[SweepParam, ...]
+    rows: tuple[Row, ...]
+
+    @property
+    def swept(self) -> bool:
+        """True when jobs get different rows."""
+        return len(self.rows) > 1
+
+    def describe(self) -> list[str]:
+        """The rows as text (what identifies the sweep).
+
+        >>> a = SweepParam("a", (SweepValue("1", 1), SweepValue("2", 2)))
+        >>> m = SweepParam("m", (SweepValue("x", "x"), SweepValue("y", "y")))
+        >>> zipped_param("d", [a, m]).describe()
+        ['a=1 m=x', 'a=2 m=y']
+        """
+        return [row.label for row in self.rows]
+
+    def sampled(self, label: Any) -> Row:
+        """The row that optimize mode's sampler picked, by its label."""
+        return next((row for row in self.rows if row.label == label), self.rows[0])
+
+
+def zipped_param(name: str, members: Sequence[SweepParam]) -> ZipParam:
+    """A zipped dimension of parsed members (raises :class:`~ivory_hydra.core.zipped.ZipError`)."""
+    pairs = [(m.name, list(m.values)) for m in members]
+    rows = rows_of(name, pairs, text=lambda value: value.text)
+    return ZipParam(name, tuple(members), tuple(rows))
+
+
+def zip_text(value: str) -> str | None:
+    """The ``zip(...)`` text of a param's value (Hydra's quotes taken off), else None.
+
+    >>> zip_text("'zip(m=[a,b], n=[1,2])'"), zip_text("zipped"), zip_text("a,b")
+    ('zip(m=[a,b], n=[1,2])', None, None)
+    """
+    text = value.strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        text = text[1:-1].strip()
+    return text if re.match(r"zip\s*\(", text) else None
+
+
+def zip_members(text: str) -> list[tuple[str, str]]:
+    """The members of a ``zip(...)`` text as ``(key, values text)``, a list's brackets off.
+
+    Raises ``ValueError`` saying what is malformed.
+
+    >>> zip_members("zip(model=[resnet,vit], lr=1e-3_1e-1:2.log, bs=choice(8,16))")
+    [('model', 'resnet,vit'), ('lr', '1e-3_1e-1:2.log'), ('bs', 'choice(8,16)')]
+    >>> zip_members("zip(model=[resnet,vit], [1,2])")
+    Traceback (most recent call last):
+    ...
+    ValueError: malformed zip: '[1,2]' is not a member; write key=values, as lr=[0.1,0.01]
+    """
+    body = text.strip()[text.strip().index("(") + 1 :]
+    if not body.endswith(")") or _unclosed(body[:-1]) != 0:
+        raise ValueError(f"malformed zip: unbalanced brackets or quotes in {text!r}")
+    body = body[:-1].strip()
+    if not body:
+        return []
+    members = []
+    for part in split_top_level(body):
+        key, equals, values = (s.strip() for s in part.partition("="))
+        if not equals or not MEMBER_KEY.fullmatch(key):
+            raise ValueError(
+                f"malformed zip: {part.strip()!r} is not a member; write key=values, "
+                "as lr=[0.1,0.01]"
+            )
+        function = values.split("(", 1)[0].strip()
+        if "(" in values and function in _UNZIPPABLE:
+            raise ValueError(f"member {key!r}: {_UNZIPPABLE[function]}")
+        if values.startswith("[") and values.endswith("]") and _unclosed(values[1:-1]) == 0:
+            values = values[1:-1].strip()
+        if not values:
+            raise ValueError(f"member {key!r} has no values")
+        members.append((key, values))
+    return members
+
+
+def _unclosed(text: str) -> int:
+    """How many brackets (or a quote) are still open at the end of ``text``; -1 if one
+    closes that never opened.
+
+    >>> _unclosed("[a,(b)]"), _unclosed("[a"), _unclosed("a]"), _unclosed("'a")
+    (0, 1, -1, 1)
+    """
+    depth = 0
+    quote: str | None = None
+    escaped = False
+    for char in text:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif quote:
+            quote = None if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+            if depth < 0:
+                return -1
+    return depth + (1 if quote else 0)

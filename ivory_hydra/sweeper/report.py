@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -111,8 +112,32 @@ class Report:
         if definition.plan.mode == "optimize":  # what scripts for Hydra's Optuna sweeper read
             from ivory_hydra.sweeper.optuna_sweeper import write_optimization_results
 
-            write_optimization_results(self.sweep_dir, result, objectives.count, self.sweep.params)
+            write_optimization_results(
+                self.sweep_dir,
+                without_rows(result, {z.name for z in self.sweep.zips}),
+                objectives.count,
+                self.sweep.by_name.values(),
+            )
         lines = summary_lines(result, metric, direction=objectives.direction)
         lines += [f"Results: {path}", f"Optuna:  {dashboard_hint(self.url)}", *mlflow_lines]
         log.info("\n".join(lines))
         return path
+
+
+def without_rows(summary: dict[str, Any], names: Collection[str]) -> dict[str, Any]:
+    """A summary whose params leave out the zipped dimensions ``names``: Hydra's Optuna
+    sweeper's ``best_params`` are overrides, and a row's overrides are its members'.
+
+    >>> without_rows({"best": {"params": {"arch": "m=a n=1", "m": "a", "n": 1}}}, {"arch"})
+    {'best': {'params': {'m': 'a', 'n': 1}}, 'pareto': []}
+    """
+    if not names:
+        return summary
+
+    def strip(entry: Any) -> Any:
+        if not isinstance(entry, dict) or "params" not in entry:
+            return entry
+        return {**entry, "params": {k: v for k, v in entry["params"].items() if k not in names}}
+
+    pareto = [strip(e) for e in summary.get("pareto") or []]
+    return {**summary, "best": strip(summary.get("best")), "pareto": pareto}

@@ -40,6 +40,7 @@ class SweeperSettings:
     study_name: Optional[str] = None  # noqa: UP045
     mlflow: MlflowSettings = field(default_factory=MlflowSettings)
     verbose: int = 1
+    dry_run: bool = False  # print what the sweep would run (and a resume skip), write nothing
     heartbeat_interval: float = 10.0
     grace_period: float = 60.0
     storage_retry: float = 300.0  # seconds a lost storage connection is waited out

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ivory_hydra._compat import apply_overrides
 from ivory_hydra.sweeper.errors import InvalidOverrideError
@@ -45,31 +45,51 @@ def validate_sweep(
     for param in params:
         if param.delete or len(param.values) < 2:
             continue
-        is_group = is_config_group(config_loader, param.name)
-        for value in param.values[1:]:
-            override_text = param.override(value)
-            if is_group or param.name.startswith("hydra"):
-                overrides = [
-                    override_text if q is param else o for o, q in zip(firsts, params, strict=True)
-                ]
-                _compose(config_loader, config, overrides)
-                compositions += 1
-                continue
-            # The base already holds the first value, so an addition is checked
-            # as a forced addition (what it is for every job but the first).
-            check_text = (
-                "+" + override_text
-                if param.key.startswith("+") and not param.key.startswith("++")
-                else override_text
+        try:
+            compositions += _check_values(
+                config_loader, config, param, params, firsts, task_base, parser
             )
-            [override] = parser.parse_overrides([check_text])
-            candidate = copy.deepcopy(task_base)
-            try:
-                apply_overrides([override], candidate)
-            except Exception as error:  # noqa: BLE001 - Hydra raises several kinds
-                raise InvalidOverrideError(
-                    f"override {override_text!r} is not accepted by the job config: {error}"
-                ) from None
+        except InvalidOverrideError as error:
+            raise InvalidOverrideError(str(error), param.name) from None
+    return compositions
+
+
+def _check_values(
+    config_loader: ConfigLoader,
+    config: DictConfig,
+    param: SweepParam,
+    params: Sequence[SweepParam],
+    firsts: list[str],
+    task_base: DictConfig,
+    parser: Any,
+) -> int:
+    """Check every value of ``param`` but its first; return the compositions made."""
+    compositions = 0
+    is_group = is_config_group(config_loader, param.name)
+    for value in param.values[1:]:
+        override_text = param.override(value)
+        if is_group or param.name.startswith("hydra"):
+            overrides = [
+                override_text if q is param else o for o, q in zip(firsts, params, strict=True)
+            ]
+            _compose(config_loader, config, overrides)
+            compositions += 1
+            continue
+        # The base already holds the first value, so an addition is checked
+        # as a forced addition (what it is for every job but the first).
+        check_text = (
+            "+" + override_text
+            if param.key.startswith("+") and not param.key.startswith("++")
+            else override_text
+        )
+        [override] = parser.parse_overrides([check_text])
+        candidate = copy.deepcopy(task_base)
+        try:
+            apply_overrides([override], candidate)
+        except Exception as error:  # noqa: BLE001 - Hydra raises several kinds
+            raise InvalidOverrideError(
+                f"override {override_text!r} is not accepted by the job config: {error}"
+            ) from None
     return compositions
 
 

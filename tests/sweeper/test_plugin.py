@@ -90,6 +90,7 @@ def test_cfg_hydra_shows_every_config_field(tmp_path):
         "study_name": None,
         "mlflow": {"enabled": True, "tracking_uri": None, "experiment_name": None},
         "verbose": 1,
+        "dry_run": False,
         "heartbeat_interval": 10.0,
         "grace_period": 60.0,
         "storage_retry": 300.0,
