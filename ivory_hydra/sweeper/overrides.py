@@ -8,7 +8,7 @@ numbers and range separators is an Ivory range; a quoted one never is.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -131,6 +131,29 @@ def looks_like_range(text: str) -> bool:
     return is_range_string(text) or RANGE_ATTEMPT.match(text) is not None
 
 
+def _scan(text: str) -> Iterator[tuple[int, str, int, bool]]:
+    """Each character of ``text`` with the bracket depth after it, and whether it is
+    literal: escaped, or inside quotes that are still open after it."""
+    depth = 0
+    quote: str | None = None
+    escaped = False
+    for i, char in enumerate(text):
+        was_escaped, escaped = escaped, False
+        if was_escaped:
+            pass
+        elif char == "\\":
+            escaped = True
+        elif quote:
+            quote = None if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+        yield i, char, depth, was_escaped or escaped or quote is not None
+
+
 def split_top_level(text: str, sep: str = ",") -> list[str]:
     """Split ``text`` on ``sep`` outside quotes and brackets.
 
@@ -138,25 +161,9 @@ def split_top_level(text: str, sep: str = ",") -> list[str]:
     ['1-3', "'a,b'", '[1,2]', 'x']
     """
     parts: list[str] = []
-    depth = 0
-    quote: str | None = None
     start = 0
-    escaped = False
-    for i, char in enumerate(text):
-        if escaped:
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif quote:
-            if char == quote:
-                quote = None
-        elif char in "'\"":
-            quote = char
-        elif char in "([{":
-            depth += 1
-        elif char in ")]}":
-            depth -= 1
-        elif char == sep and depth == 0:
+    for i, char, depth, literal in _scan(text):
+        if char == sep and depth == 0 and not literal:
             parts.append(text[start:i])
             start = i + 1
     parts.append(text[start:])
@@ -416,22 +423,8 @@ def _unclosed(text: str) -> int:
     >>> _unclosed("[a,(b)]"), _unclosed("[a"), _unclosed("a]"), _unclosed("'a")
     (0, 1, -1, 1)
     """
-    depth = 0
-    quote: str | None = None
-    escaped = False
-    for char in text:
-        if escaped:
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif quote:
-            quote = None if char == quote else quote
-        elif char in "'\"":
-            quote = char
-        elif char in "([{":
-            depth += 1
-        elif char in ")]}":
-            depth -= 1
-            if depth < 0:
-                return -1
-    return depth + (1 if quote else 0)
+    depth, literal = 0, False
+    for _, _, depth, literal in _scan(text):  # noqa: B007 - the last one counts
+        if depth < 0:
+            return -1
+    return depth + (1 if literal else 0)
