@@ -253,3 +253,43 @@ def test_a_million_job_preview_is_lazy(tmp_path):
     assert lines[-1] == "  #999999  a=100 b=100 +c=100"
     assert len(lines) == 14
     assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------ a database server
+
+
+def tables(url: str) -> dict[str, list]:
+    """Every table of a PostgreSQL database and all its rows, in a stable order."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        with engine.connect() as conn:
+            names = sqlalchemy.inspect(conn).get_table_names()
+            return {
+                name: sorted(
+                    map(repr, conn.execute(sqlalchemy.text(f'SELECT * FROM "{name}"')).all())
+                )
+                for name in names
+            }
+    finally:
+        engine.dispose()
+
+
+def test_a_dry_run_on_postgresql_creates_no_table_and_changes_no_row(tmp_path, postgres_url):
+    from postgres_server import fresh_database
+
+    url = fresh_database(postgres_url)
+    args = ("a=1-3", "b=0.5,1.5", "fail_at=2", f"hydra.sweeper.storage={url}")
+    args = (*args, "hydra.sweeper.mlflow.enabled=false")
+    fresh = sweep(tmp_path, *args, DRY)
+    assert fresh.returncode == 0, fresh.output
+    assert "Product of 6 jobs, 6 to run:" in fresh.output
+    assert tables(url) == {}, "the dry run created tables in a fresh database"
+    assert list(tmp_path.iterdir()) == []
+    assert sweep(tmp_path, *args).returncode == 1  # jobs a=2 failed, the others finished
+    before = tables(url)
+    result = sweep(tmp_path, *args, DRY)
+    assert result.returncode == 0, result.output
+    assert "Product of 6 jobs, 2 to run (4 finished, left out):" in result.output
+    assert tables(url) == before
