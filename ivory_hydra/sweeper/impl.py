@@ -112,7 +112,7 @@ class IvorySweeperImpl:
             from ivory_hydra.stores.mlflow_client import check_tracking_uri
 
             _reachable("mlflow.tracking_uri", tracking_uri, check_tracking_uri)
-        study_name = settings.study_name or study_name_for(job_name, sweep.identity)
+        study_name = settings.study_name or study_name_for(job_name, sweep, url)
         set_storage_retry(sweep.definition.storage_retry)
         stored, synced = stored_state(url, study_name, sweep.identity)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
