@@ -47,8 +47,8 @@ def log_messages(output: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory):
-    """A chain whose winners are b=0.007038135554931555 and a=2.0 (an integral float);
-    the score is (a - 2)**2 + b, so the best score is b's value."""
+    """A chain whose winners are b=0.007038135554931555, a=2.0 (an integral float) and
+    fail_at=null; the score is (a - 2)**2 + b, so the best score is b's value."""
     cwd = tmp_path_factory.mktemp("format")
     result = run_app(
         cwd,
@@ -57,6 +57,7 @@ def chain(tmp_path_factory):
         "model=large",
         f"b=1.0,{LONG}",
         "a=1.0,2.0",
+        "fail_at=null,99",  # no job fails: a tie, so null (the first) wins
         "hydra.sweep.dir=s",
     )
     assert result.returncode == 0, result.output
@@ -72,12 +73,16 @@ def test_one_value_is_printed_one_way_in_every_place(chain):
         "[run#1] model=large b=0.007038",
         "[run#2] model=large a=1 b=0.007038",
         "[run#3] model=large a=2 b=0.007038",
+        "[run#4] model=large fail_at=None b=0.007038 a=2",
+        "[run#5] model=large fail_at=99 b=0.007038 a=2",
     ]
     # the chain's 'is fixed at' lines
     assert "Chain: b is fixed at 0.007038" in lines and "Chain: a is fixed at 2" in lines
+    assert "Chain: fail_at is fixed at None" in lines
     # the decisions table (param, value, score, run)
     assert re.search(r"^  b +0\.007038 +4\.007 +run#1$", result.output, re.M), result.output
     assert re.search(r"^  a +2 +0\.007038 +run#3$", result.output, re.M), result.output
+    assert re.search(r"^  fail_at +None +0\.007038 +run#4$", result.output, re.M)
     # the best-run block: the value is also the best score
     assert "Best run: run#3, score 0.007038" in lines
     block = lines[lines.index("Best run: run#3, score 0.007038") + 1 :][:3]
@@ -88,7 +93,7 @@ def test_one_value_is_printed_one_way_in_every_place(chain):
     ]
     # never another format of the same values (Hydra's '#3 : a=2.0 b=0.00703813...' neither)
     assert LONG not in result.output
-    assert not re.search(r"\b[ab]=[12]\.0\b|fixed at [12]\.0|\b2\.0\b", result.output)
+    assert not re.search(r"\b[ab]=[12]\.0\b|fixed at [12]\.0|\b2\.0\b|null", result.output)
     # results.yaml keeps numbers as data, exact, and the override as the job got it
     stored = yaml.safe_load((cwd / "s" / "results.yaml").read_text())
     assert stored["best"]["params"] == {"model": "large", "a": 2.0, "b": float(LONG)}
@@ -104,7 +109,7 @@ def test_the_basic_launcher_says_launching_once_and_leaves_jobs_to_our_run_lines
     lines = log_messages(result.output)
     assert [line for line in lines if line.startswith("Launching")] == ["Launching 2 jobs locally"]
     assert not [line for line in lines if line.lstrip().startswith("#")]  # '\t#3 : b=...'
-    assert len(result.run_lines) == 4
+    assert len(result.run_lines) == 6
 
 
 def test_optimize_mode_says_launching_once_not_per_trial(tmp_path):
