@@ -6,10 +6,12 @@ when the dependency changes it. Prefer a public API wherever one does the job.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
+import logging
 import os
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from typing import Any, NamedTuple, TypeVar
 
 _Return = TypeVar("_Return")
@@ -114,6 +116,50 @@ def is_basic_launcher(launcher: Any) -> bool:
     except ImportError:
         return False
     return isinstance(launcher, BasicLauncher)
+
+
+#: The logger of Hydra's BasicLauncher (its module's), and the start of its two lines:
+#: ``Launching N jobs locally`` per batch, ``\t#<index> : <overrides>`` per job.
+BASIC_LAUNCHER_LOGGER = "hydra._internal.core_plugins.basic_launcher"
+BASIC_LAUNCHER_LINES = ("Launching ", "\t#")
+
+
+class _OnceLaunching(logging.Filter):
+    """Lets the BasicLauncher's first ``Launching ...`` line through, and no other line."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.said = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = str(record.msg)
+        if text.startswith(BASIC_LAUNCHER_LINES[1]):
+            return False
+        if text.startswith(BASIC_LAUNCHER_LINES[0]):
+            said, self.said = self.said, True
+            return not said
+        return True
+
+
+@contextlib.contextmanager
+def basic_launcher_lines_once(launcher: Any) -> Iterator[None]:
+    """While our run lines name every job, Hydra's BasicLauncher says where jobs run once.
+
+    Its per-job lines (``#6 : lr=0.007038135554931555``) repeat our run lines with
+    the same number, in another format, and its ``Launching 1 jobs locally`` repeats
+    for every batch (every trial, in optimize mode). Another launcher's lines are left
+    alone. Hydra: the BasicLauncher's module logger, and the text of its lines.
+    """
+    if not is_basic_launcher(launcher):
+        yield
+        return
+    logger = logging.getLogger(BASIC_LAUNCHER_LOGGER)
+    once = _OnceLaunching()
+    logger.addFilter(once)
+    try:
+        yield
+    finally:
+        logger.removeFilter(once)
 
 
 def job_exception(job_return: Any) -> BaseException | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -11,6 +12,16 @@ from pathlib import Path
 import pytest
 
 APPS = Path(__file__).parent / "apps"
+#: A sweep's default study name: <job>-<mode>[-<swept keys>]-<digest>
+#: (a task's study is <experiment>.task#K).
+SWEEP_STUDY = re.compile(r"^[^.]+?-(product|chain|optimize)(-.+)?-[0-9a-f]{8}$")
+
+
+def is_sweep_study(name: str) -> bool:
+    """Whether ``name`` is a sweep's default study name."""
+    return SWEEP_STUDY.match(name) is not None
+
+
 sys.path.insert(0, str(Path(__file__).parent))
 
 

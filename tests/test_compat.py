@@ -9,6 +9,7 @@ slipped into the rest of the package.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -300,6 +301,79 @@ def test_is_basic_launcher_knows_hydras_basic_launcher(tmp_path):
         pass
 
     assert _compat.is_basic_launcher(Tuned())
+
+
+def _basic_launches(tmp_path: Path, quiet: bool, batches: int = 2) -> list[str]:
+    """What Hydra's BasicLauncher logs for ``batches`` launches of two jobs each."""
+    import logging
+
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.plugins import Plugins
+    from hydra.types import HydraContext
+
+    class NoCallbacks:
+        def on_job_start(self, **kwargs):
+            pass
+
+        def on_job_end(self, **kwargs):
+            pass
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            said.append(record.getMessage())
+
+    said: list[str] = []
+    conf = tmp_path / "conf"
+    conf.mkdir(parents=True, exist_ok=True)
+    (conf / "config.yaml").write_text("x: 1\n")
+    logger = logging.getLogger(_compat.BASIC_LAUNCHER_LOGGER)
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    handler = Collect()
+    logger.addHandler(handler)
+    try:
+        with initialize_config_dir(config_dir=str(conf), version_base="1.3", job_name="compat"):
+            config = compose(
+                "config",
+                overrides=["hydra/launcher=basic", f"hydra.sweep.dir={tmp_path / 'out'}"],
+                return_hydra_config=True,
+            )
+            context = HydraContext(
+                config_loader=GlobalHydra.instance().config_loader(),
+                callbacks=NoCallbacks(),  # type: ignore[arg-type]
+            )
+            launcher = Plugins.instance().instantiate_launcher(
+                hydra_context=context, task_function=lambda cfg: cfg.x, config=config
+            )
+            with _compat.basic_launcher_lines_once(launcher) if quiet else contextlib.nullcontext():
+                for batch in range(batches):
+                    jobs = [[f"x={2 * batch}"], [f"x={2 * batch + 1}"]]
+                    launcher.launch(jobs, initial_job_idx=2 * batch)
+    finally:
+        logger.removeHandler(handler)
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])
+    return said
+
+
+def test_the_basic_launchers_lines_are_said_once_while_our_run_lines_name_jobs(tmp_path):
+    said = _basic_launches(tmp_path / "loud", quiet=False)
+    assert said == [
+        "Launching 2 jobs locally",
+        "\t#0 : x=0",
+        "\t#1 : x=1",
+        "Launching 2 jobs locally",
+        "\t#2 : x=2",
+        "\t#3 : x=3",
+    ], (
+        "hydra changed the lines of its BasicLauncher (logger "
+        f"{_compat.BASIC_LAUNCHER_LOGGER}, starting {_compat.BASIC_LAUNCHER_LINES}): {said}"
+    )
+    assert _basic_launches(tmp_path / "quiet", quiet=True) == ["Launching 2 jobs locally"]
+    assert _basic_launches(tmp_path / "after", quiet=False, batches=1)[0] == (
+        "Launching 2 jobs locally"
+    )  # the filter is gone with its block
 
 
 # ------------------------------------------------------------------ Optuna trials

@@ -117,14 +117,16 @@ def test_the_sweep_bar_and_hydra_log_lines_do_not_cut_each_other(tmp_path):
             "hydra.sweeper.verbose=1",
             "a=1-6",
             "sleep=0.3",
+            "say=hello",
         ],
         tmp_path,
     )
     assert code == 0, raw
     lines = check_bar_and_records_apart(raw, records=6)
-    # Hydra's own launcher lines (one per job) and the run lines all made it, whole
-    for job in range(6):
-        assert any(re.search(rf"\[HYDRA\] \t?#{job} : ", line) for line in lines), job
+    # each job's own log line (Hydra's job logging, set up anew for every job, while the
+    # bar is shown) and the run lines all made it, whole
+    for a in range(1, 7):
+        assert any(re.search(rf"\] - job a={a} says hello$", line) for line in lines), a
     runs = [line for line in lines if line.startswith("[run#")]
     assert len(runs) == 6, "\n".join(lines)
 

@@ -2,23 +2,30 @@
 
 A small chain sweep as a subprocess in a fresh folder, with its embedded stores
 (Optuna and MLflow SQLite files) read back afterwards: real scikit-learn fits on
-the digits data set that ships with scikit-learn.
+the digits data set that ships with scikit-learn. The example's config makes every
+configuration a 5-fold cross validation (``repeat: [fold]``, ``fold: 0_4``).
 """
 
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import is_sweep_study
+
+from ivory_hydra.stores.format import Tag, TrialAttr
 
 pytest.importorskip("sklearn")
 pytestmark = pytest.mark.slow
 
 APP = Path(__file__).parents[1] / "examples" / "sklearn" / "train.py"
-# model first (both families have C), then C for the winner, then the scaler on or off
+# model first (both families have C), then C for the winner, then the scaler on or off;
+# each configuration on the five folds that the example's config sweeps as repeats
 CHAIN = ["model=logreg,svm", "model.C=1e-2_1:3.log", "scale=true,false"]
+FOLDS = 5
 
 
 def run_example(cwd: Path, *args: str) -> subprocess.CompletedProcess:
@@ -49,7 +56,9 @@ def load_study(cwd: Path):
 
     storage = f"sqlite:///{cwd}/optuna.db"
     [name] = [
-        s.study_name for s in optuna.get_all_study_summaries(storage) if "-ivory-" in s.study_name
+        s.study_name
+        for s in optuna.get_all_study_summaries(storage)
+        if is_sweep_study(s.study_name)
     ]
     return optuna.load_study(study_name=name, storage=storage)
 
@@ -58,8 +67,14 @@ def test_chain_sweep_improves_on_its_first_run(chain):
     cwd, proc = chain
     study = load_study(cwd)
     trials = sorted(study.trials, key=lambda t: t.number)
-    assert len(trials) == 2 + 3 + 2
+    assert len(trials) == 2 + 3 + 2  # one trial per configuration
     assert all(t.state.name == "COMPLETE" for t in trials)
+    assert len([line for line in proc.stdout.splitlines() if line.startswith("[run#")]) == 35
+    for trial in trials:  # scored by the mean of its five folds
+        folds = [trial.intermediate_values[f] for f in range(FOLDS)]
+        assert trial.value == pytest.approx(statistics.fmean(folds))
+        assert trial.user_attrs[TrialAttr.STD] == pytest.approx(statistics.stdev(folds))
+    assert (cwd / "out" / "chain.png").is_file()
     first = trials[0]
     # later params at their config defaults: logreg with C=1.0 on scaled features
     assert first.params == {"model": "logreg", "model.C": 1.0, "scale": True}
@@ -86,23 +101,29 @@ def test_chain_decisions_are_stored_in_the_study(chain):
     assert decisions["model"]["value"] == "svm"
 
 
-def test_the_jobs_own_metrics_land_in_their_child_runs(chain):
+def test_the_jobs_own_metrics_land_in_their_fold_runs(chain):
     from mlflow.tracking import MlflowClient
 
     cwd, _ = chain
     client = MlflowClient(f"sqlite:///{cwd}/mlflow.db")
     experiment = client.get_experiment_by_name("train")  # named after the job
     runs = client.search_runs([experiment.experiment_id])
-    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
-    assert len(children) == 7
-    study = load_study(cwd)
-    by_id = {t.user_attrs["mlflow_run_id"]: t for t in study.trials}
-    for run in children:
-        metrics = run.data.metrics
-        assert {"val_error", "train_error", "fit_seconds"} <= set(metrics)
-        assert metrics["val_error"] == pytest.approx(by_id[run.info.run_id].value)
-        assert metrics["score"] == pytest.approx(metrics["val_error"])
-        assert 0.0 <= metrics["train_error"] <= 1.0 and metrics["fit_seconds"] >= 0.0
+    [parent] = [r for r in runs if Tag.PARENT not in r.data.tags]
+    configs = [r for r in runs if r.data.tags.get(Tag.PARENT) == parent.info.run_id]
+    assert len(configs) == 7
+    trials = load_study(cwd).trials
+    for config in configs:
+        trial = trials[int(config.data.tags[Tag.TRIAL_NUMBER])]
+        assert config.data.metrics["score"] == pytest.approx(trial.value)
+        folds = [r for r in runs if r.data.tags.get(Tag.PARENT) == config.info.run_id]
+        assert len(folds) == FOLDS
+        for run in folds:  # the job's own metrics, in its fold's run
+            metrics = run.data.metrics
+            fold = int(run.data.tags[Tag.REPEAT])
+            assert {"val_error", "train_error", "fit_seconds"} <= set(metrics)
+            assert metrics["val_error"] == pytest.approx(trial.intermediate_values[fold])
+            assert metrics["score"] == pytest.approx(metrics["val_error"])
+            assert 0.0 <= metrics["train_error"] <= 1.0 and metrics["fit_seconds"] >= 0.0
 
 
 def test_a_single_run_fits_once_and_writes_no_store(tmp_path):

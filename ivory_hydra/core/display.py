@@ -103,6 +103,10 @@ def _ranked(configurations: Sequence[Mapping[str, Any]], direction: str) -> list
     return (scored + rest)[:SHOWN_CONFIGURATIONS]
 
 
+def _or_dash(value: Any) -> Any:
+    return "-" if value is None else value
+
+
 def _score(config: Mapping[str, Any]) -> float:
     return float(config["score"])
 
@@ -125,15 +129,17 @@ def summary_lines(
     ...     "task": "task#2", "total": 3, "runs": {"complete": 2, "fail": 1},
     ...     "best": {"run": "run#4", "score": 0.25, "params": {"lr": 0.1, "model": "vit"}},
     ...     "decisions": {"lr": {"value": 0.1, "score": 0.3, "run": "run#1"},
-    ...                   "arch": {"value": {"m": "vit", "bs": 8}, "score": 0.3, "run": "run#3"}},
+    ...                   "arch": {"value": {"m": "vit", "bs": 8}, "score": 0.3, "run": "run#3"},
+    ...                   "depth": {"value": None, "score": None, "run": None}},
     ...     "failed": [{"run": "run#5", "reason": "ValueError: x", "traceback": "/o/2/error.txt"}],
     ... }, "loss")
     >>> for line in lines:
     ...     print(line)
     task#2: 3 jobs, 2 complete, 1 failed
     Chain decisions (param, value, loss, run):
-      lr    0.1         0.3  run#1
-      arch  m=vit bs=8  0.3  run#3
+      lr     0.1         0.3  run#1
+      arch   m=vit bs=8  0.3  run#3
+      depth  None        -    -
     Best run: run#4, loss 0.25
       lr     0.1
       model  vit
@@ -169,11 +175,11 @@ def summary_lines(
     decisions = summary.get("decisions") or {}
     if decisions:
         lines.append(f"Chain decisions (param, value, {name}, run):")
-        rows = [
-            [k, _decided(d.get("value")), d.get("score", "-"), d.get("run") or "-"]
+        rows = [  # a value of None is one (null): only a missing score or run is "-"
+            [k, _decided(d.get("value")), _or_dash(d.get("score")), d.get("run") or "-"]
             for k, d in decisions.items()
         ]
-        lines += table([[c if c is not None else "-" for c in row] for row in rows])
+        lines += table(rows)
     configurations = summary.get("configurations") or []
     if repeats and configurations:
         lines.append(f"Configurations ({name} ± std (n), params), best first:")

@@ -196,6 +196,30 @@ def outcome_from_value(value: Any, metric: str | None, logged: float | None = No
     return Outcome(FAIL, None, f"no score: metric {metric!r} was neither returned nor logged")
 
 
+def plain_score_note(metric: Any, value: Any, run_name: str = "the first job") -> str | None:
+    """What to say once when a run returned a plain number although a metric is named.
+
+    The number is the score, recorded under the metric's name (as the job's MLflow
+    metric too), though the job named it nowhere; None when there is nothing to say.
+
+    >>> plain_score_note("val_loss", 0.1, "run#0")
+    "run#0 returned a plain number, not a mapping: each job's returned number is taken as val_loss"
+    >>> plain_score_note("val_loss", {"val_loss": 0.1}), plain_score_note(None, 0.1)
+    (None, None)
+    >>> plain_score_note(["a", "b"], 0.1), plain_score_note("val_loss", None)
+    (None, None)
+    """
+    if not isinstance(metric, str) or isinstance(value, Mapping):
+        return None
+    one = isinstance(value, Sequence) and not isinstance(value, (str, bytes)) and len(value) == 1
+    if as_number(value[0] if one else value) is None:
+        return None
+    return (
+        f"{run_name} returned a plain number, not a mapping: "
+        f"each job's returned number is taken as {metric}"
+    )
+
+
 def outcome_from_values(value: Any, metrics: Sequence[str] | None, count: int) -> Outcome:
     """Score a run of several objectives: a sequence of ``count`` numbers, or a mapping.
 

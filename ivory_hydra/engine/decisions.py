@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from ivory_hydra.core.display import format_value
 from ivory_hydra.core.zipped import Row
 from ivory_hydra.engine.configurations import Configurations
 from ivory_hydra.signals import shielded
@@ -56,13 +57,19 @@ class Deciding(Configurations):
             self.decisions[name] = self.coordination.decide(name, decision)
             self.study.set_attrs({StudyAttr.DECISIONS: self.decisions})
         winner = self.winners[name] = values[int(self.decisions[name]["index"])]
-        shown = winner.label if isinstance(winner, Row) else self.decisions[name]["value"]
+        value = self.decisions[name]["value"]
+        shown = winner.label if isinstance(winner, Row) else format_value(value)
         log.info(f"Chain: {name} is fixed at {shown}")
 
-    def chain_steps(self) -> list[tuple[str, list[Any], list[float | None], int | None]]:
-        """Each chain step as (param, its values, their scores, the winner's index).
+    def chain_steps(
+        self,
+    ) -> list[tuple[str, list[Any], list[float | None], int | None, list[float | None]]]:
+        """Each chain step as (param, its values, their scores, the winner's index, the
+        scores' standard deviations).
 
         A value's score is None when its run failed, went unscored or has not run.
+        With repeats a score is its configuration's aggregate, beside the standard
+        deviation of its repeats (None without repeats).
         """
         steps = []
         for step in range(self.plan.num_steps):
@@ -72,8 +79,9 @@ class Deciding(Configurations):
             values = self.plan.swept[name]
             runs = [self.board.done.get(f"{step}.{i}") for i in range(len(values))]
             scores = [r.outcome.score if r is not None else None for r in runs]
+            spreads = [r.std if r is not None and r.score is not None else None for r in runs]
             decision = self.decisions.get(name)
             winner = int(decision["index"]) if decision and "index" in decision else None
             shown = [v.label if isinstance(v, Row) else self.value_of(v) for v in values]
-            steps.append((name, shown, scores, winner))
+            steps.append((name, shown, scores, winner, spreads))
         return steps

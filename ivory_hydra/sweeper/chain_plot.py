@@ -15,7 +15,7 @@ import os
 import secrets
 from collections.abc import Collection, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ivory_hydra.core.display import format_value
 
@@ -34,7 +34,10 @@ INSTALL_HINT = "pip install 'ivory-hydra[plot]'"
 
 _warned = False
 
-Step = tuple[str, list[Any], list[float | None], int | None]
+#: A chain step: (param, its values, their scores, the winner's index), and with
+#: repeats a fifth entry: the scores' standard deviations (an error bar each).
+Step = tuple[Any, ...]
+SPREAD_LABEL = "± std of repeats"
 
 
 def is_number(value: Any) -> bool:
@@ -87,6 +90,39 @@ def scored(scores: Sequence[float | None]) -> list[int]:
     return [i for i, s in enumerate(scores) if s is not None and math.isfinite(float(s))]
 
 
+class StepPoints(NamedTuple):
+    """A step's scored points as matplotlib gets them (``errors``: None without repeats)."""
+
+    xs: list[float]
+    ys: list[float]
+    errors: list[float] | None
+
+
+def step_points(
+    values: Sequence[Any],
+    scores: Sequence[float | None],
+    spreads: Sequence[float | None] | None = None,
+    *,
+    numeric: bool,
+) -> StepPoints:
+    """The scored points of one step: x, the score (with repeats, the aggregate) and
+    its error bar (the standard deviation of the repeats); in x order on a numeric axis.
+
+    >>> step_points([0.1, 0.01, 0.001], [0.82, 0.28, None], [0.4, 0.04, None], numeric=True)
+    StepPoints(xs=[0.01, 0.1], ys=[0.28, 0.82], errors=[0.04, 0.4])
+    >>> step_points(["vit", "resnet"], [1.2, 1.0], numeric=False)
+    StepPoints(xs=[0.0, 1.0], ys=[1.2, 1.0], errors=None)
+    """
+    xs = positions(values, numeric)
+    good = scored(scores)
+    if numeric:  # an ordered axis: the line goes left to right
+        good.sort(key=lambda i: xs[i])
+    errors = None
+    if spreads is not None and any(spreads[i] is not None for i in good):
+        errors = [float(spreads[i] or 0.0) for i in good]
+    return StepPoints([xs[i] for i in good], [float(scores[i]) for i in good], errors)  # type: ignore[arg-type]
+
+
 def grid(panels: int, max_columns: int = MAX_COLUMNS) -> tuple[int, int]:
     """(rows, columns) for this many panels, at most ``max_columns`` in a row.
 
@@ -129,9 +165,10 @@ def _warn_once(error: ImportError) -> None:
 
 def _draw_step(ax: Any, step: Step, *, metric: str, log_scale: bool) -> None:
     """Draw one chain step on ``ax`` (a matplotlib Axes)."""
-    name, values, scores, winner = step
+    name, values, scores, winner = step[:4]
     values = list(values)
     scores = (list(scores) + [None] * len(values))[: len(values)]
+    spreads = (list(step[4]) + [None] * len(values))[: len(values)] if len(step) > 4 else None
     numeric = is_numeric(values, log_scale)
     xs = positions(values, numeric)
     good = scored(scores)
@@ -152,29 +189,26 @@ def _draw_step(ax: Any, step: Step, *, metric: str, log_scale: bool) -> None:
             ax.set_xticklabels([format_value(t) for t in ticks])
             ax.minorticks_off()
 
-    if good:
-        ys = [float(scores[i]) for i in good]  # type: ignore[arg-type]
-        if numeric:  # an ordered axis: the line shows the trend
-            order = sorted(range(len(good)), key=lambda k: xs[good[k]])
-            ax.plot(
-                [xs[good[k]] for k in order],
-                [ys[k] for k in order],
-                "o-",
-                color="tab:blue",
-                markersize=5,
-                zorder=2,
+    points = step_points(values, scores, spreads, numeric=numeric)
+    if points.xs:
+        # an ordered axis: the line shows the trend; categories have no order: points
+        style = {"color": "tab:blue", "zorder": 2, "markersize": 5 if numeric else 7}
+        style["linestyle"] = "-" if numeric else "none"
+        if points.errors is None:
+            ax.plot(points.xs, points.ys, "o", **style)
+        else:
+            ax.errorbar(
+                points.xs,
+                points.ys,
+                yerr=points.errors,
+                fmt="o",
+                capsize=4,
+                label=SPREAD_LABEL,
+                **style,
             )
-        else:  # categories have no order between them: points, no line
-            ax.plot(
-                [xs[i] for i in good],
-                ys,
-                "o",
-                linestyle="none",
-                color="tab:blue",
-                markersize=7,
-                zorder=2,
-            )
-        low, high = min(ys), max(ys)
+        errors = points.errors or [0.0] * len(points.ys)
+        low = min(y - e for y, e in zip(points.ys, errors, strict=True))
+        high = max(y + e for y, e in zip(points.ys, errors, strict=True))
     else:
         low, high = 0.0, 1.0
         ax.text(
@@ -213,7 +247,7 @@ def _draw_step(ax: Any, step: Step, *, metric: str, log_scale: bool) -> None:
             label=label,
             clip_on=False,
         )
-    if label is not None or missing:
+    if label is not None or missing or points.errors is not None:
         ax.legend(
             loc="upper center",
             ncols=2,

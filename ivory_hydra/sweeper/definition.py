@@ -11,16 +11,18 @@ names the sweep's study from what identifies it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ivory_hydra.core.plan import Point
+from ivory_hydra.core.redact import redact_url
+from ivory_hydra.core.study_names import definition_digest, previous_study_name, study_name
 from ivory_hydra.core.zipped import Row, ZipError, check_name, check_zips, members_of
 from ivory_hydra.engine.definition import Definition, DefinitionError, check_settings
-from ivory_hydra.stores.format import TrialAttr
+from ivory_hydra.errors import StoreError
+from ivory_hydra.stores.format import StudyAttr, TrialAttr
 from ivory_hydra.sweeper.errors import (
     InvalidOverrideError,
     SweepDefinitionError,
@@ -42,17 +44,27 @@ if TYPE_CHECKING:
     from hydra.types import HydraContext
     from omegaconf import DictConfig
 
+    from ivory_hydra.stores.study import Study
     from ivory_hydra.sweeper.settings import SweeperSettings
 
 
-def study_name_for(job_name: str, identity: Mapping[str, Any]) -> str:
-    """The default study name: the job name and a digest of what identifies the sweep.
+def study_name_for(
+    job_name: str, sweep: SweepDefinition, exists: Callable[[str], bool] | None = None
+) -> str:
+    """The default study name: the job, the mode, the swept keys and a digest of the
+    definition (:mod:`ivory_hydra.core.study_names`).
 
-    >>> study_name_for("train", {"mode": "product", "params": {"lr": ["0.1"]}})
-    'train-ivory-251b06ee'
+    With ``exists`` (whether the storage holds a study of that name), a study that the
+    previous release named (``<job>-ivory-<digest>``) for this very definition keeps
+    its name, so that it resumes.
     """
-    blob = json.dumps(identity, sort_keys=True, default=str).encode()
-    return f"{job_name}-ivory-{hashlib.sha1(blob).hexdigest()[:8]}"
+    identity = sweep.identity
+    digest = definition_digest(identity)
+    name = study_name(job_name, str(identity["mode"]), sweep.swept_keys, digest)
+    if exists is None or exists(name):
+        return name
+    previous = previous_study_name(job_name, digest)
+    return previous if exists(previous) else name
 
 
 @dataclass(frozen=True)
@@ -83,6 +95,13 @@ class SweepDefinition:
     def members(self) -> list[SweepParam]:
         """The members of every zipped dimension."""
         return [member for z in self.zips for member in z.members]
+
+    @property
+    def swept_keys(self) -> list[str]:
+        """The keys whose values differ between configurations (repeats left out), in
+        argument order."""
+        repeat = {name for values in self.definition.plan.repeats for name in values}
+        return [p.key for p in self.params if p.swept and p.name not in repeat]
 
     @property
     def identity(self) -> dict[str, Any]:
@@ -387,22 +406,8 @@ def stored_state(
     is a study of a stored format this version cannot read. A study can exist
     only where the storage exists, so a fresh folder is not touched.
     """
-    from pathlib import Path
 
-    from ivory_hydra.core.redact import redact_url
-    from ivory_hydra.errors import StoreError
-    from ivory_hydra.stores.format import StudyAttr
-    from ivory_hydra.stores.optuna_storage import is_journal, open_storage
-    from ivory_hydra.stores.sqlite_files import sqlite_file
-    from ivory_hydra.stores.study import Study
-
-    local = Path(url) if is_journal(url) else sqlite_file(url)
-    if local is not None and not local.exists():
-        return None, False
-    try:
-        study = Study.find(open_storage(url), study_name)
-    except StoreError as error:
-        raise SweepInputError(f"hydra.sweeper.storage={redact_url(url)}: {error}") from None
+    study = find_study(url, study_name)
     attrs = {} if study is None else study.user_attrs
     check_stored(url, study_name, attrs, identity)
     if study is None:
@@ -417,9 +422,6 @@ def check_stored(
 ) -> None:
     """Refuse a study of a stored format this version cannot read, or one that holds
     another sweep (its attributes are ``attrs``)."""
-    from ivory_hydra.core.redact import redact_url
-    from ivory_hydra.errors import StoreError
-    from ivory_hydra.stores.format import StudyAttr
     from ivory_hydra.stores.study import check_format
 
     try:
@@ -441,3 +443,21 @@ def check_stored(
             f"(it differs in {', '.join(changed)}). Run that sweep's own command to "
             "resume it, or choose a new study_name."
         )
+
+
+def find_study(url: str, name: str) -> Study | None:
+    """The study ``name`` if it exists; a storage that is a missing local file is not
+    touched (nor created)."""
+    from pathlib import Path
+
+    from ivory_hydra.stores.optuna_storage import is_journal, open_storage
+    from ivory_hydra.stores.sqlite_files import sqlite_file
+    from ivory_hydra.stores.study import Study
+
+    local = Path(url) if is_journal(url) else sqlite_file(url)
+    if local is not None and not local.exists():
+        return None
+    try:
+        return Study.find(open_storage(url), name)
+    except StoreError as error:
+        raise SweepInputError(f"hydra.sweeper.storage={redact_url(url)}: {error}") from None

@@ -22,9 +22,15 @@ if TYPE_CHECKING:
 
 
 def preview(
-    sweep: SweepDefinition, url: str, study_name: str, show: Callable[[str], None] = print
+    sweep: SweepDefinition,
+    url: str,
+    name_study: Callable[[Callable[[str], bool]], str],
+    show: Callable[[str], None] = print,
 ) -> list[str]:
-    """Print (with ``show``) and return the preview of ``sweep`` against its storage."""
+    """Print (with ``show``) and return the preview of ``sweep`` against its storage.
+
+    ``name_study`` names the study, given whether the storage holds a study of a name.
+    """
     from ivory_hydra.engine.preview import progress_of
     from ivory_hydra.stores.snapshot import read_only
     from ivory_hydra.stores.study import Study
@@ -32,6 +38,11 @@ def preview(
 
     try:
         with read_only(url) as storage:
+
+            def exists(name: str) -> bool:
+                return storage is not None and Study.find(storage, name) is not None
+
+            study_name = name_study(exists)
             study = None if storage is None else Study.find(storage, study_name)
             attrs = {} if study is None else study.user_attrs
             check_stored(url, study_name, attrs, sweep.identity)

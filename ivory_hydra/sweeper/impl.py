@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -96,6 +96,7 @@ class IvorySweeperImpl:
         from ivory_hydra.sweeper.definition import (
             check_values,
             define,
+            find_study,
             stored_state,
             study_name_for,
         )
@@ -115,16 +116,21 @@ class IvorySweeperImpl:
             from ivory_hydra.stores.mlflow_client import check_tracking_uri
 
             _reachable("mlflow.tracking_uri", tracking_uri, check_tracking_uri)
-        study_name = settings.study_name or study_name_for(job_name, sweep.identity)
         set_storage_retry(sweep.definition.storage_retry)
         plan = sweep.definition.plan
         size = plan_size(plan.total, plan.repeat_count)
-        log.info(f"Ivory sweeper: {plan.mode} of {size} (study {study_name!r})")
+
+        def name_study(exists: Callable[[str], bool]) -> str:
+            name = settings.study_name or study_name_for(job_name, sweep, exists)
+            log.info(f"Ivory sweeper: {plan.mode} of {size} (study {name!r})")
+            return name
+
         if settings.dry_run:  # what would run; the storage is only read, MLflow not opened
             from ivory_hydra.sweeper.dry_run import preview
 
-            preview(sweep, url, study_name)
+            preview(sweep, url, name_study)
             return []
+        study_name = name_study(lambda name: find_study(url, name) is not None)
         stored, synced = stored_state(url, study_name, sweep.identity)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         experiment = settings.mlflow.experiment_name or job_name

@@ -44,7 +44,7 @@ def run_batches(
     """
     from hydra.core.plugins import Plugins
 
-    from ivory_hydra._compat import is_basic_launcher
+    from ivory_hydra._compat import basic_launcher_lines_once, is_basic_launcher
     from ivory_hydra.job.hydra_task import TrialTask
     from ivory_hydra.progress import ProgressBar
     from ivory_hydra.sweeper.composition import compose_once
@@ -70,17 +70,19 @@ def run_batches(
     objectives = engine.settings.objectives
     returns: list[Sequence[JobReturn]] = []
     try:
-        probing = objectives.metrics != ()
-        size = settings.batch_size or default_batch(engine, config)
-        for batch in engine.walk(size, first_alone=probing):
-            launched = _launch(launcher, task, sweep, batch)
-            results = engine.collect(batch, fallbacks(batch, launched, objectives))
-            returns.append([kept_on_disk(r) for r in launched])
-            bar.advance_to(done * repeats + engine.issued)
-            if probing:
-                probing = False
-                check_first(engine, batch, results, objectives)
-            check_failure_rate(settings.max_failure_rate, results)
+        with basic_launcher_lines_once(launcher):  # our run lines name each job
+            probing = objectives.metrics != ()
+            size = settings.batch_size or default_batch(engine, config)
+            for batch in engine.walk(size, first_alone=probing):
+                launched = _launch(launcher, task, sweep, batch)
+                results = engine.collect(batch, fallbacks(batch, launched, objectives))
+                returns.append([kept_on_disk(r) for r in launched])
+                bar.advance_to(done * repeats + engine.issued)
+                if probing:
+                    probing = False
+                    check_first(engine, batch, results, objectives)
+                    note_plain_score(batch, launched, objectives)
+                check_failure_rate(settings.max_failure_rate, results)
     finally:
         bar.close()
     return returns
@@ -136,6 +138,23 @@ def check_first(
     engine.undo(batch)
     metric = objectives.metric_arg
     raise SweepDefinitionError(f"hydra.sweeper.metric={metric}: {first.outcome.reason}")
+
+
+def note_plain_score(
+    batch: Sequence[Assignment], launched: Sequence[JobReturn], objectives: Objectives
+) -> None:
+    """Say once, at the first job, that a plain number it returned is scored under the
+    metric's name (a mapping names its numbers; the job may not log that metric)."""
+    from hydra.core.utils import JobStatus
+
+    from ivory_hydra.core.outcomes import plain_score_note
+
+    if not batch or not launched or launched[0].status != JobStatus.COMPLETED:
+        return
+    metric = objectives.metric_arg
+    note = plain_score_note(metric, launched[0].return_value, batch[0].run_name)
+    if note is not None:
+        log.warning(f"hydra.sweeper.metric={metric}: {note}")
 
 
 def contiguous(numbers: Sequence[int]) -> list[tuple[int, int]]:

@@ -48,6 +48,19 @@ def test_a_study_of_the_previous_release_resumes_and_is_marked(tmp_path):
     assert [t.state.name for t in trials[:8]] == [t.state.name for t in study(FIXTURE).trials]
 
 
+@pytest.mark.slow
+def test_a_study_of_the_previous_release_resumes_under_its_default_name(tmp_path):
+    # this release names the sweep app-product-a-b-6ba2e3e0 (the same digest): the
+    # study that the previous release named by default is found and resumed
+    shutil.copy(FIXTURE, tmp_path / "optuna.db")
+    result = run_app(tmp_path, *COMMAND, "hydra.sweep.dir=s")
+    assert f"(study '{STUDY}')" in result.output, result.output
+    assert "Resuming: 6 finished jobs not run again" in result.output
+    assert result.returncode == 1 and "2 of 8 jobs failed" in result.stderr  # a=1 fails again
+    assert optuna.get_all_study_names(f"sqlite:///{tmp_path / 'optuna.db'}") == [STUDY]
+    assert len(study(tmp_path / "optuna.db").trials) == 10
+
+
 def test_a_study_of_a_newer_release_is_refused_before_anything_is_written(tmp_path):
     shutil.copy(FIXTURE, tmp_path / "optuna.db")
     study(tmp_path / "optuna.db").set_user_attr(StudyAttr.FORMAT, FORMAT_VERSION + 1)

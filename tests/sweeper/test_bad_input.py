@@ -38,13 +38,11 @@ def assert_refused_and_nothing_written(result: AppRun, cwd: Path) -> None:
 
 
 def end_of_output(stdout: str) -> list[str]:
-    """The lines after the last job's launch or failure line: the sweep's own summary."""
+    """The sweep's own summary, after the last job: from its ``task#K: N jobs`` line on."""
     lines = stdout.splitlines()
-    last = max(
-        (i for i, line in enumerate(lines) if "\t#" in line or "] failed:" in line), default=-1
-    )
-    assert last >= 0, stdout
-    return lines[last + 1 :]
+    first = next((i for i, line in enumerate(lines) if "] task#0: " in line), -1)
+    assert first >= 0, stdout
+    return lines[first:]
 
 
 def free_closed_port() -> int:

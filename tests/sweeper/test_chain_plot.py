@@ -4,6 +4,7 @@ Whether matplotlib is imported (and what happens without it) is checked in fresh
 interpreters, since this test process may have imported it already.
 """
 
+import statistics
 import subprocess
 import sys
 import textwrap
@@ -15,8 +16,10 @@ from ivory_hydra.sweeper.chain_plot import (
     DPI,
     PANEL_HEIGHT,
     PANEL_WIDTH,
+    SPREAD_LABEL,
     chain_figure,
     plot_chain,
+    step_points,
 )
 
 pytest.importorskip("matplotlib")
@@ -249,6 +252,11 @@ def test_categories_are_points_without_a_connecting_line(tmp_path):
         [("lr", [1e-3, 1e-2, 1e-1, 1.0, 10.0], [4.1, None, 0.1, 1.1, 4.1], 2)],
         # all equal, and a winner with no score
         [("a", [1, 2, 3], [0.5, 0.5, 0.5], 0), ("b", ["x", "y"], [None, 2.0], 0)],
+        # repeats: error bars reach above the highest aggregate
+        [
+            ("lr", [0.1, 0.01, 0.001], [0.82, 0.28, 0.9], 1, [0.4025, 0.0447, 0.0]),
+            ("model", ["a", "b"], [0.3, 0.5], 0, [0.1, 0.2]),
+        ],
     ],
 )
 def test_the_legend_covers_no_point(tmp_path, steps):
@@ -268,3 +276,39 @@ def test_the_legend_covers_no_point(tmp_path, steps):
         frame = ax.get_window_extent()
         for p in points:
             assert frame.y0 - 1 <= (p.y0 + p.y1) / 2 <= frame.y1 + 1
+
+
+FOLDS = {0.1: [0.1, 1.0, 1.0, 1.0, 1.0], 0.01: [0.2, 0.3, 0.3, 0.3, 0.3], 0.001: [0.9] * 5}
+
+
+def test_repeats_draw_each_aggregate_with_its_std_as_an_error_bar(tmp_path):
+    from matplotlib.container import ErrorbarContainer
+
+    from ivory_hydra.core.aggregate import aggregate
+
+    values = list(FOLDS)
+    stats = [aggregate("mean", FOLDS[v]) for v in values]  # as the engine aggregates
+    step = ("lr", values, [a.score for a in stats], 1, [a.std for a in stats])
+    points = step_points(values, step[2], step[4], numeric=True)
+    assert points.xs == [0.001, 0.01, 0.1]  # along the axis
+    assert points.ys == pytest.approx([0.9, 0.28, 0.82])  # the means of the folds
+    assert points.errors == pytest.approx([0.0, statistics.stdev(FOLDS[0.01]), 0.4025], abs=1e-4)
+
+    _, [ax] = draw([step], tmp_path / "chain.png", log_params={"lr"})
+    [bars] = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    line, _caps, [vertical] = bars.lines
+    assert list(line.get_xdata()) == points.xs
+    assert list(line.get_ydata()) == pytest.approx(points.ys)
+    halves = [(end[1] - start[1]) / 2 for start, end in vertical.get_segments()]
+    assert halves == pytest.approx(points.errors)  # one std above and below
+    assert SPREAD_LABEL in [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def test_without_repeats_there_are_no_error_bars(tmp_path):
+    from matplotlib.container import ErrorbarContainer
+
+    _, axes = draw(STEPS, tmp_path / "chain.png", log_params={"model.C"})
+    for ax in axes:
+        assert not [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+        labels = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert SPREAD_LABEL not in labels

@@ -9,7 +9,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import run_app
+from conftest import is_sweep_study, run_app
 
 pytestmark = pytest.mark.slow
 
@@ -65,7 +65,7 @@ def test_dashboard_shows_the_sweep_and_the_task_and_nothing_else(tmp_path):
         summaries = get_json(base)["study_summaries"]
         # run and task numbers live in the ledger: no bookkeeping study beside them
         assert sorted(s["study_name"] for s in summaries)[1:] == ["app.task#1"]
-        [study] = [s for s in summaries if s["study_name"].startswith("app-ivory-")]
+        [study] = [s for s in summaries if is_sweep_study(s["study_name"])]
         detail = get_json(f"{base}/{study['study_id']}?after=0")
     finally:
         proc.terminate()

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import APPS, run_app
+from conftest import APPS, is_sweep_study, run_app
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 from processes import (
@@ -252,7 +252,7 @@ def load_study(cwd: Path, name: str | None = None) -> optuna.Study:
         [name] = [
             s.study_name
             for s in optuna.get_all_study_summaries(storage)
-            if "-ivory-" in s.study_name
+            if is_sweep_study(s.study_name)
         ]
     return optuna.load_study(study_name=name, storage=storage)
 
@@ -270,7 +270,7 @@ def mlflow_runs(cwd: Path) -> tuple[list, list]:
 
 
 def study_name_in(output: str) -> str:
-    """The study name the sweeper announced ("... (study 'app-ivory-1a2b3c4d')")."""
+    """The study name the sweeper announced ("... (study 'app-product-a-1a2b3c4d')")."""
     match = re.search(r"\(study '([^']+)'\)", output)
     assert match, output
     return match.group(1)

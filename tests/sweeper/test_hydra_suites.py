@@ -106,7 +106,7 @@ class _IvoryMlflowLauncherSuite(LauncherTestSuite):
         names = [
             name
             for name in optuna.get_all_study_names(storage)
-            if name.startswith("a_module-ivory-")
+            if name.startswith("a_module-product-bar-")
         ]
         assert len(names) == 1
         trials = optuna.load_study(study_name=names[0], storage=storage).trials

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import APPS, AppRun
+from conftest import APPS, AppRun, is_sweep_study
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 from processes import cmdline, pids_mentioning, still_alive
@@ -150,7 +150,7 @@ def load_study(storage: str) -> optuna.Study:
     [name] = [
         s.study_name
         for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
-        if "-ivory-" in s.study_name
+        if is_sweep_study(s.study_name)
     ]
     return optuna.load_study(study_name=name, storage=storage)
 

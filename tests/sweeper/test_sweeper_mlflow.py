@@ -10,7 +10,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import run_app
+from conftest import is_sweep_study, run_app
 from mlflow.tracking import MlflowClient
 
 pytestmark = pytest.mark.slow
@@ -39,7 +39,9 @@ def runs_of(uri, experiment="app"):
 def study_of(tmp_path):
     storage = f"sqlite:///{tmp_path}/optuna.db"
     [name] = [
-        s.study_name for s in optuna.get_all_study_summaries(storage) if "-ivory-" in s.study_name
+        s.study_name
+        for s in optuna.get_all_study_summaries(storage)
+        if is_sweep_study(s.study_name)
     ]
     return optuna.load_study(study_name=name, storage=storage)
 
@@ -52,7 +54,7 @@ def test_parent_and_children_hold_params_metrics_tags_and_artifacts(tmp_path, ml
     client, [parent], children = runs_of(mlflow_db)
     assert parent.info.run_name == "task#0" and parent.info.status == "FINISHED"
     assert parent.data.tags["ivory.mode"] == "product"
-    assert parent.data.tags["ivory.study_name"].startswith("app-ivory-")
+    assert parent.data.tags["ivory.study_name"].startswith("app-product-a-model-")
     assert "a=1-3" in parent.data.tags["ivory.command"]
     assert parent.data.tags["ivory.best_run"] == "run#3"
     assert parent.data.metrics["best_score"] == 0.5

@@ -155,7 +155,7 @@ def test_three_workers_share_a_chain_and_use_the_same_winners(tmp_path, storage)
     assert {(e["a"], e["model"]) for e in ended if e["b"] != 0.0} == {(2, "small")}
     assert {(e["a"], e["b"]) for e in ended if e["model"] == "large"} == {(2, 0.0)}
     for log in logs:
-        assert "Chain: a is fixed at 2" in log and "Chain: b is fixed at 0.0" in log
+        assert "Chain: a is fixed at 2\n" in log and "Chain: b is fixed at 0\n" in log
     study = check_stores(tmp_path, storage, 22)
     assert study.user_attrs["decisions"]["model"]["value"] == "large"
 

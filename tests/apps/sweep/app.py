@@ -4,12 +4,14 @@
 ``fail_at`` makes the job with that ``a`` raise; ``exit_at`` makes it call
 ``sys.exit(3)``; the environment variable ``INTERRUPT_AT`` interrupts the sweep
 at that ``a``; ``log_metric`` logs the score to the active MLflow run under that
-name; ``sleep`` makes every job take that many seconds; ``record`` names a
+name; ``sleep`` makes every job take that many seconds; ``say`` makes every job
+log one line (``job a=<a> says <say>``) through Hydra's job logging; ``record`` names a
 file to which every job appends one JSON line when it starts and one when it
 ends (the app's own record of what ran, for the fault tests).
 """
 
 import json
+import logging
 import os
 import sys
 import time
@@ -37,6 +39,8 @@ def main(cfg: DictConfig):
     started = time.time()
     if cfg.record:
         record(cfg, "start", started)
+    if cfg.say:
+        logging.getLogger(__name__).info(f"job a={cfg.a} says {cfg.say}")
     if cfg.sleep:
         time.sleep(cfg.sleep)
     if cfg.fail_at is not None and cfg.a == cfg.fail_at:
