@@ -34,7 +34,7 @@ def preview(
     from ivory_hydra.engine.preview import progress_of
     from ivory_hydra.stores.snapshot import read_only
     from ivory_hydra.stores.study import Study
-    from ivory_hydra.sweeper.definition import check_stored
+    from ivory_hydra.sweeper.stored import check_stored
 
     try:
         with read_only(url) as storage:

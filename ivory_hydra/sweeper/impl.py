@@ -93,14 +93,9 @@ class IvorySweeperImpl:
 
         from ivory_hydra.stores.optuna_storage import check_storage, storage_url
         from ivory_hydra.stores.retry import set_storage_retry
-        from ivory_hydra.sweeper.definition import (
-            check_values,
-            define,
-            find_study,
-            stored_state,
-            study_name_for,
-        )
+        from ivory_hydra.sweeper.definition import check_values, define, study_name_for
         from ivory_hydra.sweeper.report import Report
+        from ivory_hydra.sweeper.stored import find_study, stored_state
 
         # Everything that can be wrong with the input is found before any write.
         settings = self.settings
