@@ -95,9 +95,14 @@ class SweepDefinition:
     @property
     def swept_keys(self) -> list[str]:
         """The keys whose values differ between configurations (repeats left out), in
-        argument order."""
+        argument order; a zipped dimension by its name."""
         repeat = {name for values in self.definition.plan.repeats for name in values}
-        return [p.key for p in self.params if p.swept and p.name not in repeat]
+        plain = {p.name: p for p in self.params}
+        return [
+            name if name not in plain else plain[name].key
+            for name in self.order or [*plain, *(z.name for z in self.zips)]
+            if name not in repeat and (name not in plain or plain[name].swept)
+        ]
 
     @property
     def identity(self) -> dict[str, Any]:

@@ -154,6 +154,14 @@ def test_the_default_study_name_says_what_is_swept_and_resume_finds_it(tmp_path)
     assert again.run_lines == []
 
 
+def test_the_default_study_name_has_a_zipped_dimension_by_its_name_and_no_repeat(tmp_path):
+    zipped = "hydra.sweeper.params.pair='zip(model=[small,large], b=[0.5,1.5])'"
+    args = (MLFLOW_OFF, "a=1-2", zipped, "hydra.sweeper.repeat=[a]", "hydra.sweeper.dry_run=true")
+    result = run_app(tmp_path, *args)
+    assert result.returncode == 0, result.output
+    assert re.fullmatch(r"app-product-pair-[0-9a-f]{8}", announced(result.output))
+
+
 def test_a_study_under_the_previous_releases_default_name_resumes(tmp_path):
     args = (MLFLOW_OFF, "a=1-3", "hydra.sweep.dir=s")
     (tmp_path / "now").mkdir()
