@@ -71,9 +71,16 @@ def dry_run_changes_nothing(cwd: Path, *args: str) -> AppRun:
     return result
 
 
-def launched(result: AppRun) -> list[str]:
-    """Each launched job's overrides, as Hydra's launcher logs them (``#3 : a=1 b=2``)."""
-    return [line.split(" : ", 1)[1] for line in result.output.splitlines() if "\t#" in line]
+def launched(result: AppRun, cwd: Path) -> list[str]:
+    """The overrides of each job that ``result`` ran, from its job folder (``s/<run>``):
+    what Hydra composed the job from."""
+    import yaml
+
+    runs = [line.split("]", 1)[0].removeprefix("[run#") for line in result.run_lines]
+    return [
+        " ".join(yaml.safe_load((cwd / "s" / run / ".hydra/overrides.yaml").read_text()))
+        for run in runs
+    ]
 
 
 def preview(result: AppRun) -> list[str]:
@@ -112,7 +119,7 @@ def test_a_fresh_dry_run_prints_every_job_and_creates_nothing(tmp_path):
     real = sweep(
         tmp_path, "a=1-3", "model=small,large", "b=0.5", "hydra.sweeper.mlflow.enabled=false"
     )
-    assert launched(real) == [line.split("  ")[2] for line in lines[3:]]
+    assert launched(real, tmp_path) == [line.split("  ")[2] for line in lines[3:]]
 
 
 def test_a_fresh_chain_shows_its_first_step_and_the_steps_after_it(tmp_path):
@@ -167,7 +174,7 @@ def test_a_dry_run_of_a_sweep_that_failed_on_one_job_shows_what_a_resume_runs(cw
         "Left out (finished): #0, #1, #4, #5",
     ]
     resumed = sweep(cwd, *args)  # the real resume runs exactly what the preview listed
-    assert launched(resumed) == ["a=2 b=0.5 fail_at=2", "a=2 b=1.5 fail_at=2"]
+    assert launched(resumed, cwd) == ["a=2 b=0.5 fail_at=2", "a=2 b=1.5 fail_at=2"]
 
 
 def test_a_dry_run_of_a_chain_whose_first_step_is_decided_lists_the_next_one(cwd):
@@ -198,7 +205,7 @@ def test_a_dry_run_of_a_stopped_chain_lists_the_rest_of_its_current_step(cwd):
         "Left out (finished): #0.0, #0.1, #1.0",
     ]
     resumed = sweep(cwd, *args)  # the real resume runs exactly what the preview listed
-    assert launched(resumed) == ["model=large a=2", "model=large a=3"]
+    assert launched(resumed, cwd) == ["model=large a=2", "model=large a=3"]
 
 
 def test_a_dry_run_with_repeats_lists_each_missing_repeat(tmp_path):

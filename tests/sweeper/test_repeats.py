@@ -234,8 +234,9 @@ def test_a_killed_sweep_reruns_each_missing_repeat_once_and_no_finished_one(tmp_
     ]
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
-    while len(events(tmp_path)) < 7 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    # the 8th job started: the 7th recorded its outcome; the 8th (0.3 s) is in flight
+    while len(events(tmp_path, "start")) < 8 and time.monotonic() < deadline:
+        time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     first = Counter((e["lr"], e["fold"]) for e in events(tmp_path))
