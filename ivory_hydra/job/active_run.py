@@ -14,17 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ivory_hydra.core.redact import redact_url
+from ivory_hydra.stores import mlflow_client
 from ivory_hydra.stores.format import ERROR_ARTIFACT, Tag
-from ivory_hydra.stores.mlflow_client import (
-    MAX_ERROR_TAG_LENGTH,
-    client_for,
-    end_run,
-    error_code,
-    is_locked_error,
-    log_batch,
-    retry,
-    truncate,
-)
 
 if TYPE_CHECKING:  # pragma: no cover
     from mlflow.tracking import MlflowClient
@@ -40,22 +31,25 @@ def activate(tracking_uri: str, run_id: str) -> None:
     Sets the process's tracking URI, ends any run left active in this thread
     and resumes the child run with ``mlflow.start_run(run_id=...)``.
     """
-    client_for(tracking_uri)  # no "View run" lines with passwords in them
+    mlflow_client.client_for(tracking_uri)  # no "View run" lines with passwords in them
     import mlflow
     from mlflow.exceptions import MlflowException
 
     _end_leftovers()
     mlflow.set_tracking_uri(tracking_uri)
     try:
-        retry(mlflow.start_run, run_id=run_id)
+        mlflow_client.retry(mlflow.start_run, run_id=run_id)
     except MlflowException as exc:
-        if is_locked_error(exc) or error_code(exc) == "RESOURCE_DOES_NOT_EXIST":
+        if (
+            mlflow_client.is_locked_error(exc)
+            or mlflow_client.error_code(exc) == "RESOURCE_DOES_NOT_EXIST"
+        ):
             raise
         # e.g. a job before this one in this worker called mlflow.set_experiment
         # with another experiment: start_run refuses runs of other experiments.
-        run = retry(client_for(tracking_uri).get_run, run_id)
+        run = mlflow_client.retry(mlflow_client.client_for(tracking_uri).get_run, run_id)
         mlflow.set_experiment(experiment_id=run.info.experiment_id)
-        retry(mlflow.start_run, run_id=run_id)
+        mlflow_client.retry(mlflow.start_run, run_id=run_id)
     _job_state.current = (tracking_uri, run_id)
 
 
@@ -96,10 +90,10 @@ def _end_active_run(status: str, client: MlflowClient | None = None) -> None:
         if still is not None and still.info.run_id == run.info.run_id:
             raise
         if client is None:
-            if not is_locked_error(exc):
+            if not mlflow_client.is_locked_error(exc):
                 raise
             client = mlflow.MlflowClient()
-        end_run(client, run.info.run_id, status)
+        mlflow_client.end_run(client, run.info.run_id, status)
 
 
 def active_run_id() -> str | None:
@@ -114,7 +108,9 @@ def latest_metric(key: str) -> float | None:
     if state is None:
         return None
     tracking_uri, run_id = state
-    value = retry(client_for(tracking_uri).get_run, run_id).data.metrics.get(key)
+    value = mlflow_client.retry(
+        mlflow_client.client_for(tracking_uri).get_run, run_id
+    ).data.metrics.get(key)
     return None if value is None else float(value)
 
 
@@ -141,25 +137,29 @@ def deactivate(
         return False
     tracking_uri, run_id = state
     try:
-        client = client_for(tracking_uri)
+        client = mlflow_client.client_for(tracking_uri)
         all_tags = dict(tags or {})
         if error:
-            all_tags[Tag.ERROR] = truncate(error.strip(), MAX_ERROR_TAG_LENGTH, tail=True)
-        log_batch(client, run_id, metrics=metrics, tags=all_tags)
+            all_tags[Tag.ERROR] = mlflow_client.truncate(
+                error.strip(), mlflow_client.MAX_ERROR_TAG_LENGTH, tail=True
+            )
+        mlflow_client.log_batch(client, run_id, metrics=metrics, tags=all_tags)
     except Exception as exc:  # noqa: BLE001 - the job's result is in Optuna already
         _log.warning("Could not log the outcome to MLflow run %s: %s", run_id, exc)
         client = None
     if client is not None:
         for directory in artifact_dirs:
             try:
-                retry(client.log_artifacts, run_id, str(directory), artifact_path=directory.name)
+                mlflow_client.retry(
+                    client.log_artifacts, run_id, str(directory), artifact_path=directory.name
+                )
             except Exception as exc:  # noqa: BLE001
                 _log.warning(
                     "Could not log artifacts %s to MLflow run %s: %s", directory, run_id, exc
                 )
         if error:
             try:
-                retry(client.log_text, run_id, error, ERROR_ARTIFACT)
+                mlflow_client.retry(client.log_text, run_id, error, ERROR_ARTIFACT)
             except Exception as exc:  # noqa: BLE001
                 _log.warning("Could not log the error to MLflow run %s: %s", run_id, exc)
     return _end_child(tracking_uri, run_id, status)
@@ -168,9 +168,9 @@ def deactivate(
 def end_elsewhere(tracking_uri: str, run_id: str, status: str, tags: Mapping[str, str]) -> None:
     """End a child run from a thread other than the one it is active in (never raises)."""
     try:
-        client = client_for(tracking_uri)
-        log_batch(client, run_id, tags=tags)
-        end_run(client, run_id, status)
+        client = mlflow_client.client_for(tracking_uri)
+        mlflow_client.log_batch(client, run_id, tags=tags)
+        mlflow_client.end_run(client, run_id, status)
     except Exception as exc:  # noqa: BLE001
         _log.warning("Could not end MLflow run %s as %s: %s", run_id, status, exc)
 
@@ -179,7 +179,7 @@ def _end_child(tracking_uri: str, run_id: str, status: str) -> bool:
     try:
         import mlflow
 
-        client = client_for(tracking_uri)
+        client = mlflow_client.client_for(tracking_uri)
         ended = False
         for _ in range(100):
             run = mlflow.active_run()
@@ -192,7 +192,7 @@ def _end_child(tracking_uri: str, run_id: str, status: str) -> bool:
                 break
         if not ended:
             # The user ended our run already, or it is not on this thread's stack.
-            end_run(client, run_id, status)
+            mlflow_client.end_run(client, run_id, status)
         return True
     except Exception as exc:  # noqa: BLE001
         _log.warning(
