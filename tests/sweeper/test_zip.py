@@ -86,6 +86,34 @@ def assert_members_recorded(cwd: Path, members: tuple[str, ...] = ("model", "a",
     assert all("arch" not in config for config in configs(cwd).values())
 
 
+# ------------------------------------------------------------------ each form in each mode
+
+FORMS = {"yaml": ("--config-name", "zipped"), "cli": (CLI_ZIP, "b=0.5,1.5")}
+MODES = {
+    "product": (),
+    "chain": ("hydra.sweeper.mode=chain",),
+    "optimize": ("hydra.sweeper.mode=optimize", "hydra.sweeper.n_trials=6"),
+}
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("form", list(FORMS))
+def test_each_form_in_each_mode_runs_rows_and_records_each_member(cwd, form, mode):
+    result = sweep(cwd, *MODES[mode], "hydra.sweeper.sampler.seed=0", *FORMS[form])
+    assert result.returncode == 0, result.output
+    trials = study(cwd).trials
+    # product: 3 rows x 2 b; chain: 3 rows, then b at the winning row; optimize: n_trials
+    assert len(trials) == {"product": 6, "chain": 5, "optimize": 6}[mode]
+    assert {t.state.name for t in trials} == {"COMPLETE"}
+    for trial in trials:
+        assert trial.value == score(trial.params["model"], trial.params["a"], trial.params["b"])
+    assert_members_recorded(cwd)
+    if mode == "chain":
+        decision = study(cwd).user_attrs["decisions"]["arch"]
+        winner = min(ROWS, key=lambda row: score(*row, 0.5))
+        assert decision["value"] == {"model": winner[0], "a": winner[1]}
+
+
 # ------------------------------------------------------------------ product
 
 
