@@ -36,7 +36,11 @@ def validate_sweep(
     from omegaconf import open_dict, read_write
 
     firsts = [p.override(p.values[0]) for p in params]
-    base = _compose(config_loader, config, firsts)
+    try:
+        base = _compose(config_loader, config, firsts)
+    except InvalidOverrideError as error:
+        culprit = _first_refused(config_loader, config, params, firsts)
+        raise InvalidOverrideError(str(error), culprit) from None
     compositions = 1
     task_base = copy.deepcopy(base)
     with read_write(task_base), open_dict(task_base):
@@ -91,6 +95,19 @@ def _check_values(
                 f"override {override_text!r} is not accepted by the job config: {error}"
             ) from None
     return compositions
+
+
+def _first_refused(
+    config_loader: ConfigLoader, config: DictConfig, params: Sequence[SweepParam], firsts: list[str]
+) -> str | None:
+    """The param whose first value makes the composition fail (on the error path only:
+    one composition per param, with the first values up to it)."""
+    for i, param in enumerate(params):
+        try:
+            _compose(config_loader, config, firsts[: i + 1])
+        except InvalidOverrideError:
+            return param.name
+    return None
 
 
 def is_config_group(config_loader: ConfigLoader, name: str) -> bool:

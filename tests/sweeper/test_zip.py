@@ -346,6 +346,10 @@ def assert_refused_and_nothing_written(result: AppRun, cwd: Path) -> None:
             ["hydra.sweeper.params.arch='zip(model=[small,tiny], a=[1,2])'"],
             "zipped dimension 'arch': member 'model': overrides 'model=tiny a=1' are not accepted",
         ),
+        (  # a bad value in the first row, which every job's base composition holds
+            ["b=0.5,1.5", "hydra.sweeper.params.arch='zip(model=[tiny,small], a=[1,2])'"],
+            "hydra.sweeper.params.arch: zipped dimension 'arch': member 'model': overrides",
+        ),
         (
             ["+arch='zip(model=[small,large], a=[1,2])'"],
             "a zipped dimension is written under hydra.sweeper.params, quoted: "
