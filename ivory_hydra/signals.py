@@ -10,6 +10,11 @@ A signal must not land inside a write to a store: an exception raised in the
 middle of a database call can leave a SQLite write transaction open, and the
 clean-up's own writes then wait on that lock (a measured 60 s hang). Writes
 run inside :func:`shielded`, which holds a first signal until the block ends.
+
+Python drops an exception raised while a weak reference's callback or a
+``__del__`` runs (it only prints "Exception ignored in ..."), and a signal
+handler may run right there. :func:`check`, called where a job starts and where
+a batch is handed out, raises a stop signal whose :class:`Interrupted` was lost.
 """
 
 from __future__ import annotations
@@ -53,7 +58,7 @@ def exit_code(error: BaseException) -> int:
 
 
 _received: list[int] = []
-_shield = {"depth": 0, "pending": None}
+_shield = {"depth": 0, "pending": None, "active": False}
 
 
 def received() -> int | None:
@@ -80,11 +85,28 @@ def interrupts() -> Iterator[None]:
         raise Interrupted(signum)
 
     previous = {signum: signal.signal(signum, handler) for signum in SIGNALS}
+    _shield["active"] = True
     try:
         yield
     finally:
+        _shield["active"] = False
         for signum, old in previous.items():
             signal.signal(signum, old)
+
+
+def check() -> None:
+    """Raise the stop signal received inside :func:`interrupts` if it is still unraised
+    here (its :class:`Interrupted` was dropped); call it only where no clean-up runs.
+
+    >>> check()  # outside interrupts(): nothing to raise
+    """
+    if (
+        _shield["active"]
+        and _received
+        and not _shield["depth"]
+        and threading.current_thread() is threading.main_thread()
+    ):
+        raise Interrupted(_received[-1])
 
 
 @contextlib.contextmanager

@@ -71,3 +71,31 @@ def test_a_second_signal_exits_at_once_even_inside_a_shield():
     )
     assert result.returncode == 128 + 1  # SIGHUP's code
     assert "not reached" not in result.stdout
+
+
+def test_a_signal_dropped_inside_a_finalizer_is_raised_at_the_next_check():
+    """Python drops an exception raised while ``__del__`` (or a weak reference's
+    callback) runs; the handler may run right there. ``check()`` raises it again."""
+    result = run(
+        """
+        from ivory_hydra.signals import check
+
+        class Finalized:
+            def __del__(self):
+                os.kill(os.getpid(), signal.SIGTERM)
+                for _ in range(1000):  # the handler runs here; its exception is dropped
+                    pass
+
+        with interrupts():
+            try:
+                Finalized()  # finalized at once
+                events.append("went on")
+                check()
+                events.append("not raised")
+            except Interrupted as error:
+                events.append(f"raised {error.exit_code}")
+        print(events)
+        """
+    )
+    assert result.stdout.strip() == "['went on', 'raised 143']", result.stdout + result.stderr
+    assert "Exception ignored" in result.stderr  # the first Interrupted was dropped

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 
+from ivory_hydra import signals
 from ivory_hydra.engine.opening import Closing
 from ivory_hydra.stores.trials import Assignment
 
@@ -51,6 +52,7 @@ class Engine(Closing):
             total = self.plan.size(step)
             told = False
             while coordination.alive:
+                signals.check()  # a stop signal whose exception Python dropped
                 taken = coordination.take(step, total, 1 if alone else size)
                 if coordination.adopted():
                     self.refresh()  # a worker died: fail its trials, run its slots here

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ivory_hydra import signals
 from ivory_hydra.core.outcomes import PRUNED, outcome_from_error
 from ivory_hydra.core.redact import redact_text
 from ivory_hydra.errors import StoreError
@@ -69,6 +70,7 @@ class TrialTask:
         """Run one job of the sweep."""
         from hydra.core.hydra_config import HydraConfig
 
+        signals.check()  # a stop signal whose exception Python dropped
         hydra_cfg = HydraConfig.get()
         assignment = self.assignments.get(hydra_cfg.job.num)
         if assignment is None:  # not a job of this sweep's batches
