@@ -171,13 +171,15 @@ class Recovery(EngineState):
         Every finished trial's run (and each of its repeats' runs) gets its
         status and score; a finished trial without a run gets one; a run left
         RUNNING whose trial (or configuration) ended, or that has no trial,
-        ends KILLED. Unfinished trials are left to the processes that run them.
+        ends KILLED; a parent run that a killed worker made and never shared is
+        deleted. Unfinished trials are left to the processes that run them.
         """
         if not self.mirror.enabled:
             return True
         runs = self._children() if self.parent_run_id else None
         if runs is None:
             return False
+        self.mirror.delete_stray_parents(self.parent_run_id, self.study.name)
         stored = {t.number: t for t in self.study.trials()}
         by_key = {(r.number, r.repeat): r for r in runs if r.number is not None}
         for number, trial in stored.items():

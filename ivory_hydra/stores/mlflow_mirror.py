@@ -330,6 +330,32 @@ class MlflowMirror:
     def children(self, parent_run_id: str, study_name: str) -> list[ChildRun] | None:
         """Every run of a sweep's study nested under its parent run: its children, and
         theirs (a configuration's repeats). None when the store cannot be read."""
+        runs = self._study_runs(parent_run_id, study_name)
+        below = {parent_run_id}
+        for run in sorted(runs, key=lambda r: r.data.tags.get(Tag.REPEAT) is not None):
+            if run.data.tags.get(Tag.PARENT) in below:
+                below.add(run.info.run_id)
+        return [_child(run) for run in runs if run.info.run_id in below - {parent_run_id}]
+
+    @best_effort()
+    @best_effort()
+    def delete_stray_parents(self, parent_run_id: str, study_name: str) -> None:
+        """Delete the study's other top-level runs that hold no run: each was made by a
+        worker killed before it could share it (another worker's parent stands)."""
+        runs = self._study_runs(parent_run_id, study_name)
+        holding = {r.data.tags.get(Tag.PARENT) for r in runs}
+        self.delete_runs(
+            [
+                r.info.run_id
+                for r in runs
+                if Tag.PARENT not in r.data.tags
+                and r.info.run_id != parent_run_id
+                and r.info.run_id not in holding
+            ]
+        )
+
+    def _study_runs(self, parent_run_id: str, study_name: str) -> list[Any]:
+        """Every run tagged with the study's name, in the parent run's experiment."""
         experiment_id = retry(self.client.get_run, parent_run_id).info.experiment_id
         runs = []
         token = None
@@ -344,14 +370,8 @@ class MlflowMirror:
             runs.extend(page)
             token = page.token
             if not token:
-                break
-        below = {parent_run_id}
-        for run in sorted(runs, key=lambda r: r.data.tags.get(Tag.REPEAT) is not None):
-            if run.data.tags.get(Tag.PARENT) in below:
-                below.add(run.info.run_id)
-        return [_child(run) for run in runs if run.info.run_id in below - {parent_run_id}]
+                return runs
 
-    @best_effort()
     def find_parent(self, study_name: str) -> str | None:
         """The newest top-level run of a study, if its id was never recorded in the study."""
         runs = retry(
@@ -415,4 +435,7 @@ class NullMirror(MlflowMirror):
         return []
 
     def find_parent(self, study_name: str) -> str | None:
+        return None
+
+    def delete_stray_parents(self, parent_run_id: str, study_name: str) -> None:
         return None

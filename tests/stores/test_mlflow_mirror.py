@@ -24,6 +24,7 @@ from ivory_hydra.core.redact import redact_url  # noqa: E402
 from ivory_hydra.job import active_run  # noqa: E402
 from ivory_hydra.job.active_run import activate, deactivate  # noqa: E402
 from ivory_hydra.stores import mlflow_client  # noqa: E402
+from ivory_hydra.stores.format import Tag  # noqa: E402
 from ivory_hydra.stores.mlflow_client import safe_param_key  # noqa: E402
 from ivory_hydra.stores.mlflow_mirror import ChildSpec, MlflowMirror  # noqa: E402
 
@@ -544,3 +545,22 @@ def test_against_mlflow_server(mlflow_server_url, tmp_path, fluent):
     prun = client.get_run(parent)
     assert prun.info.status == "FINISHED" and prun.data.tags["ivory.best.lr"] == "2"
     assert _children(client, parent) == {f"run#{i}": c for i, c in enumerate(ids)}
+
+
+def test_a_parent_a_killed_worker_never_shared_is_deleted_and_no_other(store):
+    """Workers each make a parent run and share it by compare-and-set; one killed in
+    between leaves its parent behind. The closer deletes it, and only it."""
+    mir = MlflowMirror(store, "strays")
+    client = _client(mir.tracking_uri)
+    tags = {Tag.STUDY_NAME: "s"}
+    standing = mir.open_parent("task#0", tags)
+    stray = mir.open_parent("task#0", tags)  # its worker died before sharing it
+    holding = mir.open_parent("task#0", tags)  # holds a run: never deleted
+    other_study = mir.open_parent("task#1", {Tag.STUDY_NAME: "t"})
+    mir.create_child(standing, ChildSpec("run#0", {"a": 1}, {**tags, Tag.TRIAL_NUMBER: "0"}))
+    mir.create_child(holding, ChildSpec("run#1", {"a": 2}, {**tags, Tag.TRIAL_NUMBER: "1"}))
+    mir.delete_stray_parents(standing, "s")
+    assert client.get_run(stray).info.lifecycle_stage == "deleted"
+    for kept in (standing, holding, other_study):
+        assert client.get_run(kept).info.lifecycle_stage == "active"
+    assert not mir.behind
