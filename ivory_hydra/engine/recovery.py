@@ -67,8 +67,9 @@ class Recovery(EngineState):
                 owner = trial.system_attrs.get(OWNER)
                 if trial.number in self.mine:
                     continue  # handed out by this process, not yet started
-                if not (isinstance(owner, Mapping) and self.coordination.owner_lives(owner)):
-                    self._reap(trial, None)
+                lives = isinstance(owner, Mapping) and self.coordination.owner_lives(owner)
+                if not lives and not self._reap(trial, None):  # its creator started it now
+                    self.elsewhere[str(slot)] = frozen_trial_id(trial)
             else:
                 record = trials.last_beat(self.study.storage, trial)
                 if is_stale(record, self.settings.grace_period):
@@ -76,16 +77,21 @@ class Recovery(EngineState):
                 elif trial.number not in self.mine:
                     self.elsewhere[str(slot)] = frozen_trial_id(trial)
 
-    def _reap(self, trial: FrozenTrial, record: Mapping[str, Any] | None) -> None:
-        """Fail a trial left unfinished by a dead process: its job runs again."""
+    def _reap(self, trial: FrozenTrial, record: Mapping[str, Any] | None) -> bool:
+        """Fail a trial left unfinished by a dead process: its job runs again. A WAITING
+        trial is failed only if still WAITING (False: its creator started it after all)."""
         from optuna.trial import TrialState
 
+        waiting = trial.state == TrialState.WAITING
         if TrialAttr.REPEATS in trial.user_attrs and trial.state == TrialState.RUNNING:
             reason = "the process that ran its repeats stopped; the missing ones run again"
-        elif trial.state == TrialState.WAITING:
+        elif waiting:
             reason = "its sweeper stopped before the job started"
         else:
             reason = f"its process stopped beating ({describe(record)})"
+        alone = waiting and TrialAttr.REPEATS not in trial.user_attrs
+        if alone and not trials.start(self.study.storage, frozen_trial_id(trial), beating=False):
+            return False
         log.warning(
             "%s (trial %d) was left unfinished: %s; it runs again",
             trial.user_attrs.get(TrialAttr.RUN_NAME, f"trial#{trial.number}"),
@@ -93,6 +99,7 @@ class Recovery(EngineState):
             reason,
         )
         self.finish_here(trial, Outcome(FAIL, None, reason, INTERRUPTED))
+        return True
 
     def finish_here(
         self, trial: FrozenTrial, outcome: Outcome, run_id: str | None = None

@@ -26,8 +26,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def start(storage: BaseStorage, trial_id: int) -> bool:
-    """Start a WAITING trial (its start time is now); False if someone else did."""
+def start(storage: BaseStorage, trial_id: int, beating: bool = True) -> bool:
+    """Start a WAITING trial (its start time is now); False if someone else did.
+
+    ``beating=False`` records no beat: the trial is started only to be failed.
+    """
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
@@ -35,7 +38,7 @@ def start(storage: BaseStorage, trial_id: int) -> bool:
         claimed = storage.set_trial_state_values(trial_id, TrialState.RUNNING)
     except UpdateFinishedTrialError:
         return False
-    if claimed:
+    if claimed and beating:
         beat(storage, trial_id)
     return claimed
 

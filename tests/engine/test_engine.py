@@ -177,3 +177,23 @@ def test_workers_opening_a_sweep_at_once_number_its_task_once(tmp_path):
     assert numbering.allocate(ledger_for(url), "exp", "task") == 1  # one number was taken
     for engine in engines:
         engine.close()
+
+
+def test_a_waiting_trial_its_creator_starts_while_it_is_reaped_is_left_to_it(url):
+    """A reaper reads a WAITING trial of a creator it takes for dead; the creator
+    starts it in between. The reaper leaves it (the switch from WAITING is one
+    compare-and-set), so its job runs once, not once there and once again here."""
+    plan = Plan.from_params("product", {"a": [1, 2]})
+    engine = open_engine(opening(url, plan, grace_period=2.0, heartbeat_interval=1.0))
+    claims = next(engine.walk())
+    storage = open_storage(url)
+    stale = storage.get_trial(claims[0].trial_id)  # what the reaper read
+    assert stale.state.name == "WAITING"
+    assert trials.start(storage, claims[0].trial_id)  # its creator starts it meanwhile
+    assert engine._reap(stale, None) is False
+    assert storage.get_trial(claims[0].trial_id).state.name == "RUNNING"
+    still = storage.get_trial(claims[1].trial_id)  # never started: reaped
+    assert engine._reap(still, None) is True
+    reaped = storage.get_trial(claims[1].trial_id)
+    assert reaped.state.name == "FAIL" and "before the job started" in reaped.user_attrs["reason"]
+    engine.coordination.leave(False)
