@@ -59,14 +59,20 @@ def last_beat(storage: BaseStorage, trial: FrozenTrial) -> dict[str, Any] | None
 
     Read from the beats board of ``storage`` (what ``open_storage`` returned);
     a finished trial, or one written before the board existed, keeps it as a
-    system attribute.
+    system attribute. A trial started a moment ago, whose process has not yet
+    written its first beat, beats as of its start.
     """
+    from optuna.trial import TrialState
+
     from ivory_hydra._compat import frozen_trial_id
     from ivory_hydra.stores.beats import board_of
 
     record = board_of(storage).read(BeatKeys.trial(frozen_trial_id(trial)))
     if record is None:
         record = trial.system_attrs.get(BEAT)
+    if record is None and trial.state == TrialState.RUNNING and trial.datetime_start:
+        # started, its first beat not yet written (it follows the switch): as of its start
+        return {"at": trial.datetime_start.timestamp()}
     return dict(record) if isinstance(record, Mapping) else None
 
 

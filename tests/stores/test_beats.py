@@ -165,3 +165,21 @@ def test_the_board_is_found_through_optunas_cached_storage(tmp_path):
     storage = open_storage(storage_url(None, tmp_path))
     cached = optuna.storages.get_storage(storage)  # what optuna.load_study uses
     assert cached is not storage and board_of(cached) is board_of(storage)
+
+
+def test_a_trial_started_before_its_first_beat_is_not_taken_for_dead(tmp_path):
+    """``trials.start`` switches the trial to RUNNING, then writes its first beat: a
+    reader in between finds no beat, and must not reap a job that just started."""
+    import time
+
+    from optuna.trial import TrialState
+
+    from ivory_hydra.stores.liveness import is_stale
+
+    storage = open_storage(storage_url(None, tmp_path))
+    study = Study.open(storage, "s", Objectives.of("minimize"))
+    [(trial_id, _)] = study.create_trials([TrialSpec({"a": 1}, distributions_for({"a": [1, 2]}))])
+    assert storage.set_trial_state_values(trial_id, TrialState.RUNNING)  # no beat yet
+    record = trials.last_beat(storage, storage.get_trial(trial_id))
+    assert record is not None and not is_stale(record, grace=6)
+    assert is_stale(record, grace=6, now=time.time() + 10)  # and never beat: dead in time
