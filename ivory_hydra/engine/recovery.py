@@ -188,6 +188,7 @@ class Recovery(EngineState):
             return False
         self.mirror.delete_stray_parents(self.parent_run_id, self.study.name)
         stored = {t.number: t for t in self.study.trials()}
+        runs = self._one_run_each(runs, stored)
         by_key = {(r.number, r.repeat): r for r in runs if r.number is not None}
         for number, trial in stored.items():
             outcome = trials.trial_outcome(trial)
@@ -212,6 +213,31 @@ class Recovery(EngineState):
             if run.status == "RUNNING" and orphan:
                 self.mirror.settle(run.run_id, stopped, run.number or -1, self.names)
         return not self.mirror.behind
+
+    def _one_run_each(
+        self, runs: list[ChildRun], stored: Mapping[int, FrozenTrial]
+    ) -> list[ChildRun]:
+        """Delete a trial's (or repeat's) extra runs (a create retried after the
+        connection dropped, or made beside its job by a reaper); keep the one the
+        trial names, else the first."""
+        kept: dict[tuple[int, Any], ChildRun] = {}
+        extra: list[str] = []
+        for run in runs:
+            if run.number is None:
+                continue
+            key = (run.number, run.repeat)
+            trial = stored.get(run.number)
+            named = trial.user_attrs.get(TrialAttr.MLFLOW_RUN) if trial is not None else None
+            if key not in kept:
+                kept[key] = run
+            elif run.repeat is None and run.run_id == named:
+                extra.append(kept[key].run_id)
+                kept[key] = run
+            else:
+                extra.append(run.run_id)
+        if extra:
+            self.mirror.delete_runs(extra)
+        return [r for r in runs if r.number is None or r.run_id not in extra]
 
     def _agree(self, run: ChildRun, outcome: Outcome, number: int) -> None:
         """Settle a run whose status or score differs from its trial's (or repeat's)."""

@@ -306,6 +306,7 @@ class MlflowMirror:
         end_run(client, run_id, status)
 
     @best_effort()
+    @best_effort()
     def delete_runs(self, run_ids: Sequence[str]) -> None:
         """Delete runs (MLflow keeps them as deleted until ``mlflow gc``)."""
         for run_id in run_ids:
