@@ -339,7 +339,6 @@ class MlflowMirror:
         return [_child(run) for run in runs if run.info.run_id in below - {parent_run_id}]
 
     @best_effort()
-    @best_effort()
     def delete_stray_parents(self, parent_run_id: str, study_name: str) -> None:
         """Delete the study's other top-level runs that hold no run: each was made by a
         worker killed before it could share it (another worker's parent stands)."""

@@ -22,7 +22,7 @@ from conftest import APPS, run_app
 from convergence import check_converged, only_study, records
 from mlflow.tracking import MlflowClient
 
-from ivory_hydra.stores.format import StudyAttr, Tag
+from ivory_hydra.stores.format import StudyAttr, Tag, TrialAttr
 
 pytestmark = pytest.mark.slow
 
@@ -182,3 +182,33 @@ def test_a_rerun_repairs_runs_left_running_by_a_process_that_died(tmp_path, mlfl
     check_converged(url, mlflow_db, record, range(5))
     after = client.search_runs([runs[0].info.experiment_id])
     assert [p.info.status for p in after if Tag.PARENT not in p.data.tags] == ["FINISHED"]
+
+
+def test_a_rerun_keeps_one_mlflow_run_per_trial_the_one_the_trial_names(tmp_path, mlflow_db):
+    """Two runs for one trial (a create retried after its connection dropped, or a
+    reaper's run beside the job's): the next run of the command deletes the extras,
+    older or newer, and keeps the run the trial names."""
+    record = tmp_path / "jobs.jsonl"
+    args = (f"record={record}", "a=0-2")
+    first = run_app(tmp_path, *args, "hydra.sweep.dir=first")
+    assert first.returncode == 0, first.output
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    study = only_study(url)
+    trial = next(t for t in study.trials if t.number == 1)
+    named = trial.user_attrs[TrialAttr.MLFLOW_RUN]
+    client = MlflowClient(mlflow_db)
+    original = client.get_run(named)
+    experiment_id = original.info.experiment_id
+    extras = [
+        client.create_run(experiment_id, start_time=start, tags=original.data.tags).info.run_id
+        for start in (original.info.start_time - 1000, original.info.start_time + 1000)
+    ]
+    for run_id in extras:
+        client.set_terminated(run_id, "FINISHED")
+    study.set_user_attr(StudyAttr.MIRROR_SYNCED, False)
+    again = run_app(tmp_path, *args, "hydra.sweep.dir=again")
+    assert again.returncode == 0, again.output
+    for run_id in extras:
+        assert client.get_run(run_id).info.lifecycle_stage == "deleted"
+    assert client.get_run(named).info.lifecycle_stage == "active"
+    check_converged(url, mlflow_db, record, range(3))
