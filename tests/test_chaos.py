@@ -27,9 +27,10 @@ from convergence import check_converged
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.mlflow_server]
 
-JOBS = 40
-WORKERS = 3
-CHAOS_SECONDS = 30
+# a longer soak: IVORY_CHAOS_JOBS=200 IVORY_CHAOS_WORKERS=5 IVORY_CHAOS_SECONDS=120
+JOBS = int(os.environ.get("IVORY_CHAOS_JOBS") or 40)
+WORKERS = int(os.environ.get("IVORY_CHAOS_WORKERS") or 3)
+CHAOS_SECONDS = float(os.environ.get("IVORY_CHAOS_SECONDS") or 30)
 SEED = int(os.environ.get("IVORY_CHAOS_SEED") or random.randrange(2**31))
 
 
