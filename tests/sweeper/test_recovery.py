@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import APPS, run_app
@@ -159,15 +160,20 @@ def test_an_mlflow_server_gone_past_its_retries_is_brought_in_line_by_the_rerun(
         check_converged(url, server.url, record, range(10))
 
 
-def test_a_rerun_repairs_runs_left_running_by_a_process_that_died(tmp_path, mlflow_db):
-    """A process killed just after its jobs ended leaves runs RUNNING and the parent
-    open: the next run of the command settles them from the trials."""
+def finished_sweep(tmp_path: Path, jobs: str) -> tuple[Path, tuple[str, ...], str, Any]:
+    """A sweep of ``jobs`` run to its end on SQLite: its record, args, storage and study."""
     record = tmp_path / "jobs.jsonl"
-    args = (f"record={record}", "a=0-4")
+    args = (f"record={record}", jobs)
     first = run_app(tmp_path, *args, "hydra.sweep.dir=first")
     assert first.returncode == 0, first.output
     url = f"sqlite:///{tmp_path}/optuna.db"
-    study = only_study(url)
+    return record, args, url, only_study(url)
+
+
+def test_a_rerun_repairs_runs_left_running_by_a_process_that_died(tmp_path, mlflow_db):
+    """A process killed just after its jobs ended leaves runs RUNNING and the parent
+    open: the next run of the command settles them from the trials."""
+    record, args, url, study = finished_sweep(tmp_path, "a=0-4")
     # what a SIGKILL between the trials' ends and MLflow's leaves behind
     client = MlflowClient(mlflow_db)
     runs = client.search_runs([client.get_experiment_by_name("app").experiment_id])
@@ -188,12 +194,7 @@ def test_a_rerun_keeps_one_mlflow_run_per_trial_the_one_the_trial_names(tmp_path
     """Two runs for one trial (a create retried after its connection dropped, or a
     reaper's run beside the job's): the next run of the command deletes the extras,
     older or newer, and keeps the run the trial names."""
-    record = tmp_path / "jobs.jsonl"
-    args = (f"record={record}", "a=0-2")
-    first = run_app(tmp_path, *args, "hydra.sweep.dir=first")
-    assert first.returncode == 0, first.output
-    url = f"sqlite:///{tmp_path}/optuna.db"
-    study = only_study(url)
+    record, args, url, study = finished_sweep(tmp_path, "a=0-2")
     trial = next(t for t in study.trials if t.number == 1)
     named = trial.user_attrs[TrialAttr.MLFLOW_RUN]
     client = MlflowClient(mlflow_db)
