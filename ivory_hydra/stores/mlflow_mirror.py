@@ -306,7 +306,6 @@ class MlflowMirror:
         end_run(client, run_id, status)
 
     @best_effort()
-    @best_effort()
     def delete_runs(self, run_ids: Sequence[str]) -> None:
         """Delete runs (MLflow keeps them as deleted until ``mlflow gc``)."""
         for run_id in run_ids:
@@ -372,6 +371,7 @@ class MlflowMirror:
             if not token:
                 return runs
 
+    @best_effort()
     def find_parent(self, study_name: str) -> str | None:
         """The newest top-level run of a study, if its id was never recorded in the study."""
         runs = retry(

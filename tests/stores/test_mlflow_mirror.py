@@ -564,3 +564,25 @@ def test_a_parent_a_killed_worker_never_shared_is_deleted_and_no_other(store):
     for kept in (standing, holding, other_study):
         assert client.get_run(kept).info.lifecycle_stage == "active"
     assert not mir.behind
+
+
+def test_reads_and_deletes_of_a_store_gone_away_never_stop_the_sweep(monkeypatch):
+    """Against a tracking server that is gone, the reads and deletes that opening and
+    closing a sweep make return nothing and mark the mirror behind: the rerun mends."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again: nothing listens there
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    calls = {
+        "find_parent": lambda mir: mir.find_parent("s"),
+        "children": lambda mir: mir.children("0" * 32, "s"),
+        "delete_runs": lambda mir: mir.delete_runs(["0" * 32]),
+        "delete_stray_parents": lambda mir: mir.delete_stray_parents("0" * 32, "s"),
+    }
+    for name, call in calls.items():
+        mir = MlflowMirror(f"http://127.0.0.1:{port}", "gone")
+        assert call(mir) is None, name
+        assert mir.behind, name
