@@ -95,8 +95,9 @@ def interrupts() -> Iterator[None]:
 
 
 def check() -> None:
-    """Raise the stop signal received inside :func:`interrupts` if it is still unraised
-    here (its :class:`Interrupted` was dropped); call it only where no clean-up runs.
+    """Raise again a stop signal received inside :func:`interrupts`, in case its
+    :class:`Interrupted` was dropped; call it only where no clean-up runs (the sweep
+    is over once a stop signal came, so raising it twice changes nothing).
 
     >>> check()  # outside interrupts(): nothing to raise
     """

@@ -91,8 +91,16 @@ class Progress:
     def finished(self, plan: Plan) -> int:
         """How many of the plan's jobs finished (finished repeats of open slots included)."""
         slots = [s for s in self.done if _in_plan(plan, s)]
-        kept = sum(len(r) for s, r in self.kept.items() if s not in self.done and _in_plan(plan, s))
-        return len(slots) * plan.repeat_count + kept
+        return len(slots) * plan.repeat_count + self.kept_jobs(plan)
+
+    def kept_jobs(self, plan: Plan) -> int:
+        """How many finished repeats the plan's open slots keep (they do not run again).
+
+        >>> plan = Plan("product", {}, {"a": [1, 2]}, repeats=({"f": 0}, {"f": 1}))
+        >>> Progress(done={"0.0"}, kept={"0.0": {0}, "0.1": {1}, "0.7": {0}}).kept_jobs(plan)
+        1
+        """
+        return sum(len(r) for s, r in self.kept.items() if s not in self.done and _in_plan(plan, s))
 
 
 def _in_plan(plan: Plan, slot: str) -> bool:
@@ -245,9 +253,7 @@ def _optimize_lines(
     done = sum(1 for s in progress.done if _in_plan(plan, s))
     left = plan.trials - done
     each = "" if not plan.repeats else f", {plural(plan.repeat_count, 'repeat')} each"
-    jobs = left * plan.repeat_count - sum(
-        len(r) for s, r in progress.kept.items() if s not in progress.done and _in_plan(plan, s)
-    )
+    jobs = left * plan.repeat_count - progress.kept_jobs(plan)
     lines = [
         f"Optimize: {plural(plan.trials, 'trial')} (n_trials), {done:,} done, "
         f"{left:,} to sample{each} ({plural(jobs, 'job')})"
