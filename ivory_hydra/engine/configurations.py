@@ -15,7 +15,6 @@ after another, and the pruner may stop it after any of them.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from ivory_hydra.core.aggregate import aggregate
@@ -23,26 +22,12 @@ from ivory_hydra.core.outcomes import COMPLETE, FAIL, PRUNED, TRIAL_PRUNED, Outc
 from ivory_hydra.core.plan import Point
 from ivory_hydra.engine.issuing import Issuing
 from ivory_hydra.engine.results import Finished
+from ivory_hydra.engine.state import Configuration
 from ivory_hydra.signals import shielded
 from ivory_hydra.stores import trials
 from ivory_hydra.stores.format import Tag, TrialAttr, attr_tag, score_metrics
 from ivory_hydra.stores.mlflow_mirror import ChildSpec, outcome_tags, run_status
 from ivory_hydra.stores.trials import Assignment
-
-
-@dataclass
-class Configuration:
-    """A configuration issued by this process: its trial, MLflow run and repeats."""
-
-    trial_id: int
-    number: int
-    name: str
-    point: Point
-    params: dict[str, Any]  # the configuration's own (no repeat param)
-    run_id: str | None
-    missing: list[int]  # the repeats still to run
-    concluded: bool = False
-    repeats: dict[int, Assignment] = field(default_factory=dict)  # issued here
 
 
 def config_name(number: int) -> str:

@@ -18,7 +18,6 @@ from ivory_hydra.core.aggregate import check_aggregate
 from ivory_hydra.core.objectives import Objectives
 from ivory_hydra.core.plan import Plan, check_mode, split_repeats
 from ivory_hydra.core.zipped import Row, flatten, members_of
-from ivory_hydra.engine.state import Settings
 from ivory_hydra.errors import IvoryError
 from ivory_hydra.stores.liveness import GRACE_PERIOD, HEARTBEAT_INTERVAL
 from ivory_hydra.stores.retry import STORAGE_RETRY
@@ -29,6 +28,17 @@ if TYPE_CHECKING:
     from ivory_hydra.job.ticket import Ticket
     from ivory_hydra.stores.sampling import Sampling
     from ivory_hydra.stores.study import Study
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How the engine scores runs, decides chain steps and keeps runs alive."""
+
+    objectives: Objectives = field(default_factory=Objectives)
+    use_best_param: bool = True
+    heartbeat_interval: float = HEARTBEAT_INTERVAL
+    grace_period: float = GRACE_PERIOD
+
 
 #: The sampler of optimize mode when none is given.
 DEFAULT_SAMPLER = {"_target_": "optuna.samplers.TPESampler"}

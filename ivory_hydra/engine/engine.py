@@ -10,7 +10,8 @@ the engine never holds a result that the storage does not.
 Its parts: :mod:`~ivory_hydra.engine.recovery` (reading back, reaping,
 settling MLflow), :mod:`~ivory_hydra.engine.issuing` (runs out, outcomes in),
 :mod:`~ivory_hydra.engine.decisions` (chain decisions) and
-:mod:`~ivory_hydra.engine.opening` (opening and closing a sweep).
+:mod:`~ivory_hydra.engine.closing` (leaving and closing a sweep);
+:mod:`~ivory_hydra.engine.opening` opens a sweep and hands its engine over.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import logging
 from collections.abc import Iterator, Sequence
 
 from ivory_hydra import signals
-from ivory_hydra.engine.opening import Closing
+from ivory_hydra.engine.closing import Closing
 from ivory_hydra.stores.trials import Assignment
 
 log = logging.getLogger(__name__)

@@ -11,13 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ivory_hydra.core.objectives import Objectives
 from ivory_hydra.core.plan import Point
 from ivory_hydra.engine.results import Scoreboard
-from ivory_hydra.stores.liveness import GRACE_PERIOD, HEARTBEAT_INTERVAL
 
 if TYPE_CHECKING:
-    from ivory_hydra.engine.configurations import Configuration
     from ivory_hydra.engine.coordination import Coordination
     from ivory_hydra.engine.definition import Definition
     from ivory_hydra.stores.ledger import Ledger
@@ -27,14 +24,19 @@ if TYPE_CHECKING:
     from ivory_hydra.stores.trials import Assignment
 
 
-@dataclass(frozen=True)
-class Settings:
-    """How the engine scores runs, decides chain steps and keeps runs alive."""
+@dataclass
+class Configuration:
+    """A configuration issued by this process: its trial, MLflow run and repeats."""
 
-    objectives: Objectives = field(default_factory=Objectives)
-    use_best_param: bool = True
-    heartbeat_interval: float = HEARTBEAT_INTERVAL
-    grace_period: float = GRACE_PERIOD
+    trial_id: int
+    number: int
+    name: str
+    point: Point
+    params: dict[str, Any]  # the configuration's own (no repeat param)
+    run_id: str | None
+    missing: list[int]  # the repeats still to run
+    concluded: bool = False
+    repeats: dict[int, Assignment] = field(default_factory=dict)  # issued here
 
 
 class EngineState:
