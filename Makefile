@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_DIR ?= demo
 
-.PHONY: install postgres chromium demo test test-fast lint bench clean
+.PHONY: install postgres chromium demo test test-fast lint docs screenshots bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,15 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
 
+# The documentation site, into site/: broken links and missing references fail it.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
+# The how-to page's pictures of optuna-dashboard and the MLflow UI, on the demo's sweep.
+screenshots: install chromium
+	$(PY) benchmarks/screenshots.py --demo $(DEMO_DIR) --out shots
+	mkdir -p docs/images && cp shots/optuna.png shots/mlflow.png docs/images/
+
 # Hydra's Optuna sweeper pins optuna<3 (and needs SQLAlchemy 1.4): a venv of its own.
 PEER := .venv-optuna-peer
 $(PEER)/.installed:
@@ -75,4 +84,4 @@ bench: install postgres $(PEER)/.installed
 	$(PY) benchmarks/bench_pruning.py
 
 clean:
-	rm -rf $(DEMO_DIR) build *.egg-info
+	rm -rf $(DEMO_DIR) build site *.egg-info

@@ -20,37 +20,81 @@ class MlflowSettings:
     """Where the sweep is mirrored in MLflow."""
 
     enabled: bool = True
+    """Mirror every sweep and job to MLflow; off, MLflow is never imported."""
     tracking_uri: Optional[str] = None  # noqa: UP045
+    """An MLflow tracking URI (`http://...` for a server); `null`: `MLFLOW_TRACKING_URI`,
+    else `sqlite:///<cwd>/mlflow.db`."""
     experiment_name: Optional[str] = None  # noqa: UP045
+    """The MLflow experiment; `null`: the job name."""
 
 
 @dataclass
 class SweeperSettings:
-    """What ``hydra.sweeper`` holds for ``hydra/sweeper=ivory`` (see the README)."""
+    """What ``hydra.sweeper`` holds for ``hydra/sweeper=ivory``.
+
+    Each field's docstring is its line in the settings reference of the docs
+    (``docs/hooks.py`` renders them; a field without one fails the docs build).
+    """
 
     mode: str = "product"
+    """`product` (every combination, the last param fastest), `chain` (one param at a time)
+    or `optimize` (an Optuna sampler picks the values)."""
     use_best_param: bool = True
-    metric: Any = None  # a name, or a list of names (several objectives)
-    direction: Any = "minimize"  # minimize or maximize, or a list (several objectives)
-    repeat: Any = field(default_factory=list)  # swept params whose values repeat (folds, seeds)
-    aggregate: str = "mean"  # a configuration's score from its repeats: mean, median, min, max
+    """Chain mode: fix each param at its best value before the next one steps."""
+    metric: Any = None
+    """Which score to use when a job returns a mapping (or logs to MLflow); a list with
+    several objectives."""
+    direction: Any = "minimize"
+    """`minimize` or `maximize`; a list for several objectives (optimize mode)."""
+    repeat: Any = field(default_factory=list)
+    """Swept params whose values repeat each configuration (folds, seeds): a list or one
+    name."""
+    aggregate: str = "mean"
+    """A configuration's score from its repeats': `mean`, `median`, `min` or `max`."""
     params: Dict[str, Any] = field(default_factory=dict)  # noqa: UP006
+    """Sweep definitions, as in Hydra's BasicSweeper; the command line wins on the same
+    key."""
     max_batch_size: Optional[int] = None  # noqa: UP045
+    """At most this many jobs per launcher call; `null`: up to 100 (optimize mode: 1; a
+    worker among several: the launcher's `n_jobs`)."""
     storage: Optional[str] = None  # noqa: UP045
+    """An Optuna storage: an SQLAlchemy URL, a `*.db` path, or another path for a journal
+    file; `null`: `sqlite:///<cwd>/optuna.db`."""
     study_name: Optional[str] = None  # noqa: UP045
+    """`null`: `<job>-<mode>-<swept keys>-<digest of the definition>`, e.g.
+    `train-chain-model-lr-1a51d027`."""
     mlflow: MlflowSettings = field(default_factory=MlflowSettings)
+    """Where the sweep is mirrored in MLflow (the `mlflow.*` settings)."""
     verbose: int = 1
-    dry_run: bool = False  # print what the sweep would run (and a resume skip), write nothing
+    """`0` hides the progress bar (the run lines stay)."""
+    dry_run: bool = False
+    """Print the jobs the command would run (and what a resume leaves out), then exit 0
+    writing nothing."""
     heartbeat_interval: float = 10.0
+    """Seconds between the heartbeats of every running job (and of the sweeper)."""
     grace_period: float = 60.0
-    storage_retry: float = 300.0  # seconds a lost storage connection is waited out
+    """A job or sweeper whose heartbeats stopped this long is dead (at once when its
+    process is gone from this machine)."""
+    storage_retry: float = 300.0
+    """Seconds a lost connection to the Optuna storage is waited out before the sweep
+    stops (rerunning resumes)."""
     # optimize mode (and pruning in every mode), named as in Hydra's Optuna sweeper
-    sampler: Any = None  # from the group hydra/sweeper/sampler (tpe by default)
+    sampler: Any = None
+    """Optimize mode: an `optuna.samplers` class, from the group `hydra/sweeper/sampler`
+    (`tpe` by default, `random`, `cmaes`, `nsgaii`, `qmc`, `gp`, `grid`) or a node with
+    `_target_`."""
     pruner: Any = None
+    """An `optuna.pruners` class as a node with `_target_`; works in every mode."""
     n_trials: Optional[int] = None  # noqa: UP045
-    n_jobs: Optional[int] = None  # noqa: UP045 - Hydra's Optuna sweeper's name for max_batch_size
+    """Optimize mode (required): the sweep's total; finished trials count across resumes
+    and workers."""
+    n_jobs: Optional[int] = None  # noqa: UP045
+    """Hydra's Optuna sweeper's name for `max_batch_size`."""
     max_failure_rate: Optional[float] = None  # noqa: UP045
+    """Stop the sweep when a batch fails more often than this (0 to 1); `null`: never."""
     custom_search_space: Optional[str] = None  # noqa: UP045
+    """Optimize mode: a function `f(cfg, trial)` that suggests more params, as in Hydra's
+    Optuna sweeper."""
 
     @classmethod
     def from_node(cls, node: Any) -> "SweeperSettings":  # noqa: UP037 - no __future__ here
