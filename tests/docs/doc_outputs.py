@@ -19,7 +19,7 @@ NORMALIZERS = [
     (re.compile(r"\b[0-9a-f]{32}\b"), "<id>"),
     (re.compile(r"-[0-9a-f]{8}\b"), "-<digest>"),
     (re.compile(r"\b0x[0-9a-f]+\b"), "0x<address>"),
-    (re.compile(r"\bpid \d+"), "pid <pid>"),
+    (re.compile(r"\bpid \d+( on [^\s,)]+)?"), "pid <pid> on <host>"),
     (re.compile(r"\b\d+(\.\d+)? ?(ms|s)\b"), "<duration>"),
 ]
 
