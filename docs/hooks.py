@@ -130,7 +130,13 @@ def docstring_tables(doc: str) -> dict[str, str]:
             meanings[last] += " " + line.strip()
         else:
             last = None
-    return {name: re.sub(r"``([^`]+)``", r"`\1`", text) for name, text in meanings.items()}
+    return {name: markdown_of(text) for name, text in meanings.items()}
+
+
+def markdown_of(rest: str) -> str:
+    """Inline reST as Markdown: ``code`` and :role:`name` become `code` and `name`."""
+    rest = re.sub(r":\w+:`~?([^`]+)`", r"`\1`", rest)
+    return re.sub(r"``([^`]+)``", r"`\1`", rest)
 
 
 def names_table(name: str) -> str:

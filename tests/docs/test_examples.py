@@ -30,7 +30,7 @@ RUNNER = Path(__file__).with_name("pycon_runner.py")
 #: Pages whose examples take less than a few seconds: the rest start sweeps.
 QUICK = {"docs/reference/ranges.md"}
 #: Fewer checked blocks than this means the collector lost its way.
-AT_LEAST = 20
+AT_LEAST = 30
 
 
 def page_id(path: Path) -> str:
