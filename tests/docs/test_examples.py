@@ -179,3 +179,23 @@ def test_console_sessions_parse() -> None:
         for block in blocks_of(path):
             if block.kind == "console":
                 assert session(block), block.where
+
+
+def test_blocks_are_told_apart(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text(
+        "<!-- not an example: needs a cluster -->\n"
+        "```bash\nsbatch run.sh\n```\n\n"
+        "```yaml\nunmarked: true\n```\n\n"
+        '```python title="app.py"\nprint(1)\n```\n\n'
+        "- an item\n\n    ```console\n    $ echo a \\\n      b\n    a b\n    ```\n"
+    )
+    kinds = [(b.kind, b.skip, b.title) for b in blocks_of(page)]
+    assert kinds == [
+        ("skip", "needs a cluster", None),
+        ("unmarked", None, None),
+        ("file", None, "app.py"),
+        ("console", None, None),
+    ]
+    (command,) = session(blocks_of(page)[3])
+    assert command.text == "echo a \\\n  b" and command.expected == ["a b"]
