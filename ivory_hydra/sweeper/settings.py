@@ -44,6 +44,8 @@ class SweeperSettings:
     heartbeat_interval: float = 10.0
     grace_period: float = 60.0
     storage_retry: float = 300.0  # seconds a lost storage connection is waited out
+    devices: Any = None  # device ids jobs hold ([0,1]), auto (NVML's GPUs) or null (none)
+    devices_per_job: int = 1
     # optimize mode (and pruning in every mode), named as in Hydra's Optuna sweeper
     sampler: Any = None  # from the group hydra/sweeper/sampler (tpe by default)
     pruner: Any = None
