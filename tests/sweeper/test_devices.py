@@ -299,3 +299,88 @@ def test_a_job_killed_holding_a_device_frees_it_and_the_rerun_completes(tmp_path
     complete = [t for t in trials if t.state.name == "COMPLETE"]
     assert sorted(t.params["a"] for t in complete) == list(range(6))
     assert all(t.user_attrs[TrialAttr.DEVICES] == [0] for t in complete)
+
+
+HOLD = """
+import sys, time
+from ivory_hydra.stores.devices import DevicePool
+from ivory_hydra.stores.ledger import ledger_for
+pool = DevicePool(ledger_for(sys.argv[1]))
+taken = []
+assert pool.take((0,), 1, pool.holder(run="elsewhere"), taken)
+print("held", flush=True)
+time.sleep(300)
+"""
+
+
+def test_a_job_waits_for_a_held_device_until_sigterm_stops_the_sweep(tmp_path):
+    """Device 0 is held by another live process: the job waits (it never runs without
+    it); SIGTERM stops the wait and the sweep; once the holder is gone, the rerun runs."""
+    url = storage_url(None, tmp_path)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, url], stdout=subprocess.PIPE, text=True)
+    record = tmp_path / "jobs.jsonl"
+    args = ("hydra.sweeper.mlflow.enabled=false", "hydra.sweeper.devices=[0]", "a=0-1")
+    args += (f"record={record}",)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        sweeper = start(tmp_path, "first", *args)
+        log = tmp_path / "first.log"
+        deadline = time.monotonic() + 120
+        while "waits for a free device" not in log.read_text():
+            assert time.monotonic() < deadline and sweeper.poll() is None, log.read_text()
+            time.sleep(0.05)
+        time.sleep(1)  # still waiting a while later
+        assert records(record, "start") == []
+        sweeper.send_signal(signal.SIGTERM)
+        assert sweeper.wait(timeout=60) == 143, log.read_text()
+        [(_, record_held)] = held_devices(url).items()
+        assert record_held["pid"] == holder.pid  # the holder's, untouched
+        trials = only_study(url).trials  # the waiting job's and its batch's: failed
+        assert {t.state.name for t in trials} == {"FAIL"}, [t.state for t in trials]
+        assert trials[0].user_attrs["error"] == "Interrupted"
+    finally:
+        holder.kill()
+        holder.wait()
+    rerun = start(tmp_path, "rerun", *args)
+    assert rerun.wait(timeout=120) == 0, (tmp_path / "rerun.log").read_text()
+    assert sorted(e["a"] for e in records(record)) == [0, 1]
+    assert [e["devices"] for e in records(record)] == ["0", "0"]
+    assert held_devices(url) == {}
+
+
+def test_a_worker_killed_holding_a_device_frees_it_for_the_others(tmp_path, mlflow_db):
+    """Three workers (basic launcher: each runs its jobs itself) on a journal, two
+    devices; SIGKILL one in the middle of a job: the others take its device over at
+    once and run its jobs; no two jobs ever shared a device."""
+    storage = str(tmp_path / "sweep.journal")
+    record = tmp_path / "jobs.jsonl"
+    args = (f"hydra.sweeper.storage={storage}", f"record={record}", *LIVENESS)
+    args += ("hydra.sweeper.devices=[0,1]", "a=0-11", "sleep=0.5")
+    workers = [start(tmp_path, f"w{i}", *args) for i in range(3)]
+    deadline = time.monotonic() + 120
+    killed = None
+    while killed is None:
+        assert time.monotonic() < deadline, "no worker ran two jobs"
+        started = Counter(e["pid"] for e in records(record, "start"))
+        ended = Counter(e["pid"] for e in records(record))
+        busy = [w for w in workers if 0 < ended[w.pid] < started[w.pid]]
+        if busy:
+            killed = busy[0]
+            killed.send_signal(signal.SIGKILL)
+            killed_at = time.time()
+        time.sleep(0.02)
+    codes = {w.pid: w.wait(timeout=300) for w in workers}
+    logs = "".join((tmp_path / f"w{i}.log").read_text() for i in range(3))
+    assert codes.pop(killed.pid) == -signal.SIGKILL
+    assert list(codes.values()) == [0, 0], logs
+    ended = records(record)
+    finished_there = {e["a"] for e in ended if e["pid"] == killed.pid}
+    [victim] = [  # the job it was killed in
+        e
+        for e in records(record, "start")
+        if e["pid"] == killed.pid and e["a"] not in finished_there
+    ]
+    assert Counter(e["a"] for e in ended) == Counter(range(12))  # its job ran again elsewhere
+    check_assignments([*ended, victim], {0, 1}, 1, until={killed.pid: killed_at})
+    assert f"(pid {killed.pid} on" in logs and "which is gone: taken over" in logs
+    assert held_devices(storage_url(storage)) == {}
