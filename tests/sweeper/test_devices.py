@@ -8,6 +8,7 @@ trials, the MLflow runs and the ledger's device records.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import signal
@@ -23,6 +24,7 @@ from conftest import APPS, run_app
 from convergence import records, storage_of
 from mlflow.tracking import MlflowClient
 from test_bad_input import assert_refused_and_nothing_written
+from test_launchers import RAY_ENV, ray_dir, ray_launcher  # noqa: F401 - ray_dir: a fixture
 
 from ivory_hydra.stores.devices import DevicePool
 from ivory_hydra.stores.format import Tag, TrialAttr
@@ -137,6 +139,29 @@ def test_submitit_local_jobs_hold_their_devices(tmp_path):
     ended = records(record)
     assert sorted(e["a"] for e in ended) == list(range(4))
     check_assignments(ended, {3, 5}, 1)
+
+
+@pytest.mark.ray
+@pytest.mark.skipif(
+    importlib.util.find_spec("hydra_plugins.hydra_ray_launcher") is None,
+    reason="hydra-ray-launcher is not installed",
+)
+def test_ray_workers_hold_their_devices(tmp_path, ray_dir):  # noqa: F811 - the fixture
+    record = tmp_path / "jobs.jsonl"
+    result = run_app(
+        tmp_path,
+        "hydra.sweeper.mlflow.enabled=false",
+        *ray_launcher(ray_dir),
+        "hydra.sweeper.devices=[0,1]",
+        "a=0-3",
+        "sleep=1",
+        f"record={record}",
+        env=RAY_ENV,
+    )
+    assert result.returncode == 0, result.output[-6000:]
+    ended = records(record)
+    assert sorted(e["a"] for e in ended) == list(range(4))
+    check_assignments(ended, {0, 1}, 1)
 
 
 def test_basic_launcher_sets_and_restores_the_variable(tmp_path):
