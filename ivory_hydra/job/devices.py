@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 #: Seconds between a waiting job's looks at the pool: from the first to the last.
 FIRST_POLL = 0.05
 LAST_POLL = 1.0
+#: Seconds after which a job that still waits says so again.
+LONG_WAIT = 300.0
 
 _last: list[int] = []  # the devices this process's last job held
 _said: set[str] = set()  # what this process said once
@@ -103,22 +105,27 @@ def _wait(
     are free. Stop signals end the wait; a retried storage outage is waited out."""
     pinned = _pinned(ticket)
     delay = FIRST_POLL
-    waited = False
+    since = time.monotonic()
+    said = 0.0  # how long it had waited when it last said so
     while True:
         signals.check()
         with signals.shielded():  # a stop signal lands between attempts, not inside one
             if pool.take(
                 ticket.devices, ticket.devices_per_job, holder, taken, last=_last, pinned=pinned
             ):
-                break
-        if not waited:
-            waited = True
-            wanted = _last if pinned else ticket.devices
+                return
+        waited = time.monotonic() - since
+        # said once per process (its jobs wait whenever jobs outnumber devices), and
+        # again by a job that waits long
+        if "wait" not in _said or waited - said > LONG_WAIT:
+            _said.add("wait")
+            said = waited
             log.info(
-                "[%s] waits for %s (held: %s)",
+                "[%s] waits for %s%s (held: %s)",
                 run_name,
                 "its process's devices" if pinned else "a free device",
-                pool.describe_holders(wanted),
+                f" since {waited:.0f} s" if waited > LONG_WAIT else "",
+                pool.describe_holders(_last if pinned else ticket.devices),
             )
         time.sleep(delay * random.uniform(0.5, 1.0))
         delay = min(LAST_POLL, delay * 1.5)
