@@ -1,26 +1,15 @@
-"""The sweep's devices (``hydra.sweeper.devices``), checked and resolved before any job.
+"""The sweep's devices (``hydra.sweeper.devices``), checked and resolved before any job
+(:func:`ivory_hydra.gpus.resolve_devices`), and checked against Hydra's own settings.
 
-``auto`` asks NVML (``nvidia-ml-py``, the ``gpu`` extra) for this machine's
-GPUs, without initializing CUDA; none found (or NVML missing) means no
-assignment, said in one line. The jobs take their devices themselves
-(:mod:`ivory_hydra.job.devices`).
+The jobs take their devices themselves (:mod:`ivory_hydra.job.devices`).
 """
 
 from __future__ import annotations
 
 import logging
-import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from ivory_hydra.core.devices import (
-    AUTO,
-    CUDA_VISIBLE_DEVICES,
-    check_devices,
-    check_per_job,
-    cuda_string,
-    jobs_at_once,
-    visible_ids,
-)
+from ivory_hydra.core.devices import CUDA_VISIBLE_DEVICES, cuda_string, jobs_at_once
 from ivory_hydra.sweeper.errors import SweepInputError
 
 if TYPE_CHECKING:
@@ -31,44 +20,22 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def nvml_gpus() -> tuple[tuple[int, ...], str]:
-    """The GPUs NVML reports (within ``CUDA_VISIBLE_DEVICES`` if it lists ids), or
-    nothing and why."""
-    try:
-        import pynvml
-    except ImportError:
-        return (), "nvidia-ml-py is not installed (pip install 'ivory-hydra[gpu]')"
-    try:
-        pynvml.nvmlInit()
-        try:
-            count = pynvml.nvmlDeviceGetCount()
-        finally:
-            pynvml.nvmlShutdown()
-    except pynvml.NVMLError as error:
-        return (), f"NVML found no GPU ({error})"
-    ids = visible_ids(count, os.environ.get(CUDA_VISIBLE_DEVICES))
-    return ids, "" if ids else f"NVML found {count} GPUs, none in {CUDA_VISIBLE_DEVICES}"
-
-
 def sweep_devices(settings: SweeperSettings, config: DictConfig) -> tuple[int, ...]:
     """The devices the sweep's jobs take (empty: none assigned).
 
     Raises :class:`SweepInputError` naming the setting for bad input.
     """
+    from ivory_hydra.gpus import resolve_devices
+
     try:
-        devices: Any = check_devices(settings.devices)
-        if devices == AUTO:
-            devices, reason = nvml_gpus()
-            if not devices:
-                log.warning(f"hydra.sweeper.devices=auto: {reason}: no devices are assigned")
-        check_per_job(settings.devices_per_job, devices or None)
+        devices = resolve_devices(settings.devices, settings.devices_per_job, "hydra.sweeper.")
     except ValueError as error:
-        raise SweepInputError(f"hydra.sweeper.{error}") from None
+        raise SweepInputError(str(error)) from None
     if not devices:
         return ()
     _check_env_set(config)
     _note_parallel(devices, settings.devices_per_job, config)
-    return tuple(devices)
+    return devices
 
 
 def _check_env_set(config: DictConfig) -> None:
