@@ -103,11 +103,14 @@ class DevicePool:
 
     def release(self, taken: list[int], holder: Mapping[str, Any]) -> None:
         """Give back the devices in ``taken`` (emptied) that ``holder`` holds."""
-        while taken:
-            device = taken.pop()
-            if not self.ledger.compare_and_set(Keys.device(self.host, device), holder, None):
-                log.debug("device %d was no longer held by %s", device, _who(holder))
-        _HOLDING.discard(holder.get("token", ""))
+        try:
+            while taken:
+                device = taken[-1]
+                if not self.ledger.compare_and_set(Keys.device(self.host, device), holder, None):
+                    log.debug("device %d was no longer held by %s", device, _who(holder))
+                taken.pop()
+        finally:  # a record left by a failed write is this process's leftover: taken over
+            _HOLDING.discard(holder.get("token", ""))
 
     def dead(self, record: Mapping[str, Any]) -> bool:
         """Whether the holder behind ``record`` is gone (its device may be taken over)."""
