@@ -15,6 +15,7 @@ import atexit
 import sys
 import weakref
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +45,8 @@ def create_client(
     tracking_uri: str | None = None,
     mlflow: bool = True,
     storage_retry: float = 300.0,
+    devices: Any = None,
+    devices_per_job: int = 1,
 ) -> Client:
     """A client whose embedded stores live in ``directory``.
 
@@ -52,6 +55,8 @@ def create_client(
     ``mlflow=False`` turns the MLflow mirror off. A store that cannot be
     reached is a ``ValueError`` here, before anything is written. A storage
     connection lost later is waited out for ``storage_retry`` seconds.
+    ``devices`` (ids, or ``"auto"``) are held ``devices_per_job`` at a time by
+    each run, as by a sweep's jobs: ``run.devices``, ``CUDA_VISIBLE_DEVICES``.
     """
     return Client(
         directory,
@@ -59,6 +64,8 @@ def create_client(
         tracking_uri=tracking_uri,
         mlflow=mlflow,
         storage_retry=storage_retry,
+        devices=devices,
+        devices_per_job=devices_per_job,
     )
 
 
@@ -73,13 +80,18 @@ class Client:
         tracking_uri: str | None = None,
         mlflow: bool = True,
         storage_retry: float = 300.0,
+        devices: Any = None,
+        devices_per_job: int = 1,
     ) -> None:
         from ivory_hydra.errors import StoreError
+        from ivory_hydra.gpus import resolve_devices
         from ivory_hydra.stores.mlflow_client import check_tracking_uri, resolve_tracking_uri
         from ivory_hydra.stores.optuna_storage import check_storage, storage_url
         from ivory_hydra.stores.retry import set_storage_retry
 
         set_storage_retry(storage_retry)  # raises ValueError below 0
+        self.devices = resolve_devices(devices, devices_per_job)  # raises ValueError
+        self.devices_per_job = devices_per_job
         self.storage_retry = float(storage_retry)
         self.directory = Path(directory).absolute()
         self.storage_url = storage_url(storage, self.directory)
@@ -137,6 +149,8 @@ class Run:
         self._assignment = assignment
         self._session = session
         self._reported: Any = _UNSET
+        self.devices: tuple[int, ...] = ()  # held while the run's loop body runs
+        self._recorded: dict[str, Any] = {"tags": {}}  # the devices, as its end records them
 
     @property
     def name(self) -> str:
@@ -187,7 +201,9 @@ class Run:
 
         stop = (reason or "the loop stopped during this run") if stopped else ""
         returned = self._reported if self.reported else NOTHING
-        self._session.finish(self._session.conclude(returned=returned, stopped=stop))
+        self._session.finish(
+            self._session.conclude(returned=returned, stopped=stop), **self._recorded
+        )
 
     def __repr__(self) -> str:
         return f"Run(name={self.name!r}, params={self.params!r})"
@@ -347,6 +363,9 @@ class Task:
         )
         tracking_uri = None if mirror is None else mirror.tracking_uri
         ticket = definition.ticket(self.client.storage_url, tracking_uri, self.study_name)
+        ticket = replace(
+            ticket, devices=self.client.devices, devices_per_job=self.client.devices_per_job
+        )
         runs = _drive(self, opening, ticket, verbose)
         _OPEN.add(runs)
         return runs
@@ -356,6 +375,7 @@ def _drive(task: Task, opening: Opening, ticket: Ticket, verbose: int) -> Iterat
     """Yield the engine's runs one at a time; each is finished when the loop body returns."""
     from ivory_hydra.engine.opening import open_engine
     from ivory_hydra.engine.results import stop_status
+    from ivory_hydra.job.devices import held, recorded
     from ivory_hydra.job.session import JobSession
     from ivory_hydra.progress import ProgressBar
     from ivory_hydra.signals import interrupts, received
@@ -371,7 +391,12 @@ def _drive(task: Task, opening: Opening, ticket: Ticket, verbose: int) -> Iterat
                 for batch in engine.walk(1):  # one run, or one configuration's repeats
                     for assignment in batch:
                         current = Run(assignment, JobSession.begin(ticket, assignment))
-                        yield current
+                        with held(ticket, current.name, assignment.trial_id) as devices:
+                            current.devices = devices
+                            current._recorded.update(
+                                recorded(current._session, devices, current._recorded["tags"])
+                            )
+                            yield current
                         current._finish()
                         current = None
                         bar.advance_to(engine.issued)

@@ -20,6 +20,7 @@ from ivory_hydra import signals
 from ivory_hydra.core.outcomes import PRUNED, outcome_from_error
 from ivory_hydra.core.redact import redact_text
 from ivory_hydra.errors import StoreError
+from ivory_hydra.job.devices import held, recorded
 from ivory_hydra.job.session import JobSession
 from ivory_hydra.job.ticket import Ticket
 from ivory_hydra.stores.format import Files, Tag, TrialAttr
@@ -94,7 +95,9 @@ class TrialTask:
             "artifact_dirs": [hydra_dir] if hydra_dir is not None and hydra_dir.is_dir() else [],
         }
         try:
-            value = self.task_function(cfg)
+            with held(self.ticket, assignment.run_name, assignment.trial_id) as devices:
+                finish.update(recorded(session, devices, finish["tags"]))
+                value = self.task_function(cfg)
         except BaseException as error:
             if session is not None:
                 session.returned()
@@ -114,6 +117,7 @@ class TrialTask:
             log.error("[%s] failed: %s%s", assignment.run_name, outcome.reason, where)
             if session is not None:
                 attrs = {TrialAttr.TRACEBACK: str(path)} if path else {}
+                attrs.update(finish.pop("attrs", {}))
                 session.finish(outcome, error=text, attrs=attrs, **finish)
             if isinstance(error, SystemExit):
                 raise JobExitError(outcome.reason) from None

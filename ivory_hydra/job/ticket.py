@@ -44,6 +44,8 @@ class Ticket:
     pruner: Any = None  # a node with _target_ (built in the job's process), or a pruner
     heartbeat_interval: float = HEARTBEAT_INTERVAL
     storage_retry: float = STORAGE_RETRY  # seconds a lost storage connection is waited out
+    devices: tuple[int, ...] = ()  # the pool each job takes devices_per_job from (none: ())
+    devices_per_job: int = 1
     driver_pid: int = field(default_factory=os.getpid)
     driver_host: str = HOST
 

@@ -41,8 +41,9 @@ Trial user attributes (``trial.user_attrs``), one trial per run:
 ``std``            with repeats: the standard deviation of the repeats' scores
 ``repeat/<r>``     with repeats: repeat ``r``'s own record: ``state``, ``score``
                    (or ``values``), ``run``, ``run_id``, ``reason``, ``error``,
-                   ``output_dir``; its score is also the trial's intermediate
-                   value at step ``r``
+                   ``output_dir``, ``devices``; its score is also the trial's
+                   intermediate value at step ``r``
+``devices``        with ``devices`` set: the device ids the job held (a list)
 =================  ==============================================================
 
 With repeats, a trial is one configuration (its params leave the repeat params
@@ -64,7 +65,10 @@ tasks; ``lease/<study>`` names the live process that drives a sweep or task;
 the workers of a shared sweep (:mod:`ivory_hydra.engine.crew`) keep
 ``crew/<study>`` (the generation), ``member/<study>/<id>``, ``cursor/...``,
 ``slot/...``, ``closer/...``, ``decision/<study>/<param>``, ``task/<study>``,
-``task-numbering/<study>`` and ``parent/<study>``.
+``task-numbering/<study>`` and ``parent/<study>``. With ``devices`` set,
+``devices/<host>/<id>`` holds the liveness record of the job that holds the
+device (``run``, ``trial``, ``host``, ``pid``, ``started``, ``at``), or nothing
+when it is free (:mod:`ivory_hydra.stores.devices`).
 
 MLflow: the parent run ``task#K`` and child runs ``run#N`` carry the tags
 below; a child's score is logged under the sweep's metric name (``score`` when
@@ -117,6 +121,7 @@ class TrialAttr:
     REPEATS = "repeats"
     STD = "std"
     REPEAT_PREFIX = "repeat/"
+    DEVICES = "devices"
 
     @staticmethod
     def repeat(index: int) -> str:
@@ -167,6 +172,7 @@ class Tag:
     STATE = "ivory.state"
     REASON = "ivory.reason"
     ERROR = "ivory.error"
+    DEVICES = "ivory.devices"  # the devices the job held, as CUDA_VISIBLE_DEVICES said
 
 
 def attr_tag(name: str) -> str:
@@ -287,6 +293,20 @@ class Keys:
     def parent(study: str) -> str:
         """The shared sweep's MLflow parent run."""
         return f"parent/{_part(study)}"
+
+    @staticmethod
+    def devices(host: str) -> str:
+        """The prefix of a host's device records.
+
+        >>> Keys.device("gpu1", 3)
+        'devices/gpu1/3'
+        """
+        return f"devices/{_part(host)}/"
+
+    @staticmethod
+    def device(host: str, device: int) -> str:
+        """Who holds a device of a host (a job's liveness record), if anyone."""
+        return Keys.devices(host) + str(device)
 
 
 class BeatKeys:

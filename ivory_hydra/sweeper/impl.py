@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +47,7 @@ class IvorySweeperImpl:
         self.hydra_context: HydraContext | None = None
         self.task_function: TaskFunction | None = None
         self.raw_settings: dict[str, Any] = {}
+        self.devices: tuple[int, ...] = ()  # what each job takes devices_per_job from
 
     def setup(
         self,
@@ -94,12 +96,14 @@ class IvorySweeperImpl:
         from ivory_hydra.stores.optuna_storage import check_storage, storage_url
         from ivory_hydra.stores.retry import set_storage_retry
         from ivory_hydra.sweeper.definition import check_values, define, study_name_for
+        from ivory_hydra.sweeper.devices import sweep_devices
         from ivory_hydra.sweeper.report import Report
         from ivory_hydra.sweeper.stored import find_study, stored_state
 
         # Everything that can be wrong with the input is found before any write.
         settings = self.settings
         _check(settings)
+        self.devices = sweep_devices(settings, self.config)
         sweep = define(settings, self.config, self.hydra_context, arguments)
         check_values(sweep, self.config, self.hydra_context)
         job_name = str(OmegaConf.select(self.config, "hydra.job.name") or "app")
@@ -189,6 +193,9 @@ class IvorySweeperImpl:
             self._shipped("storage", url),
             None if mirror is None else self._shipped("mlflow.tracking_uri", mirror.tracking_uri),
             engine.study.name,
+        )
+        ticket = replace(
+            ticket, devices=self.devices, devices_per_job=self.settings.devices_per_job
         )
         hydra = (self.hydra_context, self.task_function, self.config)
         try:

@@ -78,6 +78,11 @@ class SweeperSettings:
     storage_retry: float = 300.0
     """Seconds a lost connection to the Optuna storage is waited out before the sweep
     stops (rerunning resumes)."""
+    devices: Any = None
+    """Device ids that jobs take one at a time (`[0,1,2,3]`), `auto` (the GPUs NVML
+    reports) or `null` (none): each job sees its own as `CUDA_VISIBLE_DEVICES`."""
+    devices_per_job: int = 1
+    """How many of `devices` each job holds."""
     # optimize mode (and pruning in every mode), named as in Hydra's Optuna sweeper
     sampler: Any = None
     """Optimize mode: an `optuna.samplers` class, from the group `hydra/sweeper/sampler`

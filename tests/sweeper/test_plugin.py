@@ -94,4 +94,6 @@ def test_cfg_hydra_shows_every_config_field(tmp_path):
         "heartbeat_interval": 10.0,
         "grace_period": 60.0,
         "storage_retry": 300.0,
+        "devices": None,
+        "devices_per_job": 1,
     }

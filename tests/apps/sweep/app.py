@@ -7,7 +7,8 @@ at that ``a``; ``log_metric`` logs the score to the active MLflow run under that
 name; ``sleep`` makes every job take that many seconds; ``say`` makes every job
 log one line (``job a=<a> says <say>``) through Hydra's job logging; ``record`` names a
 file to which every job appends one JSON line when it starts and one when it
-ends (the app's own record of what ran, for the fault tests).
+ends (the app's own record of what ran, for the fault tests), with the
+``CUDA_VISIBLE_DEVICES`` it saw.
 """
 
 import json
@@ -27,6 +28,7 @@ def record(cfg: DictConfig, event: str, started: float) -> None:
         "b": cfg.b,
         "model": cfg.model.name,
         "pid": os.getpid(),
+        "devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "start": started,
         "end": time.time(),
     }
