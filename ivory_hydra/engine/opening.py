@@ -9,6 +9,7 @@ its summary, brings MLflow in line with the study and ends the parent run.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -17,7 +18,7 @@ from ivory_hydra.core.plan import Point
 from ivory_hydra.engine.decisions import Deciding
 from ivory_hydra.engine.results import Summary
 from ivory_hydra.signals import shielded
-from ivory_hydra.stores.format import FORMAT_VERSION, StudyAttr, Tag
+from ivory_hydra.stores.format import FORMAT_VERSION, Keys, StudyAttr, Tag
 from ivory_hydra.stores.trials import Assignment
 
 if TYPE_CHECKING:
@@ -34,7 +35,9 @@ class Closing(Deciding):
     def summary(self) -> Summary:
         """The best run, the decisions and the failures so far."""
         repeats = len(self.plan.repeats)
-        return self.board.summary(self.task, self.plan.total, self.decisions, repeats)
+        summary = self.board.summary(self.task, self.plan.total, self.decisions, repeats)
+        summary.stopped_by = self.budgets.stop if summary.left else None
+        return summary
 
     @shielded()
     def leave(self) -> bool:
@@ -124,6 +127,7 @@ class Opening:
     attrs_of: Callable[[Point], dict[str, Any]] = lambda point: {}
     wrap: Callable[[str, Any], Any] = lambda name, value: value
     show: Callable[[str], None] = print
+    started: float = field(default_factory=time.time)  # the invocation's start: its timeout's
 
 
 @shielded()
@@ -199,6 +203,9 @@ def open_engine(opening: Opening) -> Engine:
             sampling=definition.sampling(study) if definition.plan.mode == "optimize" else None,
             wrap=opening.wrap,
             show=opening.show,
+            budget=definition.budget.started(
+                opening.started, Keys.failures(name, coordination.invocation)
+            ),
         )
         engine.load()
     except BaseException:

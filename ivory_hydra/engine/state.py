@@ -11,8 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ivory_hydra.core.budgets import Budget
 from ivory_hydra.core.objectives import Objectives
 from ivory_hydra.core.plan import Point
+from ivory_hydra.engine.budgets import Budgets
 from ivory_hydra.engine.results import Scoreboard
 from ivory_hydra.stores.liveness import GRACE_PERIOD, HEARTBEAT_INTERVAL
 
@@ -55,6 +57,7 @@ class EngineState:
         sampling: Sampling | None = None,
         wrap: Callable[[str, Any], Any] = lambda name, value: value,
         show: Callable[[str], None] = print,
+        budget: Budget | None = None,
     ) -> None:
         self.study = study
         self.ledger = ledger
@@ -73,6 +76,7 @@ class EngineState:
         self.sampling = sampling  # optimize mode
         self.wrap = wrap  # a sampled value as a plan value
         self.show = show  # prints a run line
+        self.budgets = Budgets(budget or definition.budget, ledger)  # this invocation's
         self.board = Scoreboard(self.settings.objectives, final_failures=sampling is not None)
         self.decisions: dict[str, dict[str, Any]] = {}
         self.winners: dict[str, Any] = {}

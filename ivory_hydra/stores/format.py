@@ -288,6 +288,11 @@ class Keys:
         """The shared sweep's MLflow parent run."""
         return f"parent/{_part(study)}"
 
+    @staticmethod
+    def failures(study: str, invocation: str) -> str:
+        """Counts the failed jobs of one invocation of a sweep (its ``max_failures``)."""
+        return f"failures/{_part(study)}/{_part(invocation)}"
+
 
 class BeatKeys:
     """Every key of the beats board (:mod:`ivory_hydra.stores.beats`).

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,6 +47,7 @@ class IvorySweeperImpl:
         self.hydra_context: HydraContext | None = None
         self.task_function: TaskFunction | None = None
         self.raw_settings: dict[str, Any] = {}
+        self.started = time.time()  # this run of the command: its timeout counts from here
 
     def setup(
         self,
@@ -77,6 +79,7 @@ class IvorySweeperImpl:
         """
         from ivory_hydra.signals import exit_code, interrupts
 
+        self.started = time.time()
         with interrupts():
             try:
                 return self._sweep(arguments)
@@ -189,11 +192,15 @@ class IvorySweeperImpl:
             self._shipped("storage", url),
             None if mirror is None else self._shipped("mlflow.tracking_uri", mirror.tracking_uri),
             engine.study.name,
+            engine.budgets.budget,
         )
         hydra = (self.hydra_context, self.task_function, self.config)
         try:
             returns = run_batches(engine, sweep, self.settings, ticket, hydra)
         except SweepFailedError as error:  # too many failures: the sweep stops
+            from ivory_hydra.core.budgets import Stop
+
+            engine.budgets.stopped(Stop("max_failure_rate", str(error)))
             report.finish(engine, stopped=str(error))  # raises it again
         report.finish(engine)
         return returns
@@ -240,6 +247,7 @@ class IvorySweeperImpl:
             mirror=mirror,
             attrs_of=sweep.attrs_of,
             wrap=sweep.sampled,
+            started=self.started,
         )
         try:
             return open_engine(opening)

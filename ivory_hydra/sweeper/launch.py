@@ -119,11 +119,12 @@ def check_failure_rate(rate: float | None, results: Sequence[Finished]) -> None:
     """Stop when a batch failed more often than ``max_failure_rate`` allows."""
     if rate is None or not results:
         return
-    failed = [r for r in results if r.outcome.failed]
-    if len(failed) / len(results) > rate:
+    ran = [r for r in results if not r.outcome.left]  # a budget left the others unrun
+    failed = [r for r in ran if r.outcome.failed]
+    if ran and len(failed) / len(ran) > rate:
         raise SweepFailedError(
             f"hydra.sweeper.max_failure_rate={rate:g}: {len(failed)} of "
-            f"{len(results)} jobs of a batch failed ({failed[0].run_name}: "
+            f"{len(ran)} jobs of a batch failed ({failed[0].run_name}: "
             f"{failed[0].outcome.reason}); the sweep stops"
         )
 
@@ -175,15 +176,19 @@ def contiguous(numbers: Sequence[int]) -> list[tuple[int, int]]:
 def fallbacks(
     batch: Sequence[Assignment], returns: Sequence[JobReturn], objectives: Objectives
 ) -> dict[int, Outcome]:
-    """Outcomes from the launcher's returns, for jobs that could not reach the storage."""
+    """Outcomes from the launcher's returns, for jobs that could not reach the storage
+    (or that a budget kept from starting)."""
     from hydra.core.utils import JobStatus
 
     from ivory_hydra._compat import job_exception
+    from ivory_hydra.core.budgets import NotStarted
     from ivory_hydra.core.outcomes import outcome_from_error, score_or_fail
 
     outcomes = {}
     for assignment, result in zip(batch, returns, strict=False):
-        if result.status == JobStatus.FAILED:
+        if result.status == JobStatus.COMPLETED and isinstance(result.return_value, NotStarted):
+            outcomes[assignment.job] = result.return_value.outcome
+        elif result.status == JobStatus.FAILED:
             outcomes[assignment.job] = outcome_from_error(job_exception(result))
         elif result.status == JobStatus.COMPLETED:
             outcomes[assignment.job] = score_or_fail(

@@ -50,6 +50,9 @@ class SweeperSettings:
     n_trials: Optional[int] = None  # noqa: UP045
     n_jobs: Optional[int] = None  # noqa: UP045 - Hydra's Optuna sweeper's name for max_batch_size
     max_failure_rate: Optional[float] = None  # noqa: UP045
+    # budgets of each run of the command: no job starts past them
+    timeout: Optional[float] = None  # noqa: UP045 - seconds from the start of this run
+    max_failures: Optional[int] = None  # noqa: UP045 - failed jobs tolerated; null: no limit
     custom_search_space: Optional[str] = None  # noqa: UP045
 
     @classmethod
