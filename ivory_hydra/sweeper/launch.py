@@ -92,13 +92,15 @@ def default_batch(engine: Engine, config: DictConfig) -> int | None:
     """Without max_batch_size: one batch (up to the engine's limit), except that
     optimize mode asks one trial at a time, so that its sampler learns from every
     result; a pruner of repeats judges a configuration against those that completed,
-    so configurations go one at a time too; and a worker among several takes as many
-    jobs as its launcher runs at once.
+    so configurations go one at a time too; a worker among several takes as many
+    jobs as its launcher runs at once; and so does a sweep with a budget (``timeout``,
+    ``max_failures``), so that no job waits in a launcher's queue when it is spent.
     """
     from omegaconf import OmegaConf
 
     pruning = engine.pruner is not None and bool(engine.plan.repeats)
-    if engine.plan.mode != "optimize" and not engine.coordination.shared and not pruning:
+    alone = not engine.coordination.shared and not engine.budgets.budget.limits
+    if engine.plan.mode != "optimize" and alone and not pruning:
         return None
     parallel = OmegaConf.select(config, "hydra.launcher.n_jobs", default=None)
     return parallel if isinstance(parallel, int) and parallel > 0 else 1
