@@ -3,12 +3,13 @@
 ``ret`` picks what the job returns: number, mapping, none or nan_score;
 ``fail_at`` makes the job with that ``a`` raise (so does the environment variable
 ``FAIL_AT``, a comma-separated list of ``a`` values, which a rerun can drop without
-changing the sweep); ``exit_at`` makes it call ``sys.exit(3)``; the environment variable ``INTERRUPT_AT`` interrupts the sweep
-at that ``a``; ``log_metric`` logs the score to the active MLflow run under that
-name; ``sleep`` makes every job take that many seconds; ``say`` makes every job
-log one line (``job a=<a> says <say>``) through Hydra's job logging; ``record`` names a
-file to which every job appends one JSON line when it starts and one when it
-ends (the app's own record of what ran, for the fault tests).
+changing the sweep); ``exit_at`` makes it call ``sys.exit(3)``; the environment
+variable ``INTERRUPT_AT`` interrupts the sweep at that ``a``; ``log_metric`` logs
+the score to the active MLflow run under that name; ``sleep`` makes every job
+take that many seconds; ``say`` makes every job log one line (``job a=<a> says
+<say>``) through Hydra's job logging; ``record`` names a file to which every job
+appends one JSON line when it starts and one when it ends (the app's own record
+of what ran, for the fault tests).
 """
 
 import json
