@@ -198,9 +198,6 @@ class IvorySweeperImpl:
         try:
             returns = run_batches(engine, sweep, self.settings, ticket, hydra)
         except SweepFailedError as error:  # too many failures: the sweep stops
-            from ivory_hydra.core.budgets import Stop
-
-            engine.budgets.stopped(Stop("max_failure_rate", str(error)))
             report.finish(engine, stopped=str(error))  # raises it again
         report.finish(engine)
         return returns

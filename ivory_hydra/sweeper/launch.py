@@ -82,7 +82,7 @@ def run_batches(
                     probing = False
                     check_first(engine, batch, results, objectives)
                     note_plain_score(batch, launched, objectives)
-                check_failure_rate(settings.max_failure_rate, results)
+                check_failure_rate(engine, settings.max_failure_rate, results)
     finally:
         bar.close()
     return returns
@@ -117,18 +117,22 @@ def _launch(
     return results
 
 
-def check_failure_rate(rate: float | None, results: Sequence[Finished]) -> None:
-    """Stop when a batch failed more often than ``max_failure_rate`` allows."""
+def check_failure_rate(engine: Engine, rate: float | None, results: Sequence[Finished]) -> None:
+    """Stop when a batch failed more often than ``max_failure_rate`` allows (the
+    summary names it as what stopped the sweep, as it names a budget)."""
     if rate is None or not results:
         return
+    from ivory_hydra.core.budgets import Stop
+
     ran = [r for r in results if not r.outcome.left]  # a budget left the others unrun
     failed = [r for r in ran if r.outcome.failed]
     if ran and len(failed) / len(ran) > rate:
-        raise SweepFailedError(
-            f"hydra.sweeper.max_failure_rate={rate:g}: {len(failed)} of "
-            f"{len(ran)} jobs of a batch failed ({failed[0].run_name}: "
-            f"{failed[0].outcome.reason}); the sweep stops"
+        reason = (
+            f"max_failure_rate={rate:g}: {len(failed)} of {len(ran)} jobs of a batch failed "
+            f"({failed[0].run_name}: {failed[0].outcome.reason})"
         )
+        engine.budgets.stopped(Stop("max_failure_rate", reason))
+        raise SweepFailedError(f"hydra.sweeper.{reason}; the sweep stops")
 
 
 def check_first(
