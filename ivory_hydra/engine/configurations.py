@@ -211,6 +211,7 @@ class Configurations(Issuing):
                 FAIL, None, "the job ended without recording an outcome"
             )
             if outcome.left:  # not started: the repeat stays missing, its run ends KILLED
+                self.issued -= 1
                 if assignment.mlflow_run_id:
                     self.mirror.settle(assignment.mlflow_run_id, outcome, config.number, self.names)
                 continue

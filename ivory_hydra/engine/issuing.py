@@ -163,7 +163,9 @@ class Issuing(Recovery):
                 outcome = (fallback or {}).get(assignment.job)
                 if outcome is None:
                     outcome = Outcome(FAIL, None, "the job ended without recording an outcome")
-                elif not outcome.left:
+                elif outcome.left:
+                    self.issued -= 1  # handed out, never run
+                else:
                     unreachable += 1
                 run = self.finish_here(trial, outcome, assignment.mlflow_run_id)
                 self.budgets.count(outcome)

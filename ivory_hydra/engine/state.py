@@ -88,7 +88,7 @@ class EngineState:
         self.collected_repeats: set[tuple[int, int | None]] = set()  # (trial id, repeat)
         self.pruner = definition.make_pruner()  # prunes configurations across repeats
         self._pruning_study: Any = None
-        self.issued = 0  # runs handed out by this process
+        self.issued = 0  # runs handed out by this process (and not given back unrun)
         self.mine: set[int] = set()  # their trial numbers
         self.walked = False  # the walk ended with every step resolved
         self.closed = False

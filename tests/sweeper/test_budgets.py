@@ -197,3 +197,25 @@ def test_two_workers_share_one_failure_budget(tmp_path, mlflow_db, shared_storag
 
     assert not STOPPED.search(resume(tmp_path, args, "fixed").stdout)
     check_converged(shared_storage, mlflow_db, record, range(12))
+
+
+def test_a_timeout_is_each_workers_own_and_its_work_goes_to_the_others(tmp_path, mlflow_db):
+    """A worker whose timeout passed starts no job and leaves; the worker without one
+    runs the rest, once each, and closes the sweep as finished."""
+    record = tmp_path / "jobs.jsonl"
+    storage = str(tmp_path / "sweep.journal")
+    args = ("a=0-9", "sleep=1", f"record={record}", f"hydra.sweeper.storage={storage}")
+    short = start_worker(tmp_path, "w0", *args, "hydra.sweeper.timeout=4", env={})
+    other = start_worker(tmp_path, "w1", *args, env={})
+    codes = [short.wait(timeout=300), other.wait(timeout=300)]
+    logs = [(tmp_path / f"w{i}.log").read_text() for i in range(2)]
+    assert codes == [0, 0], logs
+    assert "timeout=4 s passed: no new job starts" in logs[0], logs[0]
+    deadline = sweep_started(logs[0]) + 4 + 0.001
+    late = [
+        e["a"] for e in records(record, "start") if e["pid"] == short.pid and e["start"] >= deadline
+    ]
+    assert not late, f"jobs the worker started after its timeout: {late}"
+    assert Counter(e["a"] for e in records(record, "start")) == Counter(range(10))
+    assert "task#0: 10 jobs, 10 complete" in logs[1] and "Stopped:" not in logs[1]
+    check_converged(storage, mlflow_db, record, range(10))
