@@ -202,3 +202,30 @@ def test_a_budget_that_cannot_be_kept_is_refused(settings, message):
     with pytest.raises(DefinitionError) as error:
         Definition.build(mode="product", fixed={}, swept={"a": [1, 2]}, **settings)
     assert str(error.value) == message
+
+
+def test_optimize_counts_n_trials_across_resumes_and_not_the_jobs_given_back(url):
+    from optuna.distributions import FloatDistribution
+
+    space = {"x": FloatDistribution(0.0, 1.0)}
+    plan = Plan("optimize", {}, {}, trials=6)
+    first = open_engine(opening(url, plan, n_trials=6, space=space, timeout=60.0))
+    walk = first.walk(3)
+    claims = next(walk)
+    ticket = first.definition.ticket(url, None, "s", first.budgets.budget)
+    session = JobSession.begin(ticket, claims[0])
+    session.finish(session.score(claims[0].params["x"]))
+    first.budgets.budget = first.budgets.budget.started(time.time() - 61, "k")  # time is up
+    left = NotStarted("timeout=60 s passed").outcome
+    first.collect(claims, {c.job: left for c in claims[1:]})
+    with pytest.raises(StopIteration):
+        next(walk)
+    summary = first.summary()
+    first.close(summary)
+    assert summary.counts == {"complete": 1} and summary.left == 5 and summary.failed == []
+
+    second = open_engine(opening(url, plan, n_trials=6, space=space))
+    again = run_walk(second, url, lambda p: p["x"])
+    assert again.finished and again.counts == {"complete": 6}  # 6 sampled trials ran
+    study = optuna.load_study(study_name="s", storage=url)
+    assert [t.state.name for t in study.trials].count("COMPLETE") == 6
