@@ -255,7 +255,6 @@ class Definition:
         from ivory_hydra.job.ticket import Ticket
 
         return Ticket(
-            budget=budget or self.budget,
             storage=storage,
             tracking_uri=tracking_uri,
             objectives=self.objectives,
@@ -263,6 +262,7 @@ class Definition:
             pruner=self.pruner,
             heartbeat_interval=self.heartbeat_interval,
             storage_retry=self.storage_retry,
+            budget=budget or self.budget,
         )
 
 

@@ -9,11 +9,15 @@ against the failure budget as it records its outcome.
 
 from __future__ import annotations
 
+import logging
+
 from ivory_hydra.core.budgets import Stop
 from ivory_hydra.core.outcomes import Outcome
 from ivory_hydra.job.ticket import Ticket
 from ivory_hydra.stores.budget import budget_stop, count_failure
 from ivory_hydra.stores.ledger import Ledger
+
+log = logging.getLogger(__name__)
 
 
 def _ledger(ticket: Ticket) -> Ledger:
@@ -23,8 +27,16 @@ def _ledger(ticket: Ticket) -> Ledger:
 
 
 def spent_before_start(ticket: Ticket) -> Stop | None:
-    """The stop if the budget is spent as the job is about to start, else None."""
-    return budget_stop(lambda: _ledger(ticket), ticket.budget)
+    """The stop if the budget is spent as the job is about to start, else None.
+
+    A job whose process cannot read the failure count runs, as it runs when it
+    cannot reach the storage at all (the sweeper then records its outcome).
+    """
+    try:
+        return budget_stop(lambda: _ledger(ticket), ticket.budget)
+    except Exception as error:  # noqa: BLE001 - e.g. ${oc.env:...} unset, a store out of reach
+        log.debug("the failure budget cannot be read from this job: %s", error)
+        return None
 
 
 def count_job_failure(ticket: Ticket, outcome: Outcome) -> None:

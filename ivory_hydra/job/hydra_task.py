@@ -77,14 +77,14 @@ class TrialTask:
         assignment = self.assignments.get(hydra_cfg.job.num)
         if assignment is None:  # not a job of this sweep's batches
             return self.task_function(cfg)
-        stop = spent_before_start(self.ticket)
-        if stop is not None:  # given back: the sweeper leaves it to a resume
-            log.info("[%s] not started: %s", assignment.run_name, stop.reason)
-            return NotStarted(stop.reason)
         output_dir = Path(str(hydra_cfg.runtime.output_dir))
         hydra_dir = output_dir / str(hydra_cfg.output_subdir) if hydra_cfg.output_subdir else None
         if hydra_dir is not None and hydra_dir.is_dir():
             redact_folder(hydra_dir)
+        stop = spent_before_start(self.ticket)
+        if stop is not None:  # given back: the sweeper leaves it to a resume
+            log.info("[%s] not started: %s", assignment.run_name, stop.reason)
+            return NotStarted(stop.reason)
         try:
             return self._run(cfg, assignment, output_dir, hydra_dir)
         finally:
