@@ -73,7 +73,7 @@ def resume(cwd: Path, args: tuple[str, ...], name: str, env: dict | None = None)
 @pytest.mark.parametrize(
     ("launcher", "jobs", "timeout"),
     [
-        ((), 6, 10),
+        ((), 8, 12),
         (("hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"{BATCH}=24"), 24, 20),
     ],
     ids=["basic", "joblib-queued"],
