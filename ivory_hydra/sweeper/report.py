@@ -49,7 +49,11 @@ class Report:
             if stopped:
                 raise SweepFailedError(stopped)
             if stop is not None and stop.setting == MAX_FAILURES:
-                raise SweepFailedError(f"hydra.sweeper.{stop.reason}; this worker stopped")
+                reasons = "; ".join(f"{f.run_name}: {f.outcome.reason}" for f in mine)
+                raise SweepFailedError(
+                    f"hydra.sweeper.{stop.reason}; this worker stopped"
+                    + (f" ({reasons})" if reasons else "")
+                )
             if mine:
                 raise SweepFailedError(f"{plural(len(mine), 'job')} of this worker failed")
             return
