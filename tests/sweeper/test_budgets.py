@@ -142,6 +142,29 @@ def test_max_failures_stops_the_sweep_and_the_rest_runs_once_fixed(tmp_path, mlf
     check_converged(f"sqlite:///{tmp_path}/optuna.db", mlflow_db, record, range(12))
 
 
+def test_max_failures_gives_back_the_jobs_queued_in_joblib(tmp_path, mlflow_db):
+    """A batch of 12 behind joblib's 2 workers: once a job failed (max_failures=0), the
+    jobs still queued read the count in the ledger and do not start."""
+    record = tmp_path / "jobs.jsonl"
+    joblib = ("hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"{BATCH}=12")
+    args = (*joblib, "a=0-11", "sleep=0.5", f"record={record}", "hydra.sweeper.max_failures=0")
+    first = run_app(tmp_path, *args, "hydra.sweep.dir=first", env={"FAIL_AT": "2"})
+    assert first.returncode == 1, first.output
+    assert "Stopped: max_failures=0: 1 job failed" in first.stdout
+    started = records(record, "start")
+    [failing] = [e for e in started if e["a"] == 2]
+    counted = failing["start"] + 0.5  # it failed after its sleep
+    late = [e["a"] for e in started if e["start"] > counted + 1.0]
+    assert not late, f"jobs started after the failure: {late}"
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    assert given_back(url) and len(started) < 12
+    assert "not started: max_failures=0: 1 job failed" in first.output
+
+    assert not STOPPED.search(resume(tmp_path, args, "fixed").stdout)
+    assert Counter(e["a"] for e in records(record)) == Counter(range(12))
+    check_converged(url, mlflow_db, record, range(12))
+
+
 # ------------------------------------------------------------------ workers
 
 
