@@ -88,8 +88,8 @@ def check_converged(
     for trial in trials:
         run = children[trial.number]
         expected = EXPECTED_STATUS.get(trial.state.name)
-        if expected is None:  # FAIL: interrupted runs were killed, the others failed
-            interrupted = trial.user_attrs.get(TrialAttr.ERROR) == "Interrupted"
+        if expected is None:  # FAIL: interrupted (or left by a budget) runs were killed
+            interrupted = trial.user_attrs.get(TrialAttr.ERROR) in ("Interrupted", "BudgetSpent")
             expected = "KILLED" if interrupted else "FAILED"
         assert run.info.status == expected, (trial.number, trial.state.name, run.info.status)
         if trial.state.name == "COMPLETE":

@@ -162,6 +162,14 @@ def summary_lines(
       config#0  0.4 ± 0.1 (3)   lr=1
     Best configuration: config#1, score 0.2 ± 0.05 (3)
       lr  0.1
+
+    A budget that stopped the sweep says so, with the jobs it left:
+
+    >>> summary_lines({
+    ...     "task": "task#0", "total": 5, "runs": {"complete": 2},
+    ...     "stopped_by": {"setting": "timeout", "reason": "timeout=60 s passed", "left": 3},
+    ... }, None)[1]
+    'Stopped: timeout=60 s passed; 3 jobs left (the same command resumes them)'
     """
     runs = summary.get("runs") or {}
     counts = [f"{n} {'failed' if state == 'fail' else state}" for state, n in runs.items() if n]
@@ -172,6 +180,10 @@ def summary_lines(
     lines = [f"{summary.get('task', '')}: {size}"]
     if counts:
         lines[0] += ", " + ", ".join(counts)
+    stop = summary.get("stopped_by")
+    if stop:
+        left = plural(int(stop.get("left") or 0), "configuration" if repeats else noun)
+        lines.append(f"Stopped: {stop['reason']}; {left} left (the same command resumes them)")
     decisions = summary.get("decisions") or {}
     if decisions:
         lines.append(f"Chain decisions (param, value, {name}, run):")

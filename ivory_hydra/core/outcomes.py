@@ -22,8 +22,12 @@ INTERRUPTED = "Interrupted"
 TRIAL_PRUNED = "TrialPruned"
 #: The error of a task API run whose loop stopped (``break``, an exception).
 STOPPED = "Stopped"
+#: The error of a job that a budget (``timeout``, ``max_failures``) kept from
+#: starting, or of a configuration it stopped between repeats: not a failure,
+#: it runs on resume.
+BUDGET_SPENT = "BudgetSpent"
 #: Errors of runs cut short from outside, rather than by their own code.
-KILLED_ERRORS = ("KeyboardInterrupt", INTERRUPTED, TRIAL_PRUNED)
+KILLED_ERRORS = ("KeyboardInterrupt", INTERRUPTED, TRIAL_PRUNED, BUDGET_SPENT)
 
 
 @dataclass(frozen=True)
@@ -49,8 +53,14 @@ class Outcome:
 
     @property
     def interrupted(self) -> bool:
-        """The run was cut short from outside (see :data:`INTERRUPTED`); it runs again."""
-        return self.error == INTERRUPTED
+        """The run was cut short from outside (see :data:`INTERRUPTED`), or left by a
+        budget (:data:`BUDGET_SPENT`); it runs again."""
+        return self.error in (INTERRUPTED, BUDGET_SPENT)
+
+    @property
+    def left(self) -> bool:
+        """A budget kept the run from starting (or from ending its repeats): not a failure."""
+        return self.error == BUDGET_SPENT
 
     @property
     def killed(self) -> bool:

@@ -23,7 +23,9 @@ class Closing(Deciding):
     def summary(self) -> Summary:
         """The best run, the decisions and the failures so far."""
         repeats = len(self.plan.repeats)
-        return self.board.summary(self.task, self.plan.total, self.decisions, repeats)
+        summary = self.board.summary(self.task, self.plan.total, self.decisions, repeats)
+        summary.stopped_by = self.budgets.stop if summary.left else None
+        return summary
 
     @shielded()
     def leave(self) -> bool:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from ivory_hydra.core.aggregate import aggregate
-from ivory_hydra.core.outcomes import COMPLETE, FAIL, PRUNED, TRIAL_PRUNED, Outcome
+from ivory_hydra.core.outcomes import BUDGET_SPENT, COMPLETE, FAIL, PRUNED, TRIAL_PRUNED, Outcome
 from ivory_hydra.core.plan import Point
 from ivory_hydra.engine.issuing import Issuing
 from ivory_hydra.engine.results import Finished
@@ -46,7 +46,9 @@ class Configurations(Issuing):
         """Issue the configurations of ``points`` and run their missing repeats.
 
         Without a pruner every missing repeat runs in one batch; with one,
-        repeat k of every live configuration runs, then repeat k+1.
+        repeat k of every live configuration runs, then repeat k+1. Once the
+        budget is spent no round starts, and a configuration whose repeats are
+        still missing is given back: its finished ones are kept for a resume.
         """
         configs = self.configure(points)
         if self.pruner is None:
@@ -57,13 +59,31 @@ class Configurations(Issuing):
                 for r in range(self.plan.repeat_count)
             ]
         for which in rounds:
+            if self.budgets.spent():
+                break
             batch = self.repeat_jobs(configs, which)
             if batch:
                 yield batch
                 self.collect(batch)
         for config in configs:
-            if not config.concluded:  # every repeat was kept from an earlier trial
-                self.conclude(config)
+            if not config.concluded:  # every repeat was kept, or the budget stopped it
+                self._end(config)
+
+    @shielded()
+    def _end(self, config: Configuration) -> None:
+        """Conclude a configuration, or give it back if the budget left repeats missing."""
+        trial = self.study.storage.get_trial(config.trial_id)
+        done = len(trials.repeat_records(trial))
+        count = self.plan.repeat_count
+        if done == count or not self.budgets.spent():
+            self.conclude(config, trial)
+            return
+        assert self.budgets.stop is not None
+        reason = f"{self.budgets.stop.reason} after {done} of {count} repeats (the rest run later)"
+        self.finish_here(trial, Outcome(FAIL, None, reason, BUDGET_SPENT), config.run_id)
+        config.concluded = True
+        if self.sampling is not None:
+            self.sampling.after(config.trial_id)
 
     @shielded()
     def configure(self, points: Sequence[Point]) -> list[Configuration]:
@@ -175,6 +195,12 @@ class Configurations(Issuing):
             outcome = (fallback or {}).get(assignment.job) or Outcome(
                 FAIL, None, "the job ended without recording an outcome"
             )
+            if outcome.left:  # not started: the repeat stays missing, its run ends KILLED
+                self.issued -= 1
+                if assignment.mlflow_run_id:
+                    self.mirror.settle(assignment.mlflow_run_id, outcome, config.number, self.names)
+                continue
+            self.budgets.count(outcome)
             extra = {"run": assignment.run_name, "run_id": assignment.mlflow_run_id}
             trials.record_repeat(
                 self.study.storage, assignment.trial_id, int(assignment.repeat or 0), outcome, extra

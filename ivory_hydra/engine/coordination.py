@@ -32,6 +32,11 @@ class Coordination(abc.ABC):
         """What a trial records as its creator (``ivory:owner``)."""
         return {}
 
+    @property
+    @abc.abstractmethod
+    def invocation(self) -> str:
+        """This run of the command, among the sweep's runs (its failure budget's key)."""
+
     @abc.abstractmethod
     def join(self) -> None:
         """Start taking part (a lease, or a place among the workers)."""

@@ -87,6 +87,12 @@ class Crew(Coordination):
     def owner(self) -> dict[str, Any]:
         return {"host": HOST, "pid": os.getpid(), "worker": self.key}
 
+    @property
+    def invocation(self) -> str:
+        """The generation: the workers that run at the same time share one invocation,
+        and a later run of the command starts the next (a fresh failure budget)."""
+        return f"generation-{self.generation}"
+
     def _beat_key(self, key: str) -> str:
         """The beats board key of the worker whose record is ``key``."""
         return BeatKeys.worker(self.study, key.rsplit("/", 1)[-1])

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ivory_hydra.core.aggregate import check_aggregate
+from ivory_hydra.core.budgets import Budget, check_budget
 from ivory_hydra.core.objectives import Objectives
 from ivory_hydra.core.plan import Plan, check_mode, split_repeats
 from ivory_hydra.core.zipped import Row, flatten, members_of
@@ -119,6 +120,7 @@ class Definition:
     #: optimize mode: each zipped dimension's rows, which the sampler picks as one
     #: categorical param of the space (a choice is a row's label)
     rows: Mapping[str, tuple[Row, ...]] = field(default_factory=dict)
+    budget: Budget = field(default_factory=Budget)  # timeout and max_failures, per invocation
 
     @classmethod
     def build(
@@ -144,6 +146,8 @@ class Definition:
         grace_period: Any = GRACE_PERIOD,
         storage_retry: Any = STORAGE_RETRY,
         rows: Mapping[str, Any] | None = None,
+        timeout: Any = None,
+        max_failures: Any = None,
     ) -> Definition:
         """Check every piece of a sweep and put them together; raise :class:`DefinitionError`.
 
@@ -156,6 +160,7 @@ class Definition:
         objectives = check_settings(
             mode, direction, metric, aggregate, heartbeat_interval, grace_period, storage_retry
         )
+        budget = check_budget_settings(timeout, max_failures)
         repeat = [repeat] if isinstance(repeat, str) else list(repeat or ())
         try:
             swept, repeats = split_repeats(swept, repeat)
@@ -207,6 +212,7 @@ class Definition:
             float(grace_period),
             float(storage_retry),
             rows,
+            budget,
         )
         if mode == "optimize":
             definition.make_sampler(0)  # fails here, named, if it cannot be made
@@ -247,8 +253,15 @@ class Definition:
         sampler = self.make_sampler(len(study.trials()))
         return Sampling(study.storage, study.name, sampler, self.space, self.extend)
 
-    def ticket(self, storage: str, tracking_uri: str | None, study_name: str) -> Ticket:
-        """What every job of the sweep needs to own its trial, in any process."""
+    def ticket(
+        self,
+        storage: str,
+        tracking_uri: str | None,
+        study_name: str,
+        budget: Budget | None = None,
+    ) -> Ticket:
+        """What every job of the sweep needs to own its trial, in any process
+        (``budget``: this invocation's, once started)."""
         from ivory_hydra.job.ticket import Ticket
 
         return Ticket(
@@ -259,6 +272,7 @@ class Definition:
             pruner=self.pruner,
             heartbeat_interval=self.heartbeat_interval,
             storage_retry=self.storage_retry,
+            budget=budget or self.budget,
         )
 
 
@@ -275,6 +289,17 @@ def _row_aware(value_of: Callable[[Any], Any]) -> Callable[[Any], Any]:
         return value_of(value)
 
     return stored
+
+
+def check_budget_settings(timeout: Any, max_failures: Any) -> Budget:
+    """The budget of every invocation, checked (a front end checks it first); raises
+    :class:`DefinitionError`."""
+    try:
+        check_budget(timeout, max_failures)
+    except ValueError as error:
+        setting, _, message = str(error).partition(": ")
+        raise DefinitionError(setting, message) from None
+    return Budget(None if timeout is None else float(timeout), max_failures)
 
 
 def check_settings(

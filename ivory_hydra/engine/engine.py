@@ -42,7 +42,9 @@ class Engine(Closing):
         may call :meth:`collect` with fallback outcomes; whatever it leaves
         uncollected is collected when the walk goes on. ``first_alone`` runs
         the sweep's very first job alone (a fresh sweep with a metric checks
-        its first result before starting the rest).
+        its first result before starting the rest). Once the invocation's
+        budget is spent, the walk ends (its slots not run are left for others,
+        or for a resume).
         """
         size = batch_size or DEFAULT_BATCH_LIMIT
         alone = first_alone and not self.board.done and not self.board.failed
@@ -54,6 +56,8 @@ class Engine(Closing):
             told = False
             while coordination.alive:
                 signals.check()  # a stop signal whose exception Python dropped
+                if self.budgets.spent():
+                    return
                 taken = coordination.take(step, total, 1 if alone else size)
                 if coordination.adopted():
                     self.refresh()  # a worker died: fail its trials, run its slots here
@@ -90,7 +94,7 @@ class Engine(Closing):
             else:
                 todo.append(point)
         self.coordination.resolve(step, resolved)
-        if not todo:
+        if not todo or self.budgets.spent():  # taken, not run: left to others or a resume
             return
         if self.plan.repeats:
             yield from self.run_configurations(todo)
@@ -98,7 +102,8 @@ class Engine(Closing):
             batch = self.issue(todo)
             yield batch
             self.collect(batch)
-        self.coordination.resolve(step, [p.index for p in todo])
+        # a slot a budget left unrun is not resolved: another worker or a resume runs it
+        self.coordination.resolve(step, [p.index for p in todo if p.slot not in self.board.left])
 
     def _tell_waiting(self, step: int, total: int) -> None:
         name = self.plan.stepping(step)

@@ -142,8 +142,10 @@ class Issuing(Recovery):
         """Read the batch's outcomes back from the storage.
 
         A trial its job left unfinished is finished here: with the outcome in
-        ``fallback`` (by trial number) when the job could not reach the
-        storage, or failed when the job never recorded one.
+        ``fallback`` (by job number) when the job could not reach the
+        storage, or failed when the job never recorded one. A job that a
+        budget kept from starting is given back (its slot runs on resume).
+        A failure recorded here counts against the failure budget.
         """
         results = []
         unreachable = 0
@@ -159,11 +161,14 @@ class Issuing(Recovery):
                 self.board.note(run)
             else:
                 outcome = (fallback or {}).get(assignment.job)
-                if outcome is not None:
-                    unreachable += 1
-                else:
+                if outcome is None:
                     outcome = Outcome(FAIL, None, "the job ended without recording an outcome")
+                elif outcome.left:
+                    self.issued -= 1  # handed out, never run
+                else:
+                    unreachable += 1
                 run = self.finish_here(trial, outcome, assignment.mlflow_run_id)
+                self.budgets.count(outcome)
             results.append(run)
             if self.sampling is not None:
                 self.sampling.after(assignment.trial_id)

@@ -8,13 +8,14 @@ is the engine's own part, :mod:`~ivory_hydra.engine.closing`.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ivory_hydra.core.plan import Point
 from ivory_hydra.signals import shielded
-from ivory_hydra.stores.format import FORMAT_VERSION, StudyAttr, Tag
+from ivory_hydra.stores.format import FORMAT_VERSION, Keys, StudyAttr, Tag
 
 if TYPE_CHECKING:
     from ivory_hydra.engine.coordination import Coordination
@@ -41,6 +42,7 @@ class Opening:
     attrs_of: Callable[[Point], dict[str, Any]] = lambda point: {}
     wrap: Callable[[str, Any], Any] = lambda name, value: value
     show: Callable[[str], None] = print
+    started: float = field(default_factory=time.time)  # the invocation's start: its timeout's
 
 
 @shielded()
@@ -116,6 +118,9 @@ def open_engine(opening: Opening) -> Engine:
             sampling=definition.sampling(study) if definition.plan.mode == "optimize" else None,
             wrap=opening.wrap,
             show=opening.show,
+            budget=definition.budget.started(
+                opening.started, Keys.failures(name, coordination.invocation)
+            ),
         )
         engine.load()
     except BaseException:

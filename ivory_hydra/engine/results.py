@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ivory_hydra.core.budgets import Stop
 from ivory_hydra.core.objectives import Objectives
 from ivory_hydra.core.outcomes import COMPLETE, FAIL, Outcome
 from ivory_hydra.stores import trials
@@ -82,6 +83,8 @@ class Summary:
     pareto: list[Finished] = field(default_factory=list)  # with several objectives
     repeats: int = 0  # how many repeats each configuration has (0: no repeats)
     configurations: list[Finished] = field(default_factory=list)  # with repeats
+    left: int = 0  # runs (configurations) of the plan not finished: a resume runs them
+    stopped_by: Stop | None = None  # the budget that stopped this invocation, if one did
 
     @property
     def finished(self) -> bool:
@@ -90,8 +93,11 @@ class Summary:
 
     @property
     def status(self) -> str:
-        """The MLflow status of the sweep's parent run when it ends now."""
-        return "FAILED" if self.failed else "FINISHED"
+        """The MLflow status of the sweep's parent run when it ends now (KILLED: a
+        budget stopped it before the end)."""
+        if self.failed:
+            return "FAILED"
+        return "KILLED" if self.stopped_by is not None and self.left else "FINISHED"
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data for ``results.yaml`` and the study's ``summary`` attribute."""
@@ -122,6 +128,9 @@ class Summary:
             ],
             "decisions": self.decisions,
             "runs": self.counts,
+            "stopped_by": None
+            if self.stopped_by is None
+            else {**self.stopped_by.as_dict(), "left": self.left},
             "failed": [
                 {
                     "run": f.run_name,
@@ -148,7 +157,9 @@ class Scoreboard:
     """Which slots of the plan finished, the latest failure of the others, and the best run.
 
     A failed run's slot runs again on resume; with ``final_failures`` (optimize
-    mode, where a failed sample is spent) only one that was interrupted does.
+    mode, where a failed sample is spent) only one that was interrupted does. A
+    run that a budget left unrun is no failure: its slot is ``left``, and runs
+    again too.
     """
 
     def __init__(self, objectives: Objectives, *, final_failures: bool = False) -> None:
@@ -156,6 +167,7 @@ class Scoreboard:
         self.final_failures = final_failures
         self.done: dict[str, Finished] = {}  # slot -> its complete or unscored run
         self.failed: dict[str, Finished] = {}  # slot -> its latest failed run
+        self.left: dict[str, Finished] = {}  # slot -> its run a budget left unrun (latest)
         self.kept: dict[str, dict[int, dict[str, Any]]] = {}  # slot -> its finished repeats
         self.best: Finished | None = None
 
@@ -164,6 +176,11 @@ class Scoreboard:
         for index, record in trials.repeat_records_of(run.attrs).items():
             if record.get("state") != FAIL:
                 self.kept.setdefault(run.slot, {})[index] = record
+        if run.outcome.left:
+            if run.slot not in self.done:
+                self.left[run.slot] = run
+            return
+        self.left.pop(run.slot, None)
         if run.outcome.state == FAIL:
             if self.final_failures and not run.outcome.interrupted:
                 self.done.setdefault(run.slot, run)  # spent: not run again, still a failure
@@ -224,4 +241,5 @@ class Scoreboard:
             pareto,
             repeats,
             configurations,
+            max(0, total - len(self.done)),
         )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import uuid
 from typing import Any
 
 from ivory_hydra.engine.coordination import Coordination
@@ -98,6 +99,12 @@ class Solo(Coordination):
     def __init__(self, lease: Lease | None = None) -> None:
         self.lease = lease
         self._cursor: dict[int, int] = {}
+        self._invocation = uuid.uuid4().hex[:12]
+
+    @property
+    def invocation(self) -> str:
+        """A name of this process's run of the sweep, its own."""
+        return self._invocation
 
     def owner(self) -> dict[str, Any]:
         from ivory_hydra.stores.liveness import HOST

@@ -11,7 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ivory_hydra.core.budgets import Budget
 from ivory_hydra.core.plan import Point
+from ivory_hydra.engine.budgets import Budgets
 from ivory_hydra.engine.results import Scoreboard
 
 if TYPE_CHECKING:
@@ -57,6 +59,7 @@ class EngineState:
         sampling: Sampling | None = None,
         wrap: Callable[[str, Any], Any] = lambda name, value: value,
         show: Callable[[str], None] = print,
+        budget: Budget | None = None,
     ) -> None:
         self.study = study
         self.ledger = ledger
@@ -75,6 +78,7 @@ class EngineState:
         self.sampling = sampling  # optimize mode
         self.wrap = wrap  # a sampled value as a plan value
         self.show = show  # prints a run line
+        self.budgets = Budgets(budget or definition.budget, ledger)  # this invocation's
         self.board = Scoreboard(self.settings.objectives, final_failures=sampling is not None)
         self.decisions: dict[str, dict[str, Any]] = {}
         self.winners: dict[str, Any] = {}
@@ -86,7 +90,7 @@ class EngineState:
         self.collected_repeats: set[tuple[int, int | None]] = set()  # (trial id, repeat)
         self.pruner = definition.make_pruner()  # prunes configurations across repeats
         self._pruning_study: Any = None
-        self.issued = 0  # runs handed out by this process
+        self.issued = 0  # runs handed out by this process (and not given back unrun)
         self.mine: set[int] = set()  # their trial numbers
         self.walked = False  # the walk ended with every step resolved
         self.closed = False

@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from ivory_hydra import signals
+from ivory_hydra.core.budgets import NotStarted
 from ivory_hydra.core.outcomes import PRUNED, outcome_from_error
 from ivory_hydra.core.redact import redact_text
 from ivory_hydra.errors import StoreError
+from ivory_hydra.job.budget import spent_before_start
 from ivory_hydra.job.devices import held, recorded
 from ivory_hydra.job.session import JobSession
 from ivory_hydra.job.ticket import Ticket
@@ -80,6 +82,10 @@ class TrialTask:
         hydra_dir = output_dir / str(hydra_cfg.output_subdir) if hydra_cfg.output_subdir else None
         if hydra_dir is not None and hydra_dir.is_dir():
             redact_folder(hydra_dir)
+        stop = spent_before_start(self.ticket)
+        if stop is not None:  # given back: the sweeper leaves it to a resume
+            log.info("[%s] not started: %s", assignment.run_name, stop.reason)
+            return NotStarted(stop.reason)
         try:
             return self._run(cfg, assignment, output_dir, hydra_dir)
         finally:

@@ -29,6 +29,7 @@ from ivory_hydra.core.outcomes import (
     score_or_fail,
 )
 from ivory_hydra.errors import IvoryError, StoreError
+from ivory_hydra.job.budget import count_job_failure
 from ivory_hydra.job.ticket import Ticket
 from ivory_hydra.signals import shielded
 from ivory_hydra.stores import trials
@@ -321,6 +322,8 @@ class JobSession:
             recorded = trials.record_repeat(
                 self.storage, self.assignment.trial_id, self.assignment.repeat, outcome, extra
             )
+        if recorded:
+            count_job_failure(self.ticket, outcome)
         if self.mlflow_active:
             from ivory_hydra.job.active_run import deactivate, end_elsewhere
 

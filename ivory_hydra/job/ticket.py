@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from ivory_hydra.core.budgets import Budget
 from ivory_hydra.core.objectives import Objectives
 from ivory_hydra.stores.liveness import HEARTBEAT_INTERVAL, HOST
 from ivory_hydra.stores.retry import STORAGE_RETRY
@@ -35,7 +36,8 @@ def resolve_setting(value: str | None) -> str | None:
 
 @dataclass(frozen=True)
 class Ticket:
-    """The storage, the MLflow store, the scoring rule and the pruner of one sweep or task."""
+    """The storage, the MLflow store, the scoring rule, the pruner and the budget of one
+    sweep or task."""
 
     storage: str
     tracking_uri: str | None = None
@@ -48,6 +50,7 @@ class Ticket:
     devices_per_job: int = 1
     driver_pid: int = field(default_factory=os.getpid)
     driver_host: str = HOST
+    budget: Budget = field(default_factory=Budget)  # no job starts once it is spent
 
     @property
     def storage_url(self) -> str:

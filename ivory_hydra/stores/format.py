@@ -308,6 +308,11 @@ class Keys:
         """Who holds a device of a host (a job's liveness record), if anyone."""
         return Keys.devices(host) + str(device)
 
+    @staticmethod
+    def failures(study: str, invocation: str) -> str:
+        """Counts the failed jobs of one invocation of a sweep (its ``max_failures``)."""
+        return f"failures/{_part(study)}/{_part(invocation)}"
+
 
 class BeatKeys:
     """Every key of the beats board (:mod:`ivory_hydra.stores.beats`).

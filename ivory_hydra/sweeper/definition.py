@@ -18,7 +18,12 @@ from typing import TYPE_CHECKING, Any
 from ivory_hydra.core.plan import Point
 from ivory_hydra.core.study_names import definition_digest, previous_study_name, study_name
 from ivory_hydra.core.zipped import Row, ZipError, check_name, check_zips, members_of
-from ivory_hydra.engine.definition import Definition, DefinitionError, check_settings
+from ivory_hydra.engine.definition import (
+    Definition,
+    DefinitionError,
+    check_budget_settings,
+    check_settings,
+)
 from ivory_hydra.stores.format import TrialAttr
 from ivory_hydra.sweeper.errors import (
     InvalidOverrideError,
@@ -163,6 +168,7 @@ def define(
             settings.grace_period,
             settings.storage_retry,
         )
+        check_budget_settings(settings.timeout, settings.max_failures)
     except DefinitionError as error:
         raise SweepInputError(f"hydra.sweeper.{error.setting}: {error.message}") from None
     repeat = _names(settings.repeat)
@@ -197,6 +203,8 @@ def define(
             repeat=repeat,
             aggregate=settings.aggregate,
             rows=rows,
+            timeout=settings.timeout,
+            max_failures=settings.max_failures,
         )
     except DefinitionError as error:
         raise SweepInputError(f"hydra.sweeper.{error.setting}: {error.message}") from None

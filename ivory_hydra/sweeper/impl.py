@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -48,6 +49,7 @@ class IvorySweeperImpl:
         self.task_function: TaskFunction | None = None
         self.raw_settings: dict[str, Any] = {}
         self.devices: tuple[int, ...] = ()  # what each job takes devices_per_job from
+        self.started = time.time()  # this run of the command: its timeout counts from here
 
     def setup(
         self,
@@ -79,6 +81,7 @@ class IvorySweeperImpl:
         """
         from ivory_hydra.signals import exit_code, interrupts
 
+        self.started = time.time()
         with interrupts():
             try:
                 return self._sweep(arguments)
@@ -193,6 +196,7 @@ class IvorySweeperImpl:
             self._shipped("storage", url),
             None if mirror is None else self._shipped("mlflow.tracking_uri", mirror.tracking_uri),
             engine.study.name,
+            engine.budgets.budget,
         )
         ticket = replace(
             ticket, devices=self.devices, devices_per_job=self.settings.devices_per_job
@@ -247,6 +251,7 @@ class IvorySweeperImpl:
             mirror=mirror,
             attrs_of=sweep.attrs_of,
             wrap=sweep.sampled,
+            started=self.started,
         )
         try:
             return open_engine(opening)

@@ -82,7 +82,7 @@ def run_batches(
                     probing = False
                     check_first(engine, batch, results, objectives)
                     note_plain_score(batch, launched, objectives)
-                check_failure_rate(settings.max_failure_rate, results)
+                check_failure_rate(engine, settings.max_failure_rate, results)
     finally:
         bar.close()
     return returns
@@ -92,13 +92,15 @@ def default_batch(engine: Engine, config: DictConfig) -> int | None:
     """Without max_batch_size: one batch (up to the engine's limit), except that
     optimize mode asks one trial at a time, so that its sampler learns from every
     result; a pruner of repeats judges a configuration against those that completed,
-    so configurations go one at a time too; and a worker among several takes as many
-    jobs as its launcher runs at once.
+    so configurations go one at a time too; a worker among several takes as many
+    jobs as its launcher runs at once; and so does a sweep with a budget (``timeout``,
+    ``max_failures``), so that no job waits in a launcher's queue when it is spent.
     """
     from omegaconf import OmegaConf
 
     pruning = engine.pruner is not None and bool(engine.plan.repeats)
-    if engine.plan.mode != "optimize" and not engine.coordination.shared and not pruning:
+    alone = not engine.coordination.shared and not engine.budgets.budget.limits
+    if engine.plan.mode != "optimize" and alone and not pruning:
         return None
     parallel = OmegaConf.select(config, "hydra.launcher.n_jobs", default=None)
     return parallel if isinstance(parallel, int) and parallel > 0 else 1
@@ -115,17 +117,22 @@ def _launch(
     return results
 
 
-def check_failure_rate(rate: float | None, results: Sequence[Finished]) -> None:
-    """Stop when a batch failed more often than ``max_failure_rate`` allows."""
+def check_failure_rate(engine: Engine, rate: float | None, results: Sequence[Finished]) -> None:
+    """Stop when a batch failed more often than ``max_failure_rate`` allows (the
+    summary names it as what stopped the sweep, as it names a budget)."""
     if rate is None or not results:
         return
-    failed = [r for r in results if r.outcome.failed]
-    if len(failed) / len(results) > rate:
-        raise SweepFailedError(
-            f"hydra.sweeper.max_failure_rate={rate:g}: {len(failed)} of "
-            f"{len(results)} jobs of a batch failed ({failed[0].run_name}: "
-            f"{failed[0].outcome.reason}); the sweep stops"
+    from ivory_hydra.core.budgets import Stop
+
+    ran = [r for r in results if not r.outcome.left]  # a budget left the others unrun
+    failed = [r for r in ran if r.outcome.failed]
+    if ran and len(failed) / len(ran) > rate:
+        reason = (
+            f"max_failure_rate={rate:g}: {len(failed)} of {len(ran)} jobs of a batch failed "
+            f"({failed[0].run_name}: {failed[0].outcome.reason})"
         )
+        engine.budgets.stopped(Stop("max_failure_rate", reason))
+        raise SweepFailedError(f"hydra.sweeper.{reason}; the sweep stops")
 
 
 def check_first(
@@ -175,15 +182,19 @@ def contiguous(numbers: Sequence[int]) -> list[tuple[int, int]]:
 def fallbacks(
     batch: Sequence[Assignment], returns: Sequence[JobReturn], objectives: Objectives
 ) -> dict[int, Outcome]:
-    """Outcomes from the launcher's returns, for jobs that could not reach the storage."""
+    """Outcomes from the launcher's returns, for jobs that could not reach the storage
+    (or that a budget kept from starting)."""
     from hydra.core.utils import JobStatus
 
     from ivory_hydra._compat import job_exception
+    from ivory_hydra.core.budgets import NotStarted
     from ivory_hydra.core.outcomes import outcome_from_error, score_or_fail
 
     outcomes = {}
     for assignment, result in zip(batch, returns, strict=False):
-        if result.status == JobStatus.FAILED:
+        if result.status == JobStatus.COMPLETED and isinstance(result.return_value, NotStarted):
+            outcomes[assignment.job] = result.return_value.outcome
+        elif result.status == JobStatus.FAILED:
             outcomes[assignment.job] = outcome_from_error(job_exception(result))
         elif result.status == JobStatus.COMPLETED:
             outcomes[assignment.job] = score_or_fail(

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ivory_hydra.core.budgets import MAX_FAILURES
 from ivory_hydra.core.display import plural
 from ivory_hydra.core.redact import redact_url
 from ivory_hydra.stores.format import RESULTS_LINK, Files
@@ -35,7 +36,7 @@ class Report:
         """Leave the sweep; the closer writes the summary and closes both stores.
 
         Raises :class:`SweepFailedError` when jobs failed (or ``stopped`` says why
-        the sweep stopped early).
+        the sweep stopped early, or ``max_failures`` stopped it).
         """
         total = engine.plan.total
         if engine.coordination.shared:
@@ -44,8 +45,15 @@ class Report:
             mine = [f for f in engine.summary().failed if f.number in engine.mine]
             engine.close()
             log.info("Other workers still run this sweep; the last of them writes its summary")
+            stop = engine.budgets.stop
             if stopped:
                 raise SweepFailedError(stopped)
+            if stop is not None and stop.setting == MAX_FAILURES:
+                reasons = "; ".join(f"{f.run_name}: {f.outcome.reason}" for f in mine)
+                raise SweepFailedError(
+                    f"hydra.sweeper.{stop.reason}; this worker stopped"
+                    + (f" ({reasons})" if reasons else "")
+                )
             if mine:
                 raise SweepFailedError(f"{plural(len(mine), 'job')} of this worker failed")
             return
@@ -59,7 +67,11 @@ class Report:
                 f"{f.run_name} (job {f.number}: {f.attrs.get('overrides', '')})"
                 for f in summary.failed
             )
-            raise SweepFailedError(f"{len(summary.failed)} of {summary.total} jobs failed: {names}")
+            why = f"{len(summary.failed)} of {summary.total} jobs failed: {names}"
+            stop = summary.stopped_by
+            if stop is not None and stop.setting == MAX_FAILURES:
+                why = f"hydra.sweeper.{stop.reason}, the sweep stopped; {why}"
+            raise SweepFailedError(why)
 
     def chain_plot(self, engine: Engine) -> list[Path]:
         """A chain sweep's figure, ``chain.png`` in the sweep folder (none without matplotlib)."""

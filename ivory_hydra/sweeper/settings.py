@@ -97,6 +97,12 @@ class SweeperSettings:
     """Hydra's Optuna sweeper's name for `max_batch_size`."""
     max_failure_rate: Optional[float] = None  # noqa: UP045
     """Stop the sweep when a batch fails more often than this (0 to 1); `null`: never."""
+    timeout: Optional[float] = None  # noqa: UP045
+    """Seconds from the start of this run of the command (each worker's own clock): after
+    it no job starts, running jobs finish, exit 0, and the same command resumes the rest."""
+    max_failures: Optional[int] = None  # noqa: UP045
+    """Once this many jobs of this run failed (`0`: the first failure), no new job starts,
+    running jobs finish, and the exit is non-zero; counted across the workers of a sweep."""
     custom_search_space: Optional[str] = None  # noqa: UP045
     """Optimize mode: a function `f(cfg, trial)` that suggests more params, as in Hydra's
     Optuna sweeper."""

@@ -137,8 +137,40 @@ def test_an_unreachable_tracking_server_is_named_once_without_its_password(tmp_p
             ["hydra.sweeper.heartbeat_interval=0"],
             "hydra.sweeper.heartbeat_interval: must be a positive number of seconds, not 0",
         ),
+        (
+            ["hydra.sweeper.timeout=0"],
+            "hydra.sweeper.timeout: must be a positive number of seconds or null, not 0.0",
+        ),
+        (
+            ["hydra.sweeper.timeout=-5"],
+            "hydra.sweeper.timeout: must be a positive number of seconds or null, not -5.0",
+        ),
+        (
+            ["hydra.sweeper.timeout=nan"],
+            "hydra.sweeper.timeout: must be a positive number of seconds or null, not nan",
+        ),
+        (["hydra.sweeper.timeout=soon"], "Error merging override hydra.sweeper.timeout=soon"),
+        (
+            ["hydra.sweeper.max_failures=-1"],
+            "hydra.sweeper.max_failures: must be a whole number >= 0 or null, not -1",
+        ),
+        (["hydra.sweeper.max_failures=1.5"], "Error merging override hydra.sweeper.max_failures"),
+        (["hydra.sweeper.max_failures=all"], "Error merging override hydra.sweeper.max_failures"),
     ],
-    ids=["grace-below-interval", "grace-equal-interval", "batch-0", "batch-negative", "beat-0"],
+    ids=[
+        "grace-below-interval",
+        "grace-equal-interval",
+        "batch-0",
+        "batch-negative",
+        "beat-0",
+        "timeout-0",
+        "timeout-negative",
+        "timeout-nan",
+        "timeout-text",
+        "max-failures-negative",
+        "max-failures-fraction",
+        "max-failures-text",
+    ],
 )
 def test_bad_settings_are_refused_before_any_job(tmp_path, args, message):
     result = run_app(tmp_path, "a=1,2", *args)

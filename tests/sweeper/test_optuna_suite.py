@@ -357,6 +357,10 @@ def test_failure_rate(max_failure_rate: float, tmpdir: Path) -> None:
     error_string = "RuntimeError: cfg.error is True"
     if max_failure_rate < 1.0:
         assert error_string in err
+        # ivory: added. The summary names what stopped the sweep, as it names a budget.
+        stopped = OmegaConf.load(f"{tmpdir}/results.yaml").stopped_by
+        assert stopped.setting == "max_failure_rate" and stopped.left == 18  # 2 samples spent
+        assert "Stopped: max_failure_rate=0.5: 2 of 2 jobs of a batch failed" in out
     else:
         assert error_string not in err
         # ivory: added. Every failure is in the log (stdout) as it happens, also one that

@@ -77,6 +77,8 @@ def test_cfg_hydra_shows_every_config_field(tmp_path):
         "n_trials": None,
         "n_jobs": None,
         "max_failure_rate": None,
+        "timeout": None,
+        "max_failures": None,
         "custom_search_space": None,
         "mode": "product",
         "use_best_param": True,

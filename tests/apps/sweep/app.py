@@ -1,14 +1,15 @@
 """A test app whose score is known: (a - 2)**2 + b + model.penalty.
 
 ``ret`` picks what the job returns: number, mapping, none or nan_score;
-``fail_at`` makes the job with that ``a`` raise; ``exit_at`` makes it call
-``sys.exit(3)``; the environment variable ``INTERRUPT_AT`` interrupts the sweep
-at that ``a``; ``log_metric`` logs the score to the active MLflow run under that
-name; ``sleep`` makes every job take that many seconds; ``say`` makes every job
-log one line (``job a=<a> says <say>``) through Hydra's job logging; ``record`` names a
-file to which every job appends one JSON line when it starts and one when it
-ends (the app's own record of what ran, for the fault tests), with the
-``CUDA_VISIBLE_DEVICES`` it saw.
+``fail_at`` makes the job with that ``a`` raise (so does the environment variable
+``FAIL_AT``, a comma-separated list of ``a`` values, which a rerun can drop without
+changing the sweep); ``exit_at`` makes it call ``sys.exit(3)``; the environment
+variable ``INTERRUPT_AT`` interrupts the sweep at that ``a``; ``log_metric`` logs
+the score to the active MLflow run under that name; ``sleep`` makes every job
+take that many seconds; ``say`` makes every job log one line (``job a=<a> says
+<say>``) through Hydra's job logging; ``record`` names a file to which every job
+appends one JSON line when it starts and one when it ends (the app's own record
+of what ran, for the fault tests), with the ``CUDA_VISIBLE_DEVICES`` it saw.
 """
 
 import json
@@ -45,7 +46,8 @@ def main(cfg: DictConfig):
         logging.getLogger(__name__).info(f"job a={cfg.a} says {cfg.say}")
     if cfg.sleep:
         time.sleep(cfg.sleep)
-    if cfg.fail_at is not None and cfg.a == cfg.fail_at:
+    failing = os.environ.get("FAIL_AT", "").split(",")
+    if (cfg.fail_at is not None and cfg.a == cfg.fail_at) or str(cfg.a) in failing:
         raise RuntimeError(f"planned failure at a={cfg.a}")
     if cfg.exit_at is not None and cfg.a == cfg.exit_at:
         sys.exit(3)
