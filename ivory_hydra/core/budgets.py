@@ -104,21 +104,23 @@ class Budget:
         return self.max_failures is not None and self.failures_key is not None
 
     def spent(self, now: float, failures: int = 0) -> Stop | None:
-        """The stop, once the deadline passed or more than ``max_failures`` jobs failed.
+        """The stop, once the deadline passed or ``max_failures`` jobs failed (0: the first).
 
         >>> budget = Budget(timeout=30, max_failures=2).started(0.0, "k")
-        >>> budget.spent(10.0, 2) is None
+        >>> budget.spent(10.0, 1) is None
         True
         >>> budget.spent(31.0).reason
         'timeout=30 s passed'
-        >>> budget.spent(10.0, 3).reason
-        'max_failures=2: 3 jobs failed'
+        >>> budget.spent(10.0, 2).reason
+        'max_failures=2: 2 jobs failed'
         >>> Budget(max_failures=0).spent(0.0, 1).reason
         'max_failures=0: 1 job failed'
+        >>> Budget(max_failures=0).spent(0.0, 0) is None
+        True
         """
         if self.deadline is not None and now >= self.deadline:
             return Stop(TIMEOUT, f"{TIMEOUT}={self.timeout:g} s passed")
-        if self.max_failures is not None and failures > self.max_failures:
+        if self.max_failures is not None and failures >= max(self.max_failures, 1):
             jobs = "1 job" if failures == 1 else f"{failures} jobs"
             return Stop(MAX_FAILURES, f"{MAX_FAILURES}={self.max_failures}: {jobs} failed")
         return None

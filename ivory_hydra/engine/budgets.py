@@ -1,8 +1,8 @@
 """The budgets of one invocation, as the engine keeps them (a part of the engine's state).
 
 Before it hands out work, the engine asks whether the invocation's budget is
-spent (:mod:`ivory_hydra.core.budgets`): past the ``timeout``, or more than
-``max_failures`` failed jobs counted in the ledger by every process of the
+spent (:mod:`ivory_hydra.core.budgets`): past the ``timeout``, or
+``max_failures`` failed jobs (0: the first) counted in the ledger by every process of the
 sweep. Once it is, no new job starts and the jobs in flight finish; a job
 that a budget kept from starting is given back (it runs on resume).
 """

@@ -113,10 +113,11 @@ def test_max_failures_stops_after_that_many_failures(url, limit):
         return None if params["a"] >= 2 else float(params["a"])  # from a=2 on, every job fails
 
     summary = run_walk(engine, url, score, batch_size=1)
-    assert ran == list(range(2 + limit + 1))  # the (limit + 1)-th failure stops the sweep
-    failed = "1 job" if limit == 0 else f"{limit + 1} jobs"
+    stopping = max(limit, 1)  # the limit-th failure stops the sweep (0: the first)
+    assert ran == list(range(2 + stopping))
+    failed = "1 job" if stopping == 1 else f"{stopping} jobs"
     assert summary.stopped_by.reason == f"max_failures={limit}: {failed} failed"
-    assert len(summary.failed) == limit + 1 and summary.left == 8 - 2
+    assert len(summary.failed) == stopping and summary.left == 8 - 2
     assert summary.status == "FAILED"
 
     fixed = open_engine(opening(url, plan, max_failures=limit))  # a fresh budget

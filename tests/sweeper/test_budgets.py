@@ -115,7 +115,7 @@ def test_a_timeout_stops_the_sweep_and_the_same_command_resumes_the_rest(
 
 @pytest.mark.parametrize("limit", [0, 2])
 def test_max_failures_stops_the_sweep_and_the_rest_runs_once_fixed(tmp_path, mlflow_db, limit):
-    """From a=4 on, jobs fail: the (limit + 1)-th failure stops the sweep (no job starts
+    """From a=4 on, jobs fail: the limit-th failure (0: the first) stops the sweep (no job starts
     after it), the exit is non-zero with the failures' reasons, and once the failures
     are fixed the same command runs the rest, with a fresh budget."""
     record = tmp_path / "jobs.jsonl"
@@ -123,18 +123,19 @@ def test_max_failures_stops_the_sweep_and_the_rest_runs_once_fixed(tmp_path, mlf
     failing = {"FAIL_AT": "4,5,6,7,8"}
     first = run_app(tmp_path, *args, "hydra.sweep.dir=first", env=failing)
     assert first.returncode == 1, first.output
-    assert [e["a"] for e in records(record, "start")] == list(range(4 + limit + 1))
-    jobs = "1 job" if limit == 0 else f"{limit + 1} jobs"
+    stopping = max(limit, 1)
+    assert [e["a"] for e in records(record, "start")] == list(range(4 + stopping))
+    jobs = "1 job" if stopping == 1 else f"{stopping} jobs"
     [(reason, left)] = STOPPED.findall(first.stdout)
     assert reason == f"max_failures={limit}: {jobs} failed" and int(left) == 12 - 4
     reasons = re.findall(
         r"^  run#\d+ +RuntimeError: planned failure at a=(\d+)", first.stdout, re.M
     )
-    assert reasons == [str(a) for a in range(4, 4 + limit + 1)], first.stdout
+    assert reasons == [str(a) for a in range(4, 4 + stopping)], first.stdout
     assert f"hydra.sweeper.max_failures={limit}: {jobs} failed, the sweep stopped" in first.stderr
     results = results_of(first, tmp_path, "first")
     assert results["stopped_by"]["setting"] == "max_failures"
-    assert len(results["failed"]) == limit + 1
+    assert len(results["failed"]) == stopping
 
     assert not STOPPED.search(resume(tmp_path, args, "fixed").stdout)  # with a fresh budget
     ends = Counter(e["a"] for e in records(record))
@@ -192,7 +193,7 @@ def start_worker(cwd: Path, name: str, *args: str, env: dict) -> subprocess.Pope
 
 def test_two_workers_share_one_failure_budget(tmp_path, mlflow_db, shared_storage):
     """Two workers of one sweep: the failure budget counts both workers' failures, so
-    both stop once the sweep (not each worker) had more than max_failures; a rerun
+    both stop once the sweep (not each worker) had max_failures; a rerun
     after the fix starts with a fresh budget and runs the rest."""
     record = tmp_path / "jobs.jsonl"
     args = (
@@ -200,7 +201,7 @@ def test_two_workers_share_one_failure_budget(tmp_path, mlflow_db, shared_storag
         "sleep=1",
         f"record={record}",
         f"hydra.sweeper.storage={shared_storage}",
-        "hydra.sweeper.max_failures=1",
+        "hydra.sweeper.max_failures=2",
         "hydra.sweeper.heartbeat_interval=1",
         "hydra.sweeper.grace_period=6",
     )
@@ -209,7 +210,7 @@ def test_two_workers_share_one_failure_budget(tmp_path, mlflow_db, shared_storag
     logs = [(tmp_path / f"w{i}.log").read_text() for i in range(2)]
     assert codes == [1, 1], logs
     for log in logs:  # each stopped on the sweep's count, whoever's failures they were
-        assert "max_failures=1: 2 jobs failed: no new job starts" in log, log
+        assert "max_failures=2: 2 jobs failed: no new job starts" in log, log
     started = records(record, "start")
     failures = [e for e in started if e["a"] in (3, 4)]
     assert len(failures) == 2 and {e["pid"] for e in started} == {w.pid for w in workers}
