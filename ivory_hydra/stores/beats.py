@@ -8,6 +8,8 @@ make 360,000 records. The board keeps the last record of each key only:
 
 * database storages: the table ``ivory_hydra_beats`` of the same database,
   one row per key, overwritten (waits out a lost connection, as the ledger);
+* a gRPC storage proxy: that table of the proxy's database, through the
+  proxy's records service (:class:`RemoteBeats`);
 * journal files: a folder beside the journal, ``<journal>.beats/``, one small
   file per key (its name the key, escaped), replaced atomically (written to a
   temporary file, then ``os.replace``), so a reader sees the old record or the
@@ -33,7 +35,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ivory_hydra.stores.optuna_storage import is_journal, open_storage, url_of
+from ivory_hydra.stores.optuna_storage import is_grpc, is_journal, open_storage, url_of
 from ivory_hydra.stores.tables import beats_table, create_tables
 
 if TYPE_CHECKING:
@@ -232,6 +234,31 @@ class FileBeats(Beats):
             os.unlink(self.folder / file_name(key))
 
 
+# ---------------------------------------------------------------- a gRPC proxy
+
+
+class RemoteBeats(Beats):
+    """The board of the database behind a gRPC storage proxy, through the proxy's
+    records service (:mod:`ivory_hydra.stores.remote_records`)."""
+
+    def __init__(self, url: str) -> None:
+        from ivory_hydra.stores.remote_records import link_for
+
+        self.link = link_for(url)
+
+    def write(self, key: str, record: Mapping[str, Any]) -> None:
+        self.link.call("BeatsWrite", key=key, record=dict(record))
+
+    def read(self, key: str) -> dict[str, Any] | None:
+        return self.link.call("BeatsRead", key=key)
+
+    def items(self, prefix: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        yield from ((key, record) for key, record in self.link.call("BeatsItems", prefix=prefix))
+
+    def delete(self, key: str) -> None:
+        self.link.call("BeatsDelete", key=key)
+
+
 # ---------------------------------------------------------------- which board
 
 
@@ -240,6 +267,8 @@ def beats_for(url: str) -> Beats:
     """The beats board of the storage at ``url`` (one per process)."""
     if is_journal(url):
         return FileBeats(url + FOLDER_SUFFIX)
+    if is_grpc(url):
+        return RemoteBeats(url)
     return SqlBeats(open_storage(url).engine, url)  # type: ignore[attr-defined]
 
 

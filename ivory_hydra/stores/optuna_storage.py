@@ -59,6 +59,42 @@ def storage_url(storage: str | None, directory: str | Path = ".") -> str:
     return str(path)
 
 
+#: A storage URL that starts so is Optuna's gRPC storage proxy, ``grpc://HOST:PORT``.
+GRPC_PREFIX = "grpc://"
+
+
+def is_grpc(url: str) -> bool:
+    """True when ``url`` names a gRPC storage proxy (``grpc://HOST:PORT``).
+
+    >>> is_grpc("grpc://127.0.0.1:50051"), is_grpc("postgresql://h/db")
+    (True, False)
+    """
+    return url.startswith(GRPC_PREFIX)
+
+
+def grpc_address(url: str) -> tuple[str, int]:
+    """The host and port of ``grpc://HOST:PORT``; ``ValueError`` saying what is missing.
+
+    >>> grpc_address("grpc://127.0.0.1:50051")
+    ('127.0.0.1', 50051)
+    >>> grpc_address("grpc://proxy.internal")
+    Traceback (most recent call last):
+    ...
+    ValueError: grpc://proxy.internal has no port: give grpc://HOST:PORT
+    """
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if not parts.hostname or port is None or port == 0 or parts.path not in ("", "/"):
+        what = "no port" if parts.hostname and port is None else "not HOST:PORT"
+        raise ValueError(f"{redact_url(url)} has {what}: give grpc://HOST:PORT")
+    return parts.hostname, port
+
+
 def is_journal(url: str) -> bool:
     """True when ``url`` names an Optuna journal file rather than a database.
 
@@ -73,7 +109,14 @@ def dashboard_command(url: str) -> str:
 
     >>> dashboard_command("sqlite:////tmp/optuna.db")
     'optuna-dashboard sqlite:////tmp/optuna.db'
+
+    optuna-dashboard reads the database, not the proxy:
+
+    >>> dashboard_command("grpc://127.0.0.1:50051")
+    'optuna-dashboard STORAGE_URL (the database behind the proxy at grpc://127.0.0.1:50051)'
     """
+    if is_grpc(url):
+        return f"optuna-dashboard STORAGE_URL (the database behind the proxy at {url})"
     return f"optuna-dashboard {redact_url(url)}"
 
 
@@ -94,7 +137,12 @@ def check_storage(url: str) -> None:
     from ivory_hydra.stores.reachability import database_problem, folder_problem, sqlite_problem
 
     local = Path(url) if is_journal(url) else sqlite_file(url)
-    if local is None:
+    if is_grpc(url):
+        from ivory_hydra.stores.reachability import CONNECT_TIMEOUT
+        from ivory_hydra.stores.remote_records import proxy_problem
+
+        problem = proxy_problem(url, CONNECT_TIMEOUT)
+    elif local is None:
         problem = database_problem(url)
     elif not is_journal(url) and local.exists():
         problem = sqlite_problem(local)
@@ -170,6 +218,8 @@ def _open_storage(url: str) -> BaseStorage:
 
         Path(url).parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(RepairingJournalFileBackend(url))
+    if is_grpc(url):
+        return _open_proxy(url)
     path = sqlite_file(url)
     if path is None:
         return _open_server(url)
@@ -184,6 +234,19 @@ def _open_storage(url: str) -> BaseStorage:
     event.listen(storage.engine, "connect", _sqlite_pragmas)
     storage.engine.dispose()  # later connections get the pragmas
     return storage
+
+
+#: SQLAlchemy's pool of a database-server storage in this process: ``pool_size``
+#: connections stay open once used; ``max_overflow`` more open for a moment when
+#: that many threads need one at once. (SQLAlchemy's defaults, 5 and 10, kept
+#: up to 5 idle connections per worker and per job process.)
+_POOL = {"pool_size": 1, "max_overflow": 8}
+
+
+def set_pool_size(size: int) -> None:
+    """Keep ``size`` connections open to a database server in this process (a proxy's
+    threads each need one); call it before the storage is opened."""
+    _POOL["pool_size"] = size
 
 
 def _open_server(url: str) -> BaseStorage:
@@ -207,7 +270,11 @@ def _open_server(url: str) -> BaseStorage:
             return retry.call(
                 ResilientRDBStorage,
                 url,
-                engine_kwargs={"connect_args": _connect_args(url), "pool_pre_ping": True},
+                engine_kwargs={
+                    "connect_args": _connect_args(url),
+                    "pool_pre_ping": True,
+                    **_POOL,
+                },
                 what=redact_url(url),
                 unavailable=retry.storage_unavailable(url),
             )
@@ -216,6 +283,23 @@ def _open_server(url: str) -> BaseStorage:
                 raise
             time.sleep(random.uniform(0.1, 0.5))
     raise AssertionError("unreachable")
+
+
+def _open_proxy(url: str) -> BaseStorage:
+    """Optuna's client of a gRPC storage proxy; the proxy must answer within seconds."""
+    import warnings
+
+    from optuna.exceptions import ExperimentalWarning
+    from optuna.storages import GrpcStorageProxy
+
+    from ivory_hydra.stores.reachability import CONNECT_TIMEOUT
+
+    host, port = grpc_address(url)
+    with warnings.catch_warnings():  # experimental since Optuna 4.2: said once, in the docs
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        storage = GrpcStorageProxy(host=host, port=port)
+    storage.wait_server_ready(timeout=CONNECT_TIMEOUT)
+    return storage
 
 
 def _build_sqlite(path: Path) -> None:
