@@ -236,17 +236,17 @@ def _open_storage(url: str) -> BaseStorage:
     return storage
 
 
-#: SQLAlchemy's pool of a database-server storage in this process: ``pool_size``
-#: connections stay open once used; ``max_overflow`` more open for a moment when
-#: that many threads need one at once. (SQLAlchemy's defaults, 5 and 10, kept
-#: up to 5 idle connections per worker and per job process.)
-_POOL = {"pool_size": 1, "max_overflow": 8}
+#: SQLAlchemy's pool of a database-server storage in this process, when not its
+#: defaults. A worker keeps its defaults: a pool opens connections only as threads
+#: need them at once (two: the main thread and the heartbeat's), and a smaller
+#: pool_size only made it open and close the second one again and again.
+_POOL: dict[str, int] = {}
 
 
 def set_pool_size(size: int) -> None:
-    """Keep ``size`` connections open to a database server in this process (a proxy's
-    threads each need one); call it before the storage is opened."""
-    _POOL["pool_size"] = size
+    """Keep ``size`` connections (at most 4 more) to a database server in this process (a
+    proxy's threads each need one); call it before the storage is opened."""
+    _POOL.update(pool_size=size, max_overflow=4)
 
 
 def _open_server(url: str) -> BaseStorage:
