@@ -117,7 +117,3 @@ def main(argv: list[str] | None = None) -> int:
         pass
     server.stop(grace=2).wait()
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
