@@ -68,7 +68,7 @@ def _wait_serving(proc: subprocess.Popen, log: Path, port: int | None, timeout: 
 
 @contextlib.contextmanager
 def start_proxy(
-    storage: str, *, bare: bool = False, threads: int | None = None, timeout: float = 60
+    storage: str, *, bare: bool = False, threads: int | None = None, timeout: float = 120
 ) -> Iterator[Proxy]:
     """Yield a :class:`Proxy` in front of ``storage``; stop it at the end."""
     folder = Path(tempfile.mkdtemp(prefix="ivory-proxy-"))

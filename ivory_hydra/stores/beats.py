@@ -10,6 +10,8 @@ make 360,000 records. The board keeps the last record of each key only:
   one row per key, overwritten (waits out a lost connection, as the ledger);
 * a gRPC storage proxy: that table of the proxy's database, through the
   proxy's records service (:class:`RemoteBeats`);
+* Optuna's bare gRPC proxy: system attributes of a bookkeeping study
+  (:class:`StudyBeats`);
 * journal files: a folder beside the journal, ``<journal>.beats/``, one small
   file per key (its name the key, escaped), replaced atomically (written to a
   temporary file, then ``os.replace``), so a reader sees the old record or the
@@ -259,6 +261,34 @@ class RemoteBeats(Beats):
         self.link.call("BeatsDelete", key=key)
 
 
+class StudyBeats(Beats):
+    """The board as system attributes of a bookkeeping study, through ``BaseStorage``
+    calls only: behind Optuna's bare gRPC proxy (see
+    :mod:`ivory_hydra.stores.study_records`). A deleted record is set to None."""
+
+    def __init__(self, storage: Any) -> None:
+        from ivory_hydra.stores.study_records import BEAT_PREFIX, records_study_id
+
+        self.storage = storage
+        self.study_id = records_study_id(storage)
+        self.prefix = BEAT_PREFIX
+
+    def write(self, key: str, record: Mapping[str, Any]) -> None:
+        self.storage.set_study_system_attr(self.study_id, self.prefix + key, dict(record))
+
+    def read(self, key: str) -> dict[str, Any] | None:
+        return self.storage.get_study_system_attrs(self.study_id).get(self.prefix + key)
+
+    def items(self, prefix: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        start = self.prefix + prefix
+        for name, record in self.storage.get_study_system_attrs(self.study_id).items():
+            if name.startswith(start) and record is not None:
+                yield name[len(self.prefix) :], record
+
+    def delete(self, key: str) -> None:
+        self.storage.set_study_system_attr(self.study_id, self.prefix + key, None)
+
+
 # ---------------------------------------------------------------- which board
 
 
@@ -268,7 +298,9 @@ def beats_for(url: str) -> Beats:
     if is_journal(url):
         return FileBeats(url + FOLDER_SUFFIX)
     if is_grpc(url):
-        return RemoteBeats(url)
+        from ivory_hydra.stores.remote_records import serves_records
+
+        return RemoteBeats(url) if serves_records(url) else StudyBeats(open_storage(url))
     return SqlBeats(open_storage(url).engine, url)  # type: ignore[attr-defined]
 
 

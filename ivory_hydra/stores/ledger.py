@@ -11,6 +11,8 @@ The ledger fills that gap with the storage's own atomic operations:
 * behind a gRPC storage proxy, that table of the proxy's database, through
   the records service that ``python -m ivory_hydra.proxy`` serves beside
   Optuna's (:class:`RemoteLedger`);
+* behind Optuna's bare gRPC proxy, a log of trials in a bookkeeping study,
+  replayed as a journal is (:mod:`ivory_hydra.stores.study_records`);
 * on a journal file, a second journal file beside it (``<journal>.ivory``),
   written through Optuna's own ``JournalFileBackend`` (its lock and its
   append-only log): the first record in the log wins, as in Optuna's journal.
@@ -245,12 +247,17 @@ class JournalLedger(Ledger):
     Every change is one appended record; replaying the log in order decides
     it: a compare-and-set applies only if the value it expects is still
     there, so when two processes race, the first record wins.
+
+    ``log`` is the journal file's path, or any log with a journal backend's
+    ``read_logs(start)`` and ``append_logs(records)``: behind Optuna's bare
+    gRPC proxy, a bookkeeping study
+    (:class:`~ivory_hydra.stores.study_records.StudyLog`).
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, log: str | Any) -> None:
         from ivory_hydra.stores.journal_files import RepairingJournalFileBackend
 
-        self.backend = RepairingJournalFileBackend(path)
+        self.backend = RepairingJournalFileBackend(log) if isinstance(log, str) else log
         self._lock = threading.Lock()
         self._next = 0
         self._numbers: dict[str, int] = {}
@@ -339,5 +346,11 @@ def ledger_for(url: str) -> Ledger:
     if is_journal(url):
         return JournalLedger(url + JOURNAL_SUFFIX)
     if is_grpc(url):
-        return RemoteLedger(url)
+        from ivory_hydra.stores.remote_records import serves_records
+
+        if serves_records(url):
+            return RemoteLedger(url)
+        from ivory_hydra.stores.study_records import StudyLog
+
+        return JournalLedger(StudyLog(open_storage(url)))  # Optuna's bare proxy
     return SqlLedger(open_storage(url).engine, url)  # type: ignore[attr-defined]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import threading
 import time
 from collections import Counter
@@ -30,6 +31,8 @@ from ivory_hydra.stores.optuna_storage import grpc_address
 
 if TYPE_CHECKING:
     import grpc
+
+log = logging.getLogger(__name__)
 
 SERVICE = "ivory_hydra.Records"
 #: Bumped when a method changes meaning; a worker refuses a proxy of another version.
@@ -52,6 +55,10 @@ def proxy_command(port: int | str = "N") -> str:
 
 
 # ---------------------------------------------------------------- a worker's side
+
+
+class BareProxyError(StoreError):
+    """The proxy is Optuna's own: it does not serve the records service."""
 
 
 class RecordsLink:
@@ -103,7 +110,7 @@ def _error_of(url: str, method: str, error: Any, seconds: float) -> Exception:
 
     code, details = error.code(), (error.details() or "").strip()
     if code == grpc.StatusCode.UNIMPLEMENTED:
-        return StoreError(f"{redact_url(url)}: {bare_proxy_problem(grpc_address(url)[1])}")
+        return BareProxyError(f"{redact_url(url)}: {bare_proxy_problem(grpc_address(url)[1])}")
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
         if details.startswith(StorageUnavailableError.__name__ + ": "):
             return StorageUnavailableError(details.partition(": ")[2])
@@ -133,11 +140,32 @@ def link_for(url: str) -> RecordsLink:
     return RecordsLink(url)
 
 
+@functools.lru_cache(maxsize=8)
+def serves_records(url: str) -> bool:
+    """Whether the proxy at ``url`` serves the records service (False: Optuna's bare
+    proxy, whose records then go to a bookkeeping study; said once per process)."""
+    from ivory_hydra.stores.study_records import RECORDS_STUDY
+
+    try:
+        link_for(url).call("Ping")
+        return True
+    except BareProxyError:
+        log.warning(
+            "%s is Optuna's own proxy: ivory-hydra keeps its records in the study %r, which "
+            "optuna-dashboard lists (`%s` keeps them out of it)",
+            redact_url(url),
+            RECORDS_STUDY,
+            proxy_command(grpc_address(url)[1]),
+        )
+        return False
+
+
 def proxy_problem(url: str, timeout: float) -> str | None:
     """Why the proxy at ``url`` cannot serve a sweep (None if it can); writes nothing.
 
     Waits at most ``timeout`` seconds for it to answer, then asks the records
-    service for its protocol: Optuna's bare proxy answers ``UNIMPLEMENTED``.
+    service for its protocol. Optuna's bare proxy answers ``UNIMPLEMENTED``: it
+    serves too, the records going to a bookkeeping study (:func:`serves_records`).
     """
     import grpc
 
@@ -155,7 +183,7 @@ def proxy_problem(url: str, timeout: float) -> str | None:
             answer = json.loads(ping(b"{}", timeout=timeout))["result"]
         except grpc.RpcError as error:
             if error.code() == grpc.StatusCode.UNIMPLEMENTED:
-                return bare_proxy_problem(port)
+                return None  # Optuna's own proxy
             return f"{host}:{port} answers, but not as a storage proxy ({error.code().name})"
     if answer.get("protocol") != PROTOCOL:
         return (

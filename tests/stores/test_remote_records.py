@@ -2,8 +2,9 @@
 
 ``python -m ivory_hydra.proxy`` in front of SQLite and of a real PostgreSQL
 server; the ledger's and the board's own contract tests run again through it
-(imported below, so they run here with this module's ``url``). Then what a
-user meets first: Optuna's bare proxy, a URL without a port, nothing listening.
+(imported below, so they run here with this module's ``url``), and again
+through Optuna's bare proxy, where the records go to a bookkeeping study. Then
+what a user meets first: a URL without a port, nothing listening.
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ from test_ledger import (  # noqa: F401 - run through the proxy
 )
 
 from ivory_hydra.errors import StoreError
-from ivory_hydra.stores.beats import RemoteBeats, beats_for
-from ivory_hydra.stores.ledger import RemoteLedger, ledger_for
+from ivory_hydra.stores.beats import RemoteBeats, StudyBeats, beats_for
+from ivory_hydra.stores.ledger import JournalLedger, RemoteLedger, ledger_for
 from ivory_hydra.stores.optuna_storage import check_storage, open_storage, storage_url
+from ivory_hydra.stores.study_records import RECORDS_STUDY, StudyLog
 from ivory_hydra.stores.tables import BEATS_TABLE, LEDGER_TABLE
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)]
@@ -48,9 +50,11 @@ def proxy(database):
         yield proxy
 
 
-@pytest.fixture
-def url(proxy):
-    return proxy.url
+@pytest.fixture(params=["ivory", "bare"])
+def url(request, database):
+    """``python -m ivory_hydra.proxy``, or Optuna's bare proxy (a bookkeeping study)."""
+    with start_proxy(database, bare=request.param == "bare") as proxy:
+        yield proxy.url
 
 
 def count(database: str, table: str) -> int:
@@ -73,19 +77,28 @@ def test_records_live_in_the_databases_own_tables_out_of_the_study_list(database
     assert calls["LedgerAdd"] == 1 and calls["BeatsWrite"] == 1
 
 
-def test_optunas_bare_proxy_is_named_before_anything_is_written(tmp_path):
+def test_behind_optunas_bare_proxy_records_go_to_a_bookkeeping_study(tmp_path, caplog):
     database = storage_url(None, tmp_path)
     with start_proxy(database, bare=True) as bare:
-        port = bare.url.rpartition(":")[2]
-        with pytest.raises(StoreError) as info:
-            check_storage(bare.url)
-        assert str(info.value) == (
-            f"cannot open this Optuna storage ({bare.url}): it serves Optuna's storage but not "
-            "ivory-hydra's records: start the proxy with "
-            f"`python -m ivory_hydra.proxy STORAGE_URL --port {port}`"
-        )
-        assert "\n" not in str(info.value)
-        assert open_storage(bare.url).get_all_studies() == []
+        check_storage(bare.url)  # it serves, and nothing is written to check it
+        storage = open_storage(bare.url)
+        assert storage.get_all_studies() == []
+        ledger, board = ledger_for(bare.url), beats_for(bare.url)
+        assert isinstance(ledger, JournalLedger) and isinstance(ledger.backend, StudyLog)
+        assert isinstance(board, StudyBeats)
+        assert ledger.add("numbers/e/run", 4) == 0 and ledger.add("numbers/e/run", 1) == 4
+        board.write("worker/s/1", {"at": 1.0})
+        [study] = storage.get_all_studies()
+        assert study.study_name == RECORDS_STUDY and study.system_attrs
+        records = storage.get_all_trials(storage.get_study_id_from_name(RECORDS_STUDY))
+        assert len(records) == 2  # one trial per record
+    port = bare.url.rpartition(":")[2]
+    said = [r.getMessage() for r in caplog.records if "Optuna's own proxy" in r.getMessage()]
+    assert said == [
+        f"{bare.url} is Optuna's own proxy: ivory-hydra keeps its records in the study "
+        "'ivory-hydra-records', which optuna-dashboard lists (`python -m ivory_hydra.proxy "
+        f"STORAGE_URL --port {port}` keeps them out of it)"
+    ]
 
 
 def test_a_url_without_a_port_fails_at_once():

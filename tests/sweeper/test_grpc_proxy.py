@@ -8,12 +8,14 @@ workers in front of PostgreSQL, one of them killed, run in
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections import Counter
 
+import optuna
 import pytest
 from conftest import APPS, run_app
 from convergence import check_converged, only_study, records, storage_of
@@ -22,7 +24,7 @@ from test_bad_input import assert_refused_and_nothing_written, free_closed_port
 
 import ivory_hydra as ivory
 from ivory_hydra.stores.optuna_storage import storage_url
-from ivory_hydra.stores.tables import BEATS_TABLE, LEDGER_TABLE
+from ivory_hydra.stores.study_records import RECORDS_STUDY
 
 pytestmark = pytest.mark.slow
 
@@ -95,8 +97,6 @@ def test_a_dry_run_through_the_proxy_writes_nothing(sweep, proxy, database):
 
 
 def test_a_worker_killed_mid_sweep_is_recovered_by_the_rerun(tmp_path, proxy, mlflow_template):
-    import shutil
-
     shutil.copy(mlflow_template, tmp_path / "mlflow.db")
     record = tmp_path / "jobs.jsonl"
     args = [f"hydra.sweeper.storage={proxy.url}", f"record={record}", "a=0-5", "sleep=0.5"]
@@ -122,23 +122,33 @@ def test_a_worker_killed_mid_sweep_is_recovered_by_the_rerun(tmp_path, proxy, ml
     assert states(proxy.url)["FAIL"] == 1  # the killed job's first trial
 
 
-def test_optunas_bare_proxy_stops_the_sweep_before_any_job(tmp_path, database):
-    (tmp_path / "db").mkdir()
-    with start_proxy(database, bare=True) as bare:
-        port = bare.url.rpartition(":")[2]
-        result = run_app(tmp_path, f"hydra.sweeper.storage={bare.url}", "a=1,2", timeout=60)
-        assert_refused_and_nothing_written(result, tmp_path)
-        [line] = [x for x in result.output.splitlines() if "hydra.sweeper.storage" in x]
-        assert line == (
-            f"hydra.sweeper.storage={bare.url}: cannot open this Optuna storage ({bare.url}): "
-            "it serves Optuna's storage but not ivory-hydra's records: start the proxy with "
-            f"`python -m ivory_hydra.proxy STORAGE_URL --port {port}`"
-        )
-        assert storage_of(bare.url).get_all_studies() == []
-    import sqlalchemy
+def test_three_workers_share_a_sweep_through_optunas_bare_proxy(
+    tmp_path, postgres_url, mlflow_template
+):
+    """Optuna's own run_grpc_proxy_server in front of PostgreSQL: the records go to a
+    bookkeeping study; one worker killed, every job once, the list shows both studies."""
+    from postgres_server import fresh_database
+    from test_workers import run_workers
 
-    tables = sqlalchemy.inspect(sqlalchemy.create_engine(database)).get_table_names()
-    assert LEDGER_TABLE not in tables and BEATS_TABLE not in tables
+    shutil.copy(mlflow_template, tmp_path.parent / "mlflow-template.db")
+    with start_proxy(fresh_database(postgres_url), bare=True) as bare:
+        procs, codes, logs, record, killed = run_workers(
+            tmp_path, bare.url, "a=0-14", "sleep=0.5", kill_one=signal.SIGKILL
+        )
+        assert killed is not None and killed.returncode == -signal.SIGKILL
+        assert sorted(c for p, c in zip(procs, codes, strict=True) if p is not killed) == [0, 0]
+        assert Counter(e["a"] for e in records(record)) == Counter(range(15))  # once each
+        for log in logs:
+            assert log.count("is Optuna's own proxy: ivory-hydra keeps its records") == 1
+        storage = storage_of(bare.url)
+        studies = {s.study_name for s in storage.get_all_studies()} - {RECORDS_STUDY}
+        [name] = studies
+        trials = optuna.load_study(study_name=name, storage=storage).trials
+    assert not [t.number for t in trials if not t.state.is_finished()]
+    complete = [t for t in trials if t.state.name == "COMPLETE"]
+    assert sorted(t.params["a"] for t in complete) == list(range(15))
+    assert sorted(t.number for t in trials) == list(range(len(trials)))
+    assert [t.user_attrs["error"] for t in trials if t.state.name == "FAIL"] == ["Interrupted"]
 
 
 @pytest.mark.parametrize("kind", ["no-port", "nothing-listening"])
