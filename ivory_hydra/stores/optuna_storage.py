@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ivory_hydra.core.redact import redact_text, redact_url
 from ivory_hydra.errors import StoreError
+from ivory_hydra.stores.proxy_urls import grpc_address, is_grpc
 from ivory_hydra.stores.sqlite_files import create_once, sqlite_file
 
 if TYPE_CHECKING:
@@ -57,42 +58,6 @@ def storage_url(storage: str | None, directory: str | Path = ".") -> str:
     if path.suffix in SQLITE_SUFFIXES:
         return f"{SQLITE_PREFIX}{path}"
     return str(path)
-
-
-#: A storage URL that starts so is Optuna's gRPC storage proxy, ``grpc://HOST:PORT``.
-GRPC_PREFIX = "grpc://"
-
-
-def is_grpc(url: str) -> bool:
-    """True when ``url`` names a gRPC storage proxy (``grpc://HOST:PORT``).
-
-    >>> is_grpc("grpc://127.0.0.1:50051"), is_grpc("postgresql://h/db")
-    (True, False)
-    """
-    return url.startswith(GRPC_PREFIX)
-
-
-def grpc_address(url: str) -> tuple[str, int]:
-    """The host and port of ``grpc://HOST:PORT``; ``ValueError`` saying what is missing.
-
-    >>> grpc_address("grpc://127.0.0.1:50051")
-    ('127.0.0.1', 50051)
-    >>> grpc_address("grpc://proxy.internal")
-    Traceback (most recent call last):
-    ...
-    ValueError: grpc://proxy.internal has no port: give grpc://HOST:PORT
-    """
-    import urllib.parse
-
-    parts = urllib.parse.urlsplit(url)
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    if not parts.hostname or port is None or port == 0 or parts.path not in ("", "/"):
-        what = "no port" if parts.hostname and port is None else "not HOST:PORT"
-        raise ValueError(f"{redact_url(url)} has {what}: give grpc://HOST:PORT")
-    return parts.hostname, port
 
 
 def is_journal(url: str) -> bool:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from ivory_hydra.core.redact import redact_url
 from ivory_hydra.errors import StorageUnavailableError, StoreError
-from ivory_hydra.stores.optuna_storage import grpc_address
+from ivory_hydra.stores.proxy_urls import grpc_address
 
 if TYPE_CHECKING:
     import grpc
