@@ -36,9 +36,10 @@ def grpc_address(url: str) -> tuple[str, int]:
     parts = urllib.parse.urlsplit(url)
     try:
         port = parts.port
-    except ValueError:
-        port = None
-    if not parts.hostname or port is None or port == 0 or parts.path not in ("", "/"):
-        what = "has no port" if parts.hostname and port is None else "is not HOST:PORT"
-        raise ValueError(f"{redact_url(url)} {what}: give grpc://HOST:PORT")
+    except ValueError:  # not a number, or out of range
+        port = -1
+    if parts.hostname and port is None:
+        raise ValueError(f"{redact_url(url)} has no port: give grpc://HOST:PORT")
+    if not parts.hostname or not port or port < 0 or parts.path not in ("", "/"):
+        raise ValueError(f"{redact_url(url)} is not HOST:PORT: give grpc://HOST:PORT")
     return parts.hostname, port
