@@ -2,7 +2,7 @@
 through the gRPC storage proxy (``python -m ivory_hydra.proxy``).
 
     .venv/bin/python benchmarks/bench_scale.py [--workers 1,8,16,32,64] [--jobs 384]
-                                               [--paths direct,proxy]
+                                               [--paths direct,proxy] [--calls]
 
 Starts a throw-away PostgreSQL server on 127.0.0.1 (Debian's ``postgresql``
 binaries, as the tests do, with ``max_connections=400`` so that the direct path
@@ -19,7 +19,8 @@ starts N copies of the same sweep command at once (no-op jobs,
 - opened: the connections opened to the database during the sweep (each one
   a PostgreSQL backend process and an authentication);
 - xact/job: the database's transactions (``pg_stat_database``) per job;
-- rpc/job: the calls the proxy answered per job (Optuna's and the records service's);
+- rpc/job: the calls the proxy answered per job (Optuna's and the records service's;
+  ``--calls`` lists them by RPC);
 - exactly once: from the app's own record (each job appends a line): duplicates
   and missing jobs.
 
@@ -60,6 +61,7 @@ class Result:
     transactions_per_job: float
     sessions: int
     rpcs_per_job: float | None
+    calls: dict[str, int]
     duplicates: int
     missing: int
 
@@ -142,10 +144,11 @@ def measure(path: str, workers: int, jobs: int, server: str) -> Result:
             wall, record = sweep(workers, jobs, storage, folder)
             sampler.stop()
             after = sampler.totals()
-            rpcs = None
+            rpcs, calls = None, {}
             if proxy is not None:
                 calls = proxy.calls()
-                rpcs = sum(calls.values()) - calls.get("Calls", 0)
+                calls.pop("Calls", None)
+                rpcs = sum(calls.values())
         lines = [json.loads(line) for line in record.read_text().splitlines()]
     sampler.conn.close()
     seen = Counter(int(line["x"]) for line in lines)
@@ -161,6 +164,7 @@ def measure(path: str, workers: int, jobs: int, server: str) -> Result:
         transactions_per_job=(after[0] - before[0]) / jobs,
         sessions=after[1] - before[1],
         rpcs_per_job=None if rpcs is None else rpcs / jobs,
+        calls=calls,
         duplicates=sum(count - 1 for count in seen.values()),
         missing=len(set(range(jobs)) - set(seen)),
     )
@@ -191,11 +195,17 @@ def row(r: Result) -> str:
     )
 
 
+def calls_line(r: Result) -> str:
+    top = sorted(r.calls.items(), key=lambda item: -item[1])
+    return "        " + ", ".join(f"{name} {count / r.jobs:.2f}" for name, count in top)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", default="1,8,16,32,64", help="worker counts, comma-separated")
     parser.add_argument("--jobs", type=int, default=384, help="jobs per sweep")
     parser.add_argument("--paths", default="direct,proxy", help="direct, proxy, or both")
+    parser.add_argument("--calls", action="store_true", help="the proxy's calls per job, by RPC")
     args = parser.parse_args()
     counts = [int(n) for n in args.workers.split(",")]
     paths = args.paths.split(",")
@@ -206,6 +216,8 @@ def main() -> None:
             for path in paths:
                 results.append(measure(path, n, args.jobs, server.url))
                 print(row(results[-1]), flush=True)
+                if args.calls and results[-1].calls:
+                    print(calls_line(results[-1]), flush=True)
     broken = [r for r in results if r.duplicates or r.missing]
     if broken:
         raise SystemExit(f"not exactly once: {broken}")

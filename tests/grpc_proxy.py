@@ -50,12 +50,14 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _wait_serving(proc: subprocess.Popen, log: Path, port: int | None, timeout: float) -> int:
+def _wait_serving(
+    proc: subprocess.Popen, log: Path, port: int | None, bare: bool, timeout: float
+) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"the proxy exited ({proc.returncode}): {log.read_text()}")
-        if port is None:
+        if not bare:
             found = re.search(r"at grpc://127\.0\.0\.1:(\d+)", log.read_text())
             if found:
                 return int(found.group(1))
@@ -68,22 +70,29 @@ def _wait_serving(proc: subprocess.Popen, log: Path, port: int | None, timeout: 
 
 @contextlib.contextmanager
 def start_proxy(
-    storage: str, *, bare: bool = False, threads: int | None = None, timeout: float = 120
+    storage: str,
+    *,
+    bare: bool = False,
+    threads: int | None = None,
+    port: int | None = None,
+    timeout: float = 120,
 ) -> Iterator[Proxy]:
-    """Yield a :class:`Proxy` in front of ``storage``; stop it at the end."""
+    """Yield a :class:`Proxy` in front of ``storage`` (on ``port``, or a free one);
+    stop it at the end."""
     folder = Path(tempfile.mkdtemp(prefix="ivory-proxy-"))
     log = folder / "proxy.log"
-    port = _free_port() if bare else None
+    if bare and port is None:
+        port = _free_port()
     if bare:
         command = [sys.executable, "-c", BARE, storage, str(port)]
     else:
-        command = [sys.executable, "-m", "ivory_hydra.proxy", storage, "--port", "0"]
+        command = [sys.executable, "-m", "ivory_hydra.proxy", storage, "--port", str(port or 0)]
         command += ["--threads", str(threads)] if threads else []
     with open(log, "w") as out:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
-        port = _wait_serving(proc, log, port, timeout)
+        port = _wait_serving(proc, log, port, bare, timeout)
         yield Proxy(f"grpc://127.0.0.1:{port}", proc, log)
     finally:
         stop(proc)

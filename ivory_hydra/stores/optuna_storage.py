@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ivory_hydra.core.redact import redact_text, redact_url
 from ivory_hydra.errors import StoreError
-from ivory_hydra.stores.proxy_urls import grpc_address, is_grpc
+from ivory_hydra.stores.proxy_urls import is_grpc
 from ivory_hydra.stores.sqlite_files import create_once, sqlite_file
 
 if TYPE_CHECKING:
@@ -251,18 +251,18 @@ def _open_server(url: str) -> BaseStorage:
 
 
 def _open_proxy(url: str) -> BaseStorage:
-    """Optuna's client of a gRPC storage proxy; the proxy must answer within seconds."""
+    """Optuna's client of a gRPC storage proxy (a restart of the proxy is waited out);
+    the proxy must answer within seconds."""
     import warnings
 
     from optuna.exceptions import ExperimentalWarning
-    from optuna.storages import GrpcStorageProxy
 
     from ivory_hydra.stores.reachability import CONNECT_TIMEOUT
+    from ivory_hydra.stores.resilient import ResilientGrpcStorageProxy
 
-    host, port = grpc_address(url)
     with warnings.catch_warnings():  # experimental since Optuna 4.2: said once, in the docs
         warnings.simplefilter("ignore", ExperimentalWarning)
-        storage = GrpcStorageProxy(host=host, port=port)
+        storage = ResilientGrpcStorageProxy(url)
     storage.wait_server_ready(timeout=CONNECT_TIMEOUT)
     return storage
 

@@ -64,9 +64,11 @@ class BareProxyError(StoreError):
 class RecordsLink:
     """One channel to a proxy's records service (one per process and proxy).
 
-    A call waits for the proxy while it is down, for the process's
-    ``storage_retry`` bound (the same bound as a lost database connection);
-    a call whose answer was lost is sent again only if it is idempotent.
+    A call waits, unsent, while the proxy is down, for the process's
+    ``storage_retry`` bound (as for a lost database connection); one whose
+    answer was lost is sent again (under :mod:`ivory_hydra.stores.retry`) only
+    if it is idempotent: a lost ledger write stops the worker with one line,
+    and rerunning the command resumes.
     """
 
     def __init__(self, url: str) -> None:
@@ -81,27 +83,26 @@ class RecordsLink:
         """Call ``method`` with ``args``; return its ``result``."""
         import grpc
 
-        from ivory_hydra.stores.retry import storage_retry
+        from ivory_hydra.stores import retry
 
         stub = self._calls.get(method)
         if stub is None:
             stub = self._calls[method] = self.channel.unary_unary(f"/{SERVICE}/{method}")
         request = json.dumps(args).encode()
+
+        def send() -> Any:  # waits, unsent, while the proxy is down
+            answer = stub(request, timeout=max(retry.storage_retry(), 1.0), wait_for_ready=True)
+            return json.loads(answer)["result"]
+
         start = time.monotonic()
-        delay = 0.05
-        while True:
-            left = storage_retry() - (time.monotonic() - start)
-            try:
-                answer = stub(request, timeout=max(left, 1.0), wait_for_ready=True)
-                return json.loads(answer)["result"]
-            except grpc.RpcError as error:
-                code = error.code()
-                lost = code == grpc.StatusCode.UNAVAILABLE and method in IDEMPOTENT
-                if lost and time.monotonic() - start + delay < storage_retry():
-                    time.sleep(delay)
-                    delay = min(delay * 2, 2.0)
-                    continue
-                raise _error_of(self.url, method, error, time.monotonic() - start) from None
+        try:
+            if method not in IDEMPOTENT:
+                return send()
+            return retry.call(
+                send, what=redact_url(self.url), unavailable=retry.storage_unavailable(self.url)
+            )
+        except grpc.RpcError as error:
+            raise _error_of(self.url, method, error, time.monotonic() - start) from None
 
 
 def _error_of(url: str, method: str, error: Any, seconds: float) -> Exception:
@@ -111,9 +112,9 @@ def _error_of(url: str, method: str, error: Any, seconds: float) -> Exception:
     code, details = error.code(), (error.details() or "").strip()
     if code == grpc.StatusCode.UNIMPLEMENTED:
         return BareProxyError(f"{redact_url(url)}: {bare_proxy_problem(grpc_address(url)[1])}")
+    if details.startswith(StorageUnavailableError.__name__ + ": "):  # the proxy's database
+        return StorageUnavailableError(details.partition(": ")[2])
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-        if details.startswith(StorageUnavailableError.__name__ + ": "):
-            return StorageUnavailableError(details.partition(": ")[2])
         return StorageUnavailableError(
             f"the Optuna storage {redact_url(url)} could not be reached for {seconds:.0f} s "
             f"({code.name}: {details.splitlines()[0] if details else ''}); what was recorded "
@@ -256,8 +257,8 @@ def records_handler(
         def handle(request: bytes, context: Any) -> bytes:
             try:
                 result = operation(**json.loads(request))
-            except StorageUnavailableError as error:
-                context.abort(grpc.StatusCode.UNAVAILABLE, f"{type(error).__name__}: {error}")
+            except StorageUnavailableError as error:  # waited out already, by the proxy
+                context.abort(grpc.StatusCode.ABORTED, f"{type(error).__name__}: {error}")
             except Exception as error:  # noqa: BLE001 - the worker gets it, named
                 context.abort(grpc.StatusCode.INTERNAL, f"{type(error).__name__}: {error}")
             return json.dumps({"result": result}).encode()

@@ -122,6 +122,35 @@ def test_a_worker_killed_mid_sweep_is_recovered_by_the_rerun(tmp_path, proxy, ml
     assert states(proxy.url)["FAIL"] == 1  # the killed job's first trial
 
 
+def test_a_proxy_restarted_mid_sweep_is_waited_out(tmp_path, database):
+    """The proxy stops for two seconds and starts again on its port: the sweep goes on."""
+    record = tmp_path / "jobs.jsonl"
+    args = [f"record={record}", "a=0-9", "sleep=0.3", "hydra.sweeper.mlflow.enabled=false"]
+    with start_proxy(database) as first:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        with open(tmp_path / "w0.log", "w") as out:
+            worker = subprocess.Popen(
+                [sys.executable, str(APPS / "sweep/app.py"), "-m", *args]
+                + [f"hydra.sweeper.storage={first.url}"],
+                cwd=tmp_path,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+        deadline = time.monotonic() + 120
+        while len(records(record)) < 3:
+            assert time.monotonic() < deadline and worker.poll() is None, "no third job ended"
+            time.sleep(0.02)
+    time.sleep(2)  # the proxy is gone
+    port = int(first.url.rpartition(":")[2])
+    with start_proxy(database, port=port):
+        assert worker.wait(timeout=180) == 0, (tmp_path / "w0.log").read_text()
+    output = (tmp_path / "w0.log").read_text()
+    assert "Lost the connection to grpc://127.0.0.1" in output, output
+    assert Counter(e["a"] for e in records(record)) == Counter(range(10))
+    assert states(database) == Counter(COMPLETE=10)
+
+
 def test_three_workers_share_a_sweep_through_optunas_bare_proxy(
     tmp_path, postgres_url, mlflow_template
 ):
