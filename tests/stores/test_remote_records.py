@@ -9,6 +9,7 @@ what a user meets first: a URL without a port, nothing listening.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ import time
 import pytest
 import sqlalchemy
 from grpc_proxy import start_proxy
+from optuna.study import StudyDirection
 from test_beats import test_write_read_items_delete  # noqa: F401 - run through the proxy
 from test_ledger import (  # noqa: F401 - run through the proxy
     test_add_returns_the_number_before,
@@ -99,6 +101,24 @@ def test_behind_optunas_bare_proxy_records_go_to_a_bookkeeping_study(tmp_path, c
         "'ivory-hydra-records', which optuna-dashboard lists (`python -m ivory_hydra.proxy "
         f"STORAGE_URL --port {port}` keeps them out of it)"
     ]
+
+
+def test_a_proxy_gone_for_a_moment_is_waited_out(tmp_path, caplog):
+    """Optuna's calls and the records' idempotent calls wait for the proxy to be back."""
+    import threading
+
+    database = storage_url(None, tmp_path)
+    with start_proxy(database) as first:
+        storage, board = open_storage(first.url), beats_for(first.url)
+        storage.create_new_study([StudyDirection.MINIMIZE], "s")
+        board.write("trial/1", {"at": 1.0})
+    port = int(first.url.rpartition(":")[2])
+    with contextlib.ExitStack() as stack:
+        threading.Timer(2.0, lambda: stack.enter_context(start_proxy(database, port=port))).start()
+        assert [s.study_name for s in storage.get_all_studies()] == ["s"]  # waits
+        assert board.read("trial/1") == {"at": 1.0}
+    said = [r.getMessage() for r in caplog.records if "Lost the connection" in r.getMessage()]
+    assert said and said[0].startswith(f"Lost the connection to {first.url} (")
 
 
 def test_a_url_without_a_port_fails_at_once():

@@ -145,8 +145,6 @@ def test_a_proxy_restarted_mid_sweep_is_waited_out(tmp_path, database):
     port = int(first.url.rpartition(":")[2])
     with start_proxy(database, port=port):
         assert worker.wait(timeout=180) == 0, (tmp_path / "w0.log").read_text()
-    output = (tmp_path / "w0.log").read_text()
-    assert "Lost the connection to grpc://127.0.0.1" in output, output
     assert Counter(e["a"] for e in records(record)) == Counter(range(10))
     assert states(database) == Counter(COMPLETE=10)
 
