@@ -26,6 +26,9 @@ from typing import Any
 
 #: Threads (and so database connections at most) of a proxy in front of a server.
 DEFAULT_THREADS = 16
+#: Seconds that calls in flight get to finish when the proxy is stopped (workers
+#: send the ones cut off again once a proxy answers, as after a lost connection).
+STOP_GRACE = 10
 
 
 def start_proxy(url: str, host: str, port: int, threads: int = DEFAULT_THREADS) -> tuple[Any, int]:
@@ -115,5 +118,5 @@ def main(argv: list[str] | None = None) -> int:
     )
     while not stop.wait(1.0):
         pass
-    server.stop(grace=2).wait()
+    server.stop(grace=STOP_GRACE).wait()
     return 0

@@ -114,7 +114,8 @@ def _error_of(url: str, method: str, error: Any, seconds: float) -> Exception:
         return BareProxyError(f"{redact_url(url)}: {bare_proxy_problem(grpc_address(url)[1])}")
     if details.startswith(StorageUnavailableError.__name__ + ": "):  # the proxy's database
         return StorageUnavailableError(details.partition(": ")[2])
-    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+    codes = grpc.StatusCode
+    if code in (codes.UNAVAILABLE, codes.CANCELLED, codes.DEADLINE_EXCEEDED):
         return StorageUnavailableError(
             f"the Optuna storage {redact_url(url)} could not be reached for {seconds:.0f} s "
             f"({code.name}: {details.splitlines()[0] if details else ''}); what was recorded "
