@@ -1,7 +1,8 @@
 """Hundreds of workers: N workers share one product sweep, on PostgreSQL directly and
-through the gRPC storage proxy (``python -m ivory_hydra.proxy``).
+through the gRPC storage proxy (``python -m ivory_hydra.proxy``; or ``--paths bare``,
+Optuna's own ``run_grpc_proxy_server``, whose records go to a bookkeeping study).
 
-    .venv/bin/python benchmarks/bench_scale.py [--workers 1,8,16,32,64] [--jobs 384]
+    .venv/bin/python benchmarks/bench_scale.py [--workers 1,8,16,32,64] [--jobs 256]
                                                [--paths direct,proxy] [--calls]
 
 Starts a throw-away PostgreSQL server on 127.0.0.1 (Debian's ``postgresql``
@@ -24,8 +25,8 @@ starts N copies of the same sweep command at once (no-op jobs,
 - exactly once: from the app's own record (each job appends a line): duplicates
   and missing jobs.
 
-On 2 cores 64 Python processes compete for the CPU: the defaults take about 10
-minutes in all.
+On 2 cores 64 Python processes compete for the CPU: the defaults took 16 minutes
+on 2 cores that other work shared (load average about 15).
 """
 
 from __future__ import annotations
@@ -137,7 +138,8 @@ def measure(path: str, workers: int, jobs: int, server: str) -> Result:
     sampler = ConnectionSampler(database)
     with tempfile.TemporaryDirectory(prefix="ivory-bench-scale-") as tmp:
         folder = Path(tmp)
-        with start_proxy(database) if path == "proxy" else _nothing() as proxy:
+        serving = start_proxy(database, bare=path == "bare") if path != "direct" else _nothing()
+        with serving as proxy:
             storage = proxy.url if proxy is not None else database
             before = sampler.totals()
             sampler.start()
@@ -145,7 +147,7 @@ def measure(path: str, workers: int, jobs: int, server: str) -> Result:
             sampler.stop()
             after = sampler.totals()
             rpcs, calls = None, {}
-            if proxy is not None:
+            if path == "proxy":
                 calls = proxy.calls()
                 calls.pop("Calls", None)
                 rpcs = sum(calls.values())
@@ -203,8 +205,12 @@ def calls_line(r: Result) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", default="1,8,16,32,64", help="worker counts, comma-separated")
-    parser.add_argument("--jobs", type=int, default=384, help="jobs per sweep")
-    parser.add_argument("--paths", default="direct,proxy", help="direct, proxy, or both")
+    parser.add_argument("--jobs", type=int, default=256, help="jobs per sweep")
+    parser.add_argument(
+        "--paths",
+        default="direct,proxy",
+        help="direct, proxy (python -m ivory_hydra.proxy), bare (Optuna's own proxy)",
+    )
     parser.add_argument("--calls", action="store_true", help="the proxy's calls per job, by RPC")
     args = parser.parse_args()
     counts = [int(n) for n in args.workers.split(",")]

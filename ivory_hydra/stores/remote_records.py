@@ -37,12 +37,13 @@ log = logging.getLogger(__name__)
 SERVICE = "ivory_hydra.Records"
 #: Bumped when a method changes meaning; a worker refuses a proxy of another version.
 PROTOCOL = 1
-#: The RPCs of the records service; each takes and returns a JSON object.
-LEDGER_METHODS = ("LedgerAdd", "LedgerGet", "LedgerCompareAndSet", "LedgerItems")
-BEATS_METHODS = ("BeatsWrite", "BeatsRead", "BeatsItems", "BeatsDelete")
-#: Calls that may be sent again when their answer was lost (they change nothing,
-#: or set what they set again).
-IDEMPOTENT = frozenset({"Ping", "Calls", "LedgerGet", "LedgerItems", *BEATS_METHODS})
+#: The RPCs of the records service (each takes and returns a JSON object) that may
+#: be sent again when their answer was lost: they change nothing, or set what they
+#: set again. (The others: LedgerAdd, LedgerCompareAndSet.)
+IDEMPOTENT = frozenset(
+    {"Ping", "Calls", "LedgerGet", "LedgerItems", "BeatsWrite", "BeatsRead", "BeatsItems"}
+    | {"BeatsDelete"}
+)
 
 
 def proxy_command(port: int | str = "N") -> str:
