@@ -41,8 +41,16 @@ PROTOCOL = 1
 #: be sent again when their answer was lost: they change nothing, or set what they
 #: set again. (The others: LedgerAdd, LedgerCompareAndSet.)
 IDEMPOTENT = frozenset(
-    {"Ping", "Calls", "LedgerGet", "LedgerItems", "BeatsWrite", "BeatsRead", "BeatsItems"}
-    | {"BeatsDelete"}
+    {
+        "Ping",
+        "Calls",
+        "LedgerGet",
+        "LedgerItems",
+        "BeatsWrite",
+        "BeatsRead",
+        "BeatsItems",
+        "BeatsDelete",
+    }
 )
 
 
