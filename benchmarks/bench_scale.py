@@ -22,6 +22,8 @@ starts N copies of the same sweep command at once (no-op jobs,
 - xact/job: the database's transactions (``pg_stat_database``) per job;
 - rpc/job: the calls the proxy answered per job (Optuna's and the records service's;
   ``--calls`` lists them by RPC);
+- proxy ms/job: the proxy process's CPU time per job (its capacity: one core
+  serves about 1000 / this many jobs per second);
 - exactly once: from the app's own record (each job appends a line): duplicates
   and missing jobs.
 
@@ -63,6 +65,7 @@ class Result:
     sessions: int
     rpcs_per_job: float | None
     calls: dict[str, int]
+    proxy_ms_per_job: float | None
     duplicates: int
     missing: int
 
@@ -142,10 +145,12 @@ def measure(path: str, workers: int, jobs: int, server: str) -> Result:
         with serving as proxy:
             storage = proxy.url if proxy is not None else database
             before = sampler.totals()
+            cpu_before = cpu_seconds(proxy)
             sampler.start()
             wall, record = sweep(workers, jobs, storage, folder)
             sampler.stop()
             after = sampler.totals()
+            proxy_cpu = cpu_seconds(proxy) - cpu_before
             rpcs, calls = None, {}
             if path == "proxy":
                 calls = proxy.calls()
@@ -167,9 +172,20 @@ def measure(path: str, workers: int, jobs: int, server: str) -> Result:
         sessions=after[1] - before[1],
         rpcs_per_job=None if rpcs is None else rpcs / jobs,
         calls=calls,
+        proxy_ms_per_job=1000 * proxy_cpu / jobs if proxy is not None else None,
         duplicates=sum(count - 1 for count in seen.values()),
         missing=len(set(range(jobs)) - set(seen)),
     )
+
+
+def cpu_seconds(proxy) -> float:
+    """The CPU time the proxy process has used so far (0 without a proxy)."""
+    if proxy is None:
+        return 0.0
+    import psutil
+
+    times = psutil.Process(proxy.proc.pid).cpu_times()
+    return times.user + times.system
 
 
 class _nothing:
@@ -182,18 +198,20 @@ class _nothing:
 
 HEADER = (
     f"{'path':<7}{'workers':>8}{'jobs':>6}{'wall s':>8}{'jobs/s':>8}{'peak conn':>10}"
-    f"{'opened':>7}{'xact/job':>9}{'rpc/job':>8}  exactly once"
+    f"{'opened':>7}{'xact/job':>9}{'rpc/job':>8}{'proxy ms/job':>13}  exactly once"
 )
 
 
 def row(r: Result) -> str:
     rpc = "-" if r.rpcs_per_job is None else f"{r.rpcs_per_job:.1f}"
+    cpu = "-" if r.proxy_ms_per_job is None else f"{r.proxy_ms_per_job:.1f}"
     once = "yes"
     if r.duplicates or r.missing:
         once = f"NO ({r.duplicates} duplicates, {r.missing} missing)"
     return (
         f"{r.path:<7}{r.workers:>8}{r.jobs:>6}{r.wall:>8.1f}{r.jobs_per_second:>8.1f}"
-        f"{r.peak_connections:>10}{r.sessions:>7}{r.transactions_per_job:>9.1f}{rpc:>8}  {once}"
+        f"{r.peak_connections:>10}{r.sessions:>7}{r.transactions_per_job:>9.1f}{rpc:>8}"
+        f"{cpu:>13}  {once}"
     )
 
 
