@@ -1,8 +1,11 @@
 """Sweeps through a real gRPC storage proxy: ``hydra.sweeper.storage=grpc://HOST:PORT``.
 
-A real ``python -m ivory_hydra.proxy`` process in front of SQLite here (several
-workers in front of PostgreSQL, one of them killed, run in
-``test_workers.py`` and ``test_recovery.py``, whose storages include the proxy).
+A real ``python -m ivory_hydra.proxy`` process in front of SQLite here (every
+mode, resume, the task API, a dry run, a kill, a restart of the proxy), and
+Optuna's own bare proxy in front of PostgreSQL with three workers. Several
+workers through ``ivory_hydra.proxy`` in front of PostgreSQL, one of them
+killed, run in ``test_workers.py`` and ``test_recovery.py``, whose shared
+storages include the proxy.
 """
 
 from __future__ import annotations
