@@ -76,12 +76,13 @@ $(PEER)/.installed:
 	$(PEER)/bin/python -m pip install -q "hydra-core==1.3.8" "hydra-optuna-sweeper==1.2.0" "optuna<3" "sqlalchemy<2"
 	touch $@
 
-# Every figure of docs/explanation/speed.md (about 55 minutes on 2 cores).
+# Every figure of docs/explanation/speed.md (about 70 minutes on 2 cores).
 bench: install postgres $(PEER)/.installed
 	$(PY) benchmarks/bench_sweeper.py --optuna-python $(PEER)/bin/python
 	$(PY) benchmarks/bench_workers.py
 	$(PY) benchmarks/bench_journal.py
 	$(PY) benchmarks/bench_pruning.py
+	$(PY) benchmarks/bench_scale.py
 
 clean:
 	rm -rf $(DEMO_DIR) build site *.egg-info

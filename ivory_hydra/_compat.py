@@ -383,3 +383,18 @@ def frozen_trial_id(trial: Any) -> int:
     trials' heartbeats by it.
     """
     return int(trial._trial_id)
+
+
+def add_optuna_storage_service(storage: Any, server: Any) -> None:
+    """Serve Optuna's gRPC storage service for ``storage`` on ``server`` (not started).
+
+    Optuna: the two lines of ``optuna.storages._grpc.server.make_server`` that
+    add the service (``api_pb2_grpc.add_StorageServiceServicer_to_server`` with
+    ``servicer.OptunaStorageProxyService``). ``make_server`` itself builds the
+    ``grpc.server`` with no way to pass interceptors; ``ivory_hydra.proxy``
+    builds its own and adds the records service beside this one.
+    """
+    from optuna.storages._grpc.auto_generated import api_pb2_grpc
+    from optuna.storages._grpc.servicer import OptunaStorageProxyService
+
+    api_pb2_grpc.add_StorageServiceServicer_to_server(OptunaStorageProxyService(storage), server)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -105,6 +106,25 @@ def postgres_url():
 
     with start_postgres_server() as url:
         yield url
+
+
+@pytest.fixture(params=["postgresql", "journal", "grpc"])
+def shared_storage(request, tmp_path):
+    """A storage that several workers share: a fresh PostgreSQL database, a journal
+    file, or a real gRPC proxy process (``python -m ivory_hydra.proxy``) in front of
+    a fresh PostgreSQL database."""
+    if request.param == "journal":
+        return str(tmp_path / "sweep.journal")
+    from postgres_server import fresh_database
+
+    database = fresh_database(request.getfixturevalue("postgres_url"))
+    if request.param == "grpc":
+        from grpc_proxy import start_proxy
+
+        stack = contextlib.ExitStack()
+        request.addfinalizer(stack.close)
+        return stack.enter_context(start_proxy(database)).url
+    return database
 
 
 @pytest.fixture(scope="session")

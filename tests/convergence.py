@@ -8,6 +8,7 @@ are read and compared.
 from __future__ import annotations
 
 import json
+import warnings
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -29,7 +30,14 @@ def records(path: Path, event: str = "end") -> list[dict]:
 
 
 def storage_of(url: str) -> object:
-    """What Optuna opens for a storage URL or a journal file."""
+    """What Optuna opens for a storage URL, a gRPC proxy or a journal file."""
+    if url.startswith("grpc://"):
+        from optuna.storages import GrpcStorageProxy
+
+        host, port = url[len("grpc://") :].rsplit(":", 1)
+        with warnings.catch_warnings():  # experimental since Optuna 4.2
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return GrpcStorageProxy(host=host, port=int(port))
     if "://" in url:
         return url
     from optuna.storages import JournalStorage

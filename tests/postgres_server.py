@@ -63,13 +63,13 @@ def start_postgres_server(timeout: float = 60) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def postgres_server(timeout: float = 60) -> Iterator[PostgresServer]:
+def postgres_server(timeout: float = 60, max_connections: int = 100) -> Iterator[PostgresServer]:
     """Yield a running :class:`PostgresServer` that a test may stop and start again.
 
     Its folder is removed at the end.
     """
     base = Path(tempfile.mkdtemp(prefix="ivory-hydra-pg-"))
-    server = PostgresServer(base, timeout)
+    server = PostgresServer(base, timeout, max_connections)
     try:
         server.start()
         yield server
@@ -86,9 +86,10 @@ class PostgresServer:
     URL answer again with the same data.
     """
 
-    def __init__(self, base: Path, timeout: float = 60) -> None:
+    def __init__(self, base: Path, timeout: float = 60, max_connections: int = 100) -> None:
         self.base = base
         self.timeout = timeout
+        self.max_connections = max_connections
         self.data = base / "data"
         self.port = _free_port()
         self.url = f"postgresql://{USER}:{PASSWORD}@127.0.0.1:{self.port}/postgres"
@@ -148,7 +149,7 @@ class PostgresServer:
                     "-c",
                     "listen_addresses=127.0.0.1",
                     "-c",
-                    "max_connections=100",
+                    f"max_connections={self.max_connections}",
                     "-c",
                     "fsync=off",
                 ]

@@ -670,3 +670,27 @@ def test_the_id_of_a_frozen_trial(tmp_path):
     assert _compat.frozen_trial_id(frozen) == storage.get_trial_id_from_study_id_trial_number(
         study_id, frozen.number
     ), "optuna changed FrozenTrial._trial_id: it is no longer the storage's id of the trial"
+
+
+def test_optunas_storage_service_on_a_server_of_our_own(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    import grpc
+    import optuna
+
+    server = grpc.server(ThreadPoolExecutor(max_workers=2))
+    storage = optuna.storages.get_storage(f"sqlite:///{tmp_path}/o.db")
+    _compat.add_optuna_storage_service(storage, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        client = optuna.storages.GrpcStorageProxy(host="127.0.0.1", port=port)
+        client.wait_server_ready(timeout=10)
+        study_id = client.create_new_study([optuna.study.StudyDirection.MINIMIZE], "s")
+        assert storage.get_study_id_from_name("s") == study_id, (
+            "optuna's api_pb2_grpc.add_StorageServiceServicer_to_server or "
+            "servicer.OptunaStorageProxyService changed: the proxy no longer serves its storage"
+        )
+        client.close()
+    finally:
+        server.stop(None)

@@ -8,6 +8,10 @@ make 360,000 records. The board keeps the last record of each key only:
 
 * database storages: the table ``ivory_hydra_beats`` of the same database,
   one row per key, overwritten (waits out a lost connection, as the ledger);
+* a gRPC storage proxy: that table of the proxy's database, through the
+  proxy's records service (:class:`RemoteBeats`);
+* Optuna's bare gRPC proxy: system attributes of a bookkeeping study
+  (:class:`StudyBeats`);
 * journal files: a folder beside the journal, ``<journal>.beats/``, one small
   file per key (its name the key, escaped), replaced atomically (written to a
   temporary file, then ``os.replace``), so a reader sees the old record or the
@@ -33,7 +37,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ivory_hydra.stores.optuna_storage import is_journal, open_storage, url_of
+from ivory_hydra.stores.optuna_storage import is_grpc, is_journal, open_storage, url_of
 from ivory_hydra.stores.tables import beats_table, create_tables
 
 if TYPE_CHECKING:
@@ -232,6 +236,59 @@ class FileBeats(Beats):
             os.unlink(self.folder / file_name(key))
 
 
+# ---------------------------------------------------------------- a gRPC proxy
+
+
+class RemoteBeats(Beats):
+    """The board of the database behind a gRPC storage proxy, through the proxy's
+    records service (:mod:`ivory_hydra.stores.remote_records`)."""
+
+    def __init__(self, url: str) -> None:
+        from ivory_hydra.stores.remote_records import link_for
+
+        self.link = link_for(url)
+
+    def write(self, key: str, record: Mapping[str, Any]) -> None:
+        self.link.call("BeatsWrite", key=key, record=dict(record))
+
+    def read(self, key: str) -> dict[str, Any] | None:
+        return self.link.call("BeatsRead", key=key)
+
+    def items(self, prefix: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        yield from ((key, record) for key, record in self.link.call("BeatsItems", prefix=prefix))
+
+    def delete(self, key: str) -> None:
+        self.link.call("BeatsDelete", key=key)
+
+
+class StudyBeats(Beats):
+    """The board as system attributes of a bookkeeping study, through ``BaseStorage``
+    calls only: behind Optuna's bare gRPC proxy (see
+    :mod:`ivory_hydra.stores.study_records`). A deleted record is set to None."""
+
+    def __init__(self, storage: Any) -> None:
+        from ivory_hydra.stores.study_records import BEAT_PREFIX, records_study_id
+
+        self.storage = storage
+        self.study_id = records_study_id(storage)
+        self.prefix = BEAT_PREFIX
+
+    def write(self, key: str, record: Mapping[str, Any]) -> None:
+        self.storage.set_study_system_attr(self.study_id, self.prefix + key, dict(record))
+
+    def read(self, key: str) -> dict[str, Any] | None:
+        return self.storage.get_study_system_attrs(self.study_id).get(self.prefix + key)
+
+    def items(self, prefix: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        start = self.prefix + prefix
+        for name, record in self.storage.get_study_system_attrs(self.study_id).items():
+            if name.startswith(start) and record is not None:
+                yield name[len(self.prefix) :], record
+
+    def delete(self, key: str) -> None:
+        self.storage.set_study_system_attr(self.study_id, self.prefix + key, None)
+
+
 # ---------------------------------------------------------------- which board
 
 
@@ -240,6 +297,10 @@ def beats_for(url: str) -> Beats:
     """The beats board of the storage at ``url`` (one per process)."""
     if is_journal(url):
         return FileBeats(url + FOLDER_SUFFIX)
+    if is_grpc(url):
+        from ivory_hydra.stores.remote_records import serves_records
+
+        return RemoteBeats(url) if serves_records(url) else StudyBeats(open_storage(url))
     return SqlBeats(open_storage(url).engine, url)  # type: ignore[attr-defined]
 
 

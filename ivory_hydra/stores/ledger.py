@@ -8,6 +8,11 @@ The ledger fills that gap with the storage's own atomic operations:
 * on a database (SQLite, PostgreSQL, MySQL), one small table,
   ``ivory_hydra_ledger``, in the same database, changed by single conditional
   ``UPDATE``/``INSERT`` statements;
+* behind a gRPC storage proxy, that table of the proxy's database, through
+  the records service that ``python -m ivory_hydra.proxy`` serves beside
+  Optuna's (:class:`RemoteLedger`);
+* behind Optuna's bare gRPC proxy, a log of trials in a bookkeeping study,
+  replayed as a journal is (:mod:`ivory_hydra.stores.study_records`);
 * on a journal file, a second journal file beside it (``<journal>.ivory``),
   written through Optuna's own ``JournalFileBackend`` (its lock and its
   append-only log): the first record in the log wins, as in Optuna's journal.
@@ -30,7 +35,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ivory_hydra.stores.optuna_storage import is_journal, open_storage
+from ivory_hydra.stores.optuna_storage import is_grpc, is_journal, open_storage
 from ivory_hydra.stores.tables import LEDGER_TABLE, create_tables, ledger_table
 
 if TYPE_CHECKING:
@@ -242,12 +247,17 @@ class JournalLedger(Ledger):
     Every change is one appended record; replaying the log in order decides
     it: a compare-and-set applies only if the value it expects is still
     there, so when two processes race, the first record wins.
+
+    ``log`` is the journal file's path, or any log with a journal backend's
+    ``read_logs(start)`` and ``append_logs(records)``: behind Optuna's bare
+    gRPC proxy, a bookkeeping study
+    (:class:`~ivory_hydra.stores.study_records.StudyLog`).
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, log: str | Any) -> None:
         from ivory_hydra.stores.journal_files import RepairingJournalFileBackend
 
-        self.backend = RepairingJournalFileBackend(path)
+        self.backend = RepairingJournalFileBackend(log) if isinstance(log, str) else log
         self._lock = threading.Lock()
         self._next = 0
         self._numbers: dict[str, int] = {}
@@ -305,9 +315,42 @@ class JournalLedger(Ledger):
             yield key, json.loads(text)
 
 
+# ---------------------------------------------------------------- a gRPC proxy
+
+
+class RemoteLedger(Ledger):
+    """The ledger of the database behind a gRPC storage proxy, through the proxy's
+    records service (:mod:`ivory_hydra.stores.remote_records`)."""
+
+    def __init__(self, url: str) -> None:
+        from ivory_hydra.stores.remote_records import link_for
+
+        self.link = link_for(url)
+
+    def add(self, key: str, amount: int) -> int:
+        return int(self.link.call("LedgerAdd", key=key, amount=amount))
+
+    def get(self, key: str) -> Any:
+        return self.link.call("LedgerGet", key=key)
+
+    def compare_and_set(self, key: str, expected: Any, new: Any) -> bool:
+        return bool(self.link.call("LedgerCompareAndSet", key=key, expected=expected, new=new))
+
+    def items(self, prefix: str) -> Iterator[tuple[str, Any]]:
+        yield from ((key, value) for key, value in self.link.call("LedgerItems", prefix=prefix))
+
+
 @functools.lru_cache(maxsize=8)
 def ledger_for(url: str) -> Ledger:
     """The ledger kept beside the storage at ``url`` (one per process)."""
     if is_journal(url):
         return JournalLedger(url + JOURNAL_SUFFIX)
+    if is_grpc(url):
+        from ivory_hydra.stores.remote_records import serves_records
+
+        if serves_records(url):
+            return RemoteLedger(url)
+        from ivory_hydra.stores.study_records import StudyLog
+
+        return JournalLedger(StudyLog(open_storage(url)))  # Optuna's bare proxy
     return SqlLedger(open_storage(url).engine, url)  # type: ignore[attr-defined]

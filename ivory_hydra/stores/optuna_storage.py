@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ivory_hydra.core.redact import redact_text, redact_url
 from ivory_hydra.errors import StoreError
+from ivory_hydra.stores.proxy_urls import is_grpc
 from ivory_hydra.stores.sqlite_files import create_once, sqlite_file
 
 if TYPE_CHECKING:
@@ -73,7 +74,14 @@ def dashboard_command(url: str) -> str:
 
     >>> dashboard_command("sqlite:////tmp/optuna.db")
     'optuna-dashboard sqlite:////tmp/optuna.db'
+
+    optuna-dashboard reads the database, not the proxy:
+
+    >>> dashboard_command("grpc://127.0.0.1:50051")
+    'optuna-dashboard STORAGE_URL (the database behind the proxy at grpc://127.0.0.1:50051)'
     """
+    if is_grpc(url):
+        return f"optuna-dashboard STORAGE_URL (the database behind the proxy at {url})"
     return f"optuna-dashboard {redact_url(url)}"
 
 
@@ -94,7 +102,12 @@ def check_storage(url: str) -> None:
     from ivory_hydra.stores.reachability import database_problem, folder_problem, sqlite_problem
 
     local = Path(url) if is_journal(url) else sqlite_file(url)
-    if local is None:
+    if is_grpc(url):
+        from ivory_hydra.stores.reachability import CONNECT_TIMEOUT
+        from ivory_hydra.stores.remote_records import proxy_problem
+
+        problem = proxy_problem(url, CONNECT_TIMEOUT)
+    elif local is None:
         problem = database_problem(url)
     elif not is_journal(url) and local.exists():
         problem = sqlite_problem(local)
@@ -170,6 +183,8 @@ def _open_storage(url: str) -> BaseStorage:
 
         Path(url).parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(RepairingJournalFileBackend(url))
+    if is_grpc(url):
+        return _open_proxy(url)
     path = sqlite_file(url)
     if path is None:
         return _open_server(url)
@@ -184,6 +199,19 @@ def _open_storage(url: str) -> BaseStorage:
     event.listen(storage.engine, "connect", _sqlite_pragmas)
     storage.engine.dispose()  # later connections get the pragmas
     return storage
+
+
+#: SQLAlchemy's pool of a database-server storage in this process, when not its
+#: defaults. A worker keeps its defaults: a pool opens connections only as threads
+#: need them at once (two: the main thread and the heartbeat's), and a smaller
+#: pool_size only made it open and close the second one again and again.
+_POOL: dict[str, int] = {}
+
+
+def set_pool_size(size: int) -> None:
+    """Keep ``size`` connections (at most 4 more) to a database server in this process (a
+    proxy's threads each need one); call it before the storage is opened."""
+    _POOL.update(pool_size=size, max_overflow=4)
 
 
 def _open_server(url: str) -> BaseStorage:
@@ -207,7 +235,11 @@ def _open_server(url: str) -> BaseStorage:
             return retry.call(
                 ResilientRDBStorage,
                 url,
-                engine_kwargs={"connect_args": _connect_args(url), "pool_pre_ping": True},
+                engine_kwargs={
+                    "connect_args": _connect_args(url),
+                    "pool_pre_ping": True,
+                    **_POOL,
+                },
                 what=redact_url(url),
                 unavailable=retry.storage_unavailable(url),
             )
@@ -216,6 +248,23 @@ def _open_server(url: str) -> BaseStorage:
                 raise
             time.sleep(random.uniform(0.1, 0.5))
     raise AssertionError("unreachable")
+
+
+def _open_proxy(url: str) -> BaseStorage:
+    """Optuna's client of a gRPC storage proxy (a restart of the proxy is waited out);
+    the proxy must answer within seconds."""
+    import warnings
+
+    from optuna.exceptions import ExperimentalWarning
+
+    from ivory_hydra.stores.reachability import CONNECT_TIMEOUT
+    from ivory_hydra.stores.resilient import ResilientGrpcStorageProxy
+
+    with warnings.catch_warnings():  # experimental since Optuna 4.2: said once, in the docs
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        storage = ResilientGrpcStorageProxy(url)
+    storage.wait_server_ready(timeout=CONNECT_TIMEOUT)
+    return storage
 
 
 def _build_sqlite(path: Path) -> None:

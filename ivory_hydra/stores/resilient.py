@@ -32,7 +32,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from optuna.storages import RDBStorage
+from optuna.storages import GrpcStorageProxy, RDBStorage
 
 from ivory_hydra._compat import CACHED_STORAGE_PRIVATE_CALLS
 from ivory_hydra.core.redact import redact_url
@@ -76,11 +76,26 @@ class ResilientRDBStorage(RDBStorage):
         )
 
 
-def _wrap(name: str) -> Callable[..., Any]:
-    method = getattr(RDBStorage, name)
+class ResilientGrpcStorageProxy(GrpcStorageProxy):
+    """Optuna's ``GrpcStorageProxy`` whose calls wait out a proxy that is gone for a
+    moment (a restart), as a database storage waits out a lost connection: the
+    same policy, the same bound, the same outcome of a write whose answer was lost."""
+
+    def __init__(self, url: str) -> None:
+        from ivory_hydra.stores.proxy_urls import grpc_address
+
+        host, port = grpc_address(url)
+        super().__init__(host=host, port=port)
+        self.url = url
+
+    _retried = ResilientRDBStorage._retried
+
+
+def _wrap(base: type, name: str) -> Callable[..., Any]:
+    method = getattr(base, name)
 
     @functools.wraps(method)
-    def wrapper(self: ResilientRDBStorage, *args: Any, **kwargs: Any) -> Any:
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         return self._retried(method, *args, **kwargs)
 
     wrapper.ivory_retried = True  # type: ignore[attr-defined]
@@ -88,4 +103,12 @@ def _wrap(name: str) -> Callable[..., Any]:
 
 
 for _name in retried_methods():
-    setattr(ResilientRDBStorage, _name, _wrap(_name))
+    setattr(ResilientRDBStorage, _name, _wrap(RDBStorage, _name))
+#: The calls of Optuna's gRPC client that go to the proxy.
+PROXY_CALLS = sorted(
+    name
+    for name, value in vars(GrpcStorageProxy).items()
+    if callable(value) and not name.startswith("_") and name not in ("close", "wait_server_ready")
+)
+for _name in PROXY_CALLS:
+    setattr(ResilientGrpcStorageProxy, _name, _wrap(GrpcStorageProxy, _name))

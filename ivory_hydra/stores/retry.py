@@ -90,7 +90,8 @@ def is_locked_error(exc: BaseException) -> bool:
 def is_connection_error(exc: BaseException) -> bool:
     """Whether ``exc`` (or what caused it) is a lost or refused database connection.
 
-    That is SQLAlchemy's ``DBAPIError`` with ``connection_invalidated``, or its
+    That is a gRPC storage proxy's ``UNAVAILABLE`` or ``CANCELLED`` (it stops), or SQLAlchemy's
+    ``DBAPIError`` with ``connection_invalidated``, or its
     ``OperationalError``/``InterfaceError`` from a database server's driver,
     also inside Optuna's ``StorageInternalError``. SQLite's errors (it has no
     connection to lose) and a server's refusals (a wrong password, a missing
@@ -99,6 +100,11 @@ def is_connection_error(exc: BaseException) -> bool:
     >>> is_connection_error(ValueError("connection refused"))
     False
     """
+    grpc = sys.modules.get("grpc")  # a gRPC storage proxy: gone, or stopping, for a moment
+    if grpc is not None:
+        for error in _causes(exc):
+            if isinstance(error, grpc.RpcError) and callable(getattr(error, "code", None)):
+                return error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
     exc_module = sys.modules.get("sqlalchemy.exc")
     if exc_module is None:  # never imported: no SQLAlchemy error can be here
         return False

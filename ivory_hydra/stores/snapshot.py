@@ -4,7 +4,8 @@ A local store (an SQLite file with its write-ahead log, or a journal file) is
 copied into a temporary folder and the copy is opened: SQLite writes even
 when it only reads (its ``-wal`` and ``-shm`` files, a checkpoint on close),
 and the copy takes all of that. A database server is read through a
-connection that creates no table. A store that does not exist is not made.
+connection that creates no table, a gRPC proxy through Optuna's client
+(which reads only what it is asked for). A store that does not exist is not made.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ivory_hydra.stores.optuna_storage import is_journal
+from ivory_hydra.stores.optuna_storage import is_grpc, is_journal
 from ivory_hydra.stores.sqlite_files import sqlite_file
 
 if TYPE_CHECKING:
@@ -28,6 +29,11 @@ def read_only(url: str) -> Iterator[BaseStorage | None]:
     """The storage behind ``url``, opened so that nothing is written to it; None
     when it holds nothing yet (no file, an empty file, a database without Optuna's
     tables)."""
+    if is_grpc(url):  # the proxy only reads when asked to read
+        from ivory_hydra.stores.optuna_storage import open_storage
+
+        yield open_storage(url)
+        return
     local = Path(url) if is_journal(url) else sqlite_file(url)
     if local is None:
         with _opened(url) as storage:

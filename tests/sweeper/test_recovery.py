@@ -50,13 +50,9 @@ def wait_for(condition, what: str, timeout: float = 120) -> None:
         time.sleep(0.02)
 
 
-@pytest.fixture(params=["postgresql", "journal"])
-def storage(request, tmp_path):
-    if request.param == "journal":
-        return str(tmp_path / "sweep.journal")
-    from postgres_server import fresh_database
-
-    return fresh_database(request.getfixturevalue("postgres_url"))
+@pytest.fixture
+def storage(shared_storage):
+    return shared_storage
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from pathlib import Path
 import optuna
 import pytest
 from conftest import APPS
+from convergence import storage_of as open_storage
 from mlflow.tracking import MlflowClient
 
 pytestmark = pytest.mark.slow
@@ -31,22 +32,9 @@ def score(a: int, b: float = 0.0, penalty: float = 0.5) -> float:
     return (a - 2) ** 2 + b + penalty
 
 
-@pytest.fixture(params=["postgresql", "journal"])
-def storage(request, tmp_path):
-    if request.param == "journal":
-        return str(tmp_path / "sweep.journal")
-    from postgres_server import fresh_database
-
-    return fresh_database(request.getfixturevalue("postgres_url"))
-
-
-def open_storage(url: str):
-    if "://" in url:
-        return url
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
-    return JournalStorage(JournalFileBackend(url))
+@pytest.fixture
+def storage(shared_storage):
+    return shared_storage
 
 
 def start(cwd: Path, storage: str, record: Path, *args: str, name: str) -> subprocess.Popen:
