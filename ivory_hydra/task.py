@@ -142,7 +142,9 @@ class Run:
     """One run of a task: ``name``, ``params``, ``report(score)``.
 
     The run's trial and MLflow child run are started when the run is handed
-    out, and finished when the loop body hands control back.
+    out, and finished when the loop body hands control back. With the client's
+    ``devices``, ``devices`` is the tuple of device ids the run holds while its
+    loop body runs (also ``CUDA_VISIBLE_DEVICES`` then); otherwise ``()``.
     """
 
     def __init__(self, assignment: Assignment, session: JobSession) -> None:

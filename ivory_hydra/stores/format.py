@@ -35,7 +35,8 @@ Trial user attributes (``trial.user_attrs``), one trial per run:
 ``output_dir``     the job's output directory (sweeps only)
 ``mlflow_run_id``  the run's MLflow child run
 ``reason``         why a run failed or finished unscored
-``error``          the exception type of a failed run
+``error``          the exception type of a failed run (``BudgetSpent``: a budget
+                   kept it from starting; it runs on resume)
 ``traceback``      where the full traceback of a failed job was written
 ``repeats``        with repeats (folds, seeds): how many the configuration has
 ``std``            with repeats: the standard deviation of the repeats' scores
@@ -68,7 +69,9 @@ the workers of a shared sweep (:mod:`ivory_hydra.engine.crew`) keep
 ``task-numbering/<study>`` and ``parent/<study>``. With ``devices`` set,
 ``devices/<host>/<id>`` holds the liveness record of the job that holds the
 device (``run``, ``trial``, ``host``, ``pid``, ``started``, ``at``), or nothing
-when it is free (:mod:`ivory_hydra.stores.devices`).
+when it is free (:mod:`ivory_hydra.stores.devices`). With ``max_failures`` set,
+``failures/<study>/<invocation>`` counts the failed jobs of one run of the command
+(shared by the workers that run at the same time; :mod:`ivory_hydra.stores.budget`).
 
 MLflow: the parent run ``task#K`` and child runs ``run#N`` carry the tags
 below; a child's score is logged under the sweep's metric name (``score`` when

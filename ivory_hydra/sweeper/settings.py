@@ -56,7 +56,8 @@ class SweeperSettings:
     key."""
     max_batch_size: Optional[int] = None  # noqa: UP045
     """At most this many jobs per launcher call; `null`: up to 100 (optimize mode: 1; a
-    worker among several: the launcher's `n_jobs`)."""
+    worker among several, or a sweep with `timeout` or `max_failures`: the launcher's
+    `n_jobs`)."""
     storage: Optional[str] = None  # noqa: UP045
     """An Optuna storage: an SQLAlchemy URL, a `*.db` path, or another path for a journal
     file; `null`: `sqlite:///<cwd>/optuna.db`."""
