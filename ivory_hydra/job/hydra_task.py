@@ -82,18 +82,26 @@ class TrialTask:
         hydra_dir = output_dir / str(hydra_cfg.output_subdir) if hydra_cfg.output_subdir else None
         if hydra_dir is not None and hydra_dir.is_dir():
             redact_folder(hydra_dir)
-        stop = spent_before_start(self.ticket)
-        if stop is not None:  # given back: the sweeper leaves it to a resume
-            log.info("[%s] not started: %s", assignment.run_name, stop.reason)
-            return NotStarted(stop.reason)
         try:
-            return self._run(cfg, assignment, output_dir, hydra_dir)
+            # the trial stays WAITING (its creator lives) while the job waits for a device,
+            # and the budget is checked once the wait is over: no job starts past it
+            with held(self.ticket, assignment.run_name, assignment.trial_id) as devices:
+                stop = spent_before_start(self.ticket)
+                if stop is not None:  # given back: the sweeper leaves it to a resume
+                    log.info("[%s] not started: %s", assignment.run_name, stop.reason)
+                    return NotStarted(stop.reason)
+                return self._run(cfg, assignment, output_dir, hydra_dir, devices)
         finally:
             if self.on_end is not None:
                 self.on_end()
 
     def _run(
-        self, cfg: Any, assignment: Assignment, output_dir: Path, hydra_dir: Path | None
+        self,
+        cfg: Any,
+        assignment: Assignment,
+        output_dir: Path,
+        hydra_dir: Path | None,
+        devices: tuple[int, ...],
     ) -> Any:
         session = self._begin(assignment, output_dir)
         finish: dict[str, Any] = {
@@ -101,9 +109,8 @@ class TrialTask:
             "artifact_dirs": [hydra_dir] if hydra_dir is not None and hydra_dir.is_dir() else [],
         }
         try:
-            with held(self.ticket, assignment.run_name, assignment.trial_id) as devices:
-                finish.update(recorded(session, devices, finish["tags"]))
-                value = self.task_function(cfg)
+            finish.update(recorded(session, devices, finish["tags"]))
+            value = self.task_function(cfg)
         except BaseException as error:
             if session is not None:
                 session.returned()

@@ -113,6 +113,35 @@ def test_a_timeout_stops_the_sweep_and_the_same_command_resumes_the_rest(
     check_converged(url, mlflow_db, record, range(jobs))
 
 
+def test_a_job_that_waited_for_a_device_past_the_timeout_does_not_start(tmp_path, mlflow_db):
+    """One device, three joblib workers, jobs of 3 s: the jobs waiting for the device
+    check the timeout once they hold it, so none starts after it; the same command
+    runs the rest."""
+    record = tmp_path / "jobs.jsonl"
+    args = (
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=3",
+        "a=0-5",
+        "sleep=3",
+        f"record={record}",
+        "hydra.sweeper.devices=[0]",
+    )
+    timeout = 8
+    first = run_app(tmp_path, *args, f"hydra.sweeper.timeout={timeout}", "hydra.sweep.dir=first")
+    assert first.returncode == 0, first.output
+    deadline = sweep_started(first.output) + timeout + 0.001
+    started = records(record, "start")
+    late = [(e["a"], e["start"] - deadline) for e in started if e["start"] >= deadline]
+    assert not late, f"jobs started after the timeout: {late}"
+    assert 1 <= len(records(record)) < 6, first.output
+    assert STOPPED.search(first.stdout), first.output
+
+    resume(tmp_path, args, "rest")
+    starts = Counter(e["a"] for e in records(record, "start"))
+    assert starts == Counter(range(6)), starts
+    check_converged(f"sqlite:///{tmp_path}/optuna.db", mlflow_db, record, range(6))
+
+
 @pytest.mark.parametrize("limit", [0, 2])
 def test_max_failures_stops_the_sweep_and_the_rest_runs_once_fixed(tmp_path, mlflow_db, limit):
     """From a=4 on, jobs fail: the limit-th failure (0: the first) stops the sweep (no job starts
