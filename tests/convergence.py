@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import warnings
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import optuna
 from mlflow.tracking import MlflowClient
@@ -52,9 +53,17 @@ def only_study(url: str) -> optuna.Study:
 
 
 def check_converged(
-    url: str, tracking_uri: str, record: Path, jobs: Iterable[int], killed: Iterable[int] = ()
+    url: str,
+    tracking_uri: str,
+    record: Path,
+    jobs: Iterable[Hashable],
+    killed: Iterable[int] = (),
+    key: str | tuple[str, ...] = "a",
 ) -> optuna.Study:
     """Both stores complete and in agreement with each other and with what ran.
+
+    A job is named by the value of its param ``key`` (by default ``a``), or by the
+    tuple of the values of its params ``key`` (a chain's jobs: ``("a", "b")``).
 
     - every job ended; one ended twice only if the process of its first run was killed;
     - no trial RUNNING or WAITING; each job has one COMPLETE trial; numbers unique;
@@ -63,19 +72,23 @@ def check_converged(
     - the study says the sweep finished and MLflow is in line with it.
     """
     jobs, killed = list(jobs), set(killed)
-    ended: dict[int, list[dict]] = {}
+
+    def job(values: Mapping[str, Any]) -> Hashable:
+        return values[key] if isinstance(key, str) else tuple(values[k] for k in key)
+
+    ended: dict[Hashable, list[dict]] = {}
     for event in records(record):
-        ended.setdefault(event["a"], []).append(event)
+        ended.setdefault(job(event), []).append(event)
     assert sorted(ended) == sorted(jobs), f"jobs that never ended: {set(jobs) - set(ended)}"
-    for a, ends in ended.items():
+    for name, ends in ended.items():
         again = [e for e in ends[:-1] if e["pid"] not in killed]
-        assert not again, f"job a={a} ended {len(ends)} times, its first run was not killed"
+        assert not again, f"job {name} ended {len(ends)} times, its first run was not killed"
 
     study = only_study(url)
     trials = study.trials
     unfinished = [(t.number, t.state.name) for t in trials if not t.state.is_finished()]
     assert not unfinished, f"unfinished trials: {unfinished}"
-    complete = Counter(t.params["a"] for t in trials if t.state.name == "COMPLETE")
+    complete = Counter(job(t.params) for t in trials if t.state.name == "COMPLETE")
     assert complete == Counter(jobs), f"COMPLETE trials per job: {complete}"
     assert sorted(t.number for t in trials) == list(range(len(trials)))
     names = [t.user_attrs[TrialAttr.RUN_NAME] for t in trials]

@@ -145,9 +145,6 @@ def to_run(plan: Plan, step: int, progress: Progress) -> int:
     >>> to_run(plan, 0, Progress(done={"0.1"}, kept={"0.2": {0}}))
     3
     """
-    name = plan.stepping(step)
-    if name is not None and name in progress.decided:
-        return 0  # a decided step is over, whatever failed in it
     size = plan.size(step)
     mine = [s for s in progress.done if _in_step(s, step, size)]
     kept = sum(
@@ -213,13 +210,16 @@ def _step_lines(
     lines = []
     if plan.mode == "chain":
         title = f"Step {step}, {name}: {plural(plan.size(step) * plan.repeat_count, 'job')}"
-        if name in progress.decided:
-            return [f"{title}, decided: {progress.decided[name]}"]
+        count = to_run(plan, step, progress)
+        if name in progress.decided:  # its decision stands; its failed jobs run again
+            title += f", decided: {progress.decided[name]}"
+            if not count:
+                return [title]
         earlier = [plan.stepping(s) for s in range(step)]
         if plan.use_best_param and any(e not in progress.decided for e in earlier):
             values = ", ".join(_text(v) for v in plan.swept[str(name)])
             return [f"{title} ({values}), each at the winners of the steps before it"]
-        lines.append(f"{title}, {to_run(plan, step, progress):,} to run:")
+        lines.append(f"{title}, {count:,} to run:")
 
     def items(reverse: bool) -> Iterator[tuple[str, str]]:
         for point, repeat in step_jobs(plan, step, progress, reverse):

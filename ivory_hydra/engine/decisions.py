@@ -25,11 +25,19 @@ class Deciding(Configurations):
     """Chain decisions."""
 
     def decided(self, step: int) -> bool:
-        """Whether another process decided ``step`` already (its winner is applied)."""
+        """Whether ``step`` is over: decided by another process (or an earlier run of
+        the command) with none of its jobs left to run (its winner is then applied).
+
+        A decision outlives the run of the command that made it; a failed job does
+        not: a step decided while one of its jobs failed is walked again, so that
+        the job runs again (the decision stands), as a failed job of any step does.
+        """
         name = self.plan.stepping(step)
         if name is None or not self.settings.use_best_param:
             return False
         if self.coordination.decision(name) is None:
+            return False
+        if any(f"{step}.{i}" not in self.board.done for i in range(self.plan.size(step))):
             return False
         self.decide(step)
         return True

@@ -51,7 +51,7 @@ class Engine(Closing):
         coordination = self.coordination
         for step in range(self.plan.num_steps):
             if self.decided(step):
-                continue  # another worker finished this step before this one joined
+                continue  # finished and decided before this worker joined (or ran again)
             total = self.plan.size(step)
             told = False
             while coordination.alive:

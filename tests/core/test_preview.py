@@ -63,6 +63,26 @@ def test_a_chain_lists_the_steps_it_can_and_names_the_decisions_that_stand():
     ]
 
 
+def test_a_decided_chain_step_lists_its_failed_jobs_they_run_again():
+    """A decision made while a job of its step failed stands; the job runs again on
+    resume, as a failed job of any step does (and as the sweep does)."""
+    plan = Plan("chain", {}, {"a": [1, 2, 3], "b": [10, 20]})
+    progress = Progress(
+        done={"0.0", "0.2", "1.0", "1.1"},
+        failed={"0.1": "run#1"},
+        winners={"a": 1, "b": 10},
+        decided={"a": "a=1 (run#0, score 1)", "b": "b=10 (run#3, score 1.1)"},
+    )
+    assert to_run(plan, 0, progress) == 1
+    assert plan_lines(plan, show, progress) == [
+        "Chain (2 steps) of 5 jobs, 1 to run (4 finished, left out):",
+        "Step 0, a: 3 jobs, decided: a=1 (run#0, score 1), 1 to run:",
+        "  #0.1  a=2  (runs again: run#1 failed)",
+        "Step 1, b: 2 jobs, decided: b=10 (run#3, score 1.1)",
+        "Left out (finished): #0.0, #0.2, #1.0, #1.1",
+    ]
+
+
 def test_repeats_that_finished_are_kept_and_only_the_missing_ones_listed():
     plan = Plan("product", {}, {"lr": [0.1, 0.01]}, repeats=({"fold": 0}, {"fold": 1}))
     progress = Progress(done={"0.0"}, kept={"0.1": {0}})

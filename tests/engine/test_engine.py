@@ -197,3 +197,42 @@ def test_a_waiting_trial_its_creator_starts_while_it_is_reaped_is_left_to_it(url
     reaped = storage.get_trial(claims[1].trial_id)
     assert reaped.state.name == "FAIL" and "before the job started" in reaped.user_attrs["reason"]
     engine.coordination.leave(False)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_a_rerun_runs_a_failed_job_of_a_decided_chain_step_again(tmp_path, kind):
+    """A chain step decided while one of its jobs failed (the would-be winner: failed
+    runs never win): the next run of the command runs that job again, and the decision
+    stands, alone on SQLite as among workers on a journal file."""
+    url = storage_url(str(tmp_path / "sweep.journal") if kind == "journal" else None, tmp_path)
+    plan = Plan.from_params("chain", {"a": [1, 2, 3], "b": [10, 20]})
+
+    def score(params, failing=()):
+        a = params["a"]
+        return float("nan") if a in failing else (a - 2) ** 2 + params.get("b", 0) / 100
+
+    first = open_engine(opening(url, plan, grace_period=2.0, heartbeat_interval=0.2))
+    run_all(first, url, lambda p: score(p, failing={2}))
+    first.close()
+    assert first.decisions["a"]["value"] == 1  # a=2 failed: a=1 and a=3 tie, the earliest wins
+    assert [f.slot for f in first.summary().failed] == ["0.1"]
+
+    again = open_engine(opening(url, plan, grace_period=2.0, heartbeat_interval=0.2))
+    ran = []
+    run_all(again, url, lambda p: ran.append(p) or score(p))
+    summary = again.summary()
+    again.close(summary)
+    assert ran == [{"a": 2}]  # the failed job, and nothing else
+    assert again.decisions == first.decisions  # the decision made stands
+    assert summary.failed == [] and summary.finished
+    study = optuna.load_study(study_name="s", storage=open_storage(url))
+    assert study.user_attrs["summary"]["finished"] is True
+    states = [(t.user_attrs["slot"], t.state.name) for t in study.trials]
+    assert states == [
+        ("0.0", "COMPLETE"),
+        ("0.1", "FAIL"),
+        ("0.2", "COMPLETE"),
+        ("1.0", "COMPLETE"),
+        ("1.1", "COMPLETE"),
+        ("0.1", "COMPLETE"),
+    ]

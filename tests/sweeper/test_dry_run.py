@@ -183,11 +183,14 @@ def test_a_dry_run_of_a_chain_whose_first_step_is_decided_lists_the_next_one(cwd
     assert failed.returncode == 1, failed.output  # step 1's job a=3 failed
     result = dry_run_changes_nothing(cwd, *args)
     assert preview(result)[2:] == [
-        "Chain (2 steps) of 5 jobs, 0 to run (4 finished, left out):",
+        "Chain (2 steps) of 5 jobs, 1 to run (4 finished, left out):",
         "Step 0, model: 2 jobs, decided: model=large (run#1, score 4)",
-        "Step 1, a: 3 jobs, decided: a=2 (run#3, score 0)",
+        "Step 1, a: 3 jobs, decided: a=2 (run#3, score 0), 1 to run:",  # the decision stands
+        "  #1.2  model=large a=3 fail_at=3  (runs again: run#4 failed)",
         "Left out (finished): #0.0, #0.1, #1.0, #1.1",
     ]
+    resumed = sweep(cwd, *args)  # the real resume runs exactly what the preview listed
+    assert launched(resumed, cwd) == ["model=large a=3 fail_at=3"]
 
 
 def test_a_dry_run_of_a_stopped_chain_lists_the_rest_of_its_current_step(cwd):

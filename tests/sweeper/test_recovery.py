@@ -3,13 +3,15 @@
 The probes of issue 15, each through real processes: a worker killed while it
 takes over a dead worker's jobs, workers joining a live sweep, PostgreSQL
 restarting under two workers, an MLflow server gone for longer than its
-retries, and an MLflow store left behind by a process that died. Each ends
-with :func:`convergence.check_converged`.
+retries, and an MLflow store left behind by a process that died; and workers
+rerunning a chain whose decided step had a failed job. Each ends with
+:func:`convergence.check_converged`.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -104,6 +106,38 @@ def test_workers_joining_a_live_sweep_end_no_one_elses_mlflow_run(tmp_path, mlfl
         time.sleep(0.4)
     assert [w.wait(timeout=240) for w in workers] == [0] * 6
     check_converged(storage, mlflow_db, record, range(30))
+
+
+def test_a_rerun_of_a_chain_runs_the_failed_job_of_a_decided_step_again(
+    tmp_path, storage, mlflow_db
+):
+    """Two workers run a chain whose would-be winner of step a (a=2) fails: step a is
+    decided without it (failed runs never win: a=1) and step b runs at a=1. The same
+    command again on two workers, the failure fixed, runs exactly that job again; the
+    decision stands and the sweep closes finished, as one sweeper on SQLite does."""
+    record = tmp_path / "jobs.jsonl"
+    chain = ("hydra.sweeper.mode=chain", "a=0-3", "b=0.5,1.0", "sleep=0.2")
+    args = (f"hydra.sweeper.storage={storage}", f"record={record}", *chain, *LIVENESS)
+    first = [start(tmp_path, f"w{i}", *args, env={"FAIL_AT": "2"}) for i in range(2)]
+    codes = [w.wait(timeout=240) for w in first]
+    logs = [(tmp_path / f"w{i}.log").read_text() for i in range(2)]
+    assert 1 in codes and set(codes) <= {0, 1}, logs
+    assert all("Chain: a is fixed at 1\n" in log for log in logs), logs
+    ran = sorted((e["a"], e["b"]) for e in records(record))
+    assert ran == [(0, 0.0), (1, 0.0), (1, 0.5), (1, 1.0), (3, 0.0)]  # a=2 failed
+
+    rerun = [start(tmp_path, f"r{i}", *args) for i in range(2)]  # FAIL_AT dropped
+    codes = [w.wait(timeout=240) for w in rerun]
+    logs = [(tmp_path / f"r{i}.log").read_text() for i in range(2)]
+    assert codes == [0, 0], logs
+    assert [(e["a"], e["b"]) for e in records(record)][len(ran) :] == [(2, 0.0)]
+    counts = [int(re.search(r"This worker ran (\d+) job", log)[1]) for log in logs]
+    assert sum(counts) == 1, logs
+    assert all("Chain: a is fixed at 1\n" in log for log in logs), logs
+    jobs = [(0, 0.0), (1, 0.0), (2, 0.0), (3, 0.0), (1, 0.5), (1, 1.0)]
+    study = check_converged(storage, mlflow_db, record, jobs, key=("a", "b"))
+    assert study.user_attrs[StudyAttr.DECISIONS]["a"]["value"] == 1  # made while a=2 failed
+    assert [t.state.name for t in study.trials].count("FAIL") == 1
 
 
 @pytest.mark.postgres
