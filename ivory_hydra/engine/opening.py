@@ -18,6 +18,7 @@ from ivory_hydra.engine.decisions import Deciding
 from ivory_hydra.engine.results import Summary
 from ivory_hydra.signals import shielded
 from ivory_hydra.stores.format import FORMAT_VERSION, StudyAttr, Tag
+from ivory_hydra.stores.mlflow_bound import MirrorLagging
 from ivory_hydra.stores.trials import Assignment
 
 if TYPE_CHECKING:
@@ -62,9 +63,11 @@ class Closing(Deciding):
             return
         summary = summary or self.summary()
         self.study.set_attrs({StudyAttr.SUMMARY: summary.as_dict()})
+        failures = self.mirror.failures  # earlier ones are the reconcile's to mend
         synced = self.reconcile()
         self._close_parent(summary, status or summary.status, artifacts)
-        if synced and self.mirror.enabled and not self.mirror.behind:
+        self.mirror_lags = not synced or self.mirror.failures > failures
+        if self.mirror.enabled and not self.mirror_lags:
             self.study.set_attrs({StudyAttr.MIRROR_SYNCED: True})
 
     def _close_parent(self, summary: Summary, status: str, artifacts: Sequence[Any]) -> None:
@@ -220,10 +223,14 @@ def _open_parent(
     previous = study.user_attrs.get(StudyAttr.PARENT_RUN) or coordination.shared_parent()
     if previous is None and not coordination.shared and not study.created:
         previous = mirror.find_parent(study.name)  # stopped before it was recorded
-    parent = mirror.open_parent(task, tags, run_id=previous)
-    if previous is None and parent is not None:
-        standing = coordination.share_parent(parent)
-        if standing != parent:  # another worker's stands
-            mirror.delete_runs([parent])
-            parent = mirror.open_parent(task, tags, run_id=standing)
+    try:
+        parent = mirror.open_parent(task, tags, run_id=previous)
+        if previous is None and parent is not None:
+            standing = coordination.share_parent(parent)
+            if standing != parent:  # another worker's stands
+                mirror.delete_runs([parent])
+                parent = mirror.open_parent(task, tags, run_id=standing)
+    except MirrorLagging:  # the closer or the next run opens it
+        mirror.fell_behind()
+        return previous
     return parent

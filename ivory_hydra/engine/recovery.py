@@ -183,6 +183,7 @@ class Recovery(EngineState):
         """
         if not self.mirror.enabled:
             return True
+        failures = self.mirror.failures
         runs = self._children() if self.parent_run_id else None
         if runs is None:
             return False
@@ -212,7 +213,7 @@ class Recovery(EngineState):
             orphan = trial is None or (ended and run.repeat is not None and not recorded)
             if run.status == "RUNNING" and orphan:
                 self.mirror.settle(run.run_id, stopped, run.number or -1, self.names)
-        return not self.mirror.behind
+        return self.mirror.failures == failures
 
     def _one_run_each(
         self, runs: list[ChildRun], stored: Mapping[int, FrozenTrial]

@@ -15,6 +15,7 @@ from typing import Any
 
 from ivory_hydra.core.objectives import Objectives
 from ivory_hydra.stores.liveness import HEARTBEAT_INTERVAL, HOST
+from ivory_hydra.stores.mlflow_bound import DEFAULT_TIMEOUT
 from ivory_hydra.stores.retry import STORAGE_RETRY
 
 
@@ -44,6 +45,7 @@ class Ticket:
     pruner: Any = None  # a node with _target_ (built in the job's process), or a pruner
     heartbeat_interval: float = HEARTBEAT_INTERVAL
     storage_retry: float = STORAGE_RETRY  # seconds a lost storage connection is waited out
+    mlflow_timeout: float = DEFAULT_TIMEOUT  # seconds MLflow calls may hold a job, in total
     driver_pid: int = field(default_factory=os.getpid)
     driver_host: str = HOST
 

@@ -24,11 +24,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ivory_hydra.core.outcomes import FAIL, Outcome
 from ivory_hydra.core.redact import redact_url
 from ivory_hydra.stores.format import Tag, score_metrics
+from ivory_hydra.stores.mlflow_bound import DEFAULT_TIMEOUT, MirrorLagging, bounded
 from ivory_hydra.stores.mlflow_client import (
     MAX_TAG_VAL_LENGTH,
     client_for,
     end_run,
     error_code,
+    load_mlflow,
     log_batch,
     prepare_store,
     resolve_tracking_uri,
@@ -47,6 +49,7 @@ _log = logging.getLogger(__name__)
 
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 def run_status(outcome: Outcome) -> str:
@@ -75,25 +78,19 @@ def outcome_tags(outcome: Outcome, number: int) -> dict[str, str]:
 
 
 def best_effort(default: Any = None) -> Callable[[F], F]:
-    """A mirror write that never stops the sweep: a failure is logged, and the
-    mirror is marked behind (a later run brings it in line with the storage)."""
+    """A mirror call that never stops the sweep, nor holds it longer than the mirror's
+    ``timeout``: one skipped, failed or cut short returns ``default`` and marks the
+    mirror behind (the closer or the next run brings it in line with the storage).
+    The outage's one line is :mod:`~ivory_hydra.stores.mlflow_bound`'s."""
 
     def wrap(method: F) -> F:
         @functools.wraps(method)
         def call(self: MlflowMirror, *args: Any, **kwargs: Any) -> Any:
             try:
-                return method(self, *args, **kwargs)
-            except Exception as error:  # noqa: BLE001 - Optuna holds the truth
-                level = logging.DEBUG if self.behind else logging.WARNING
-                _log.log(
-                    level,
-                    "MLflow (%s) could not %s: %s: %s; it is brought in line later",
-                    redact_url(self.tracking_uri),
-                    method.__name__.replace("_", " "),
-                    type(error).__name__,
-                    str(error).splitlines()[0] if str(error) else "",
-                )
-                self.behind = True
+                return self.bounded(method, self, *args, **kwargs)
+            except MirrorLagging as error:
+                _log.debug("MLflow could not %s: %s", method.__name__.replace("_", " "), error)
+                self.fell_behind()
                 return default
 
         return call  # type: ignore[return-value]
@@ -143,17 +140,44 @@ class MlflowMirror:
     enabled = True
 
     def __init__(
-        self, tracking_uri: str | None, experiment_name: str, script: str | None = None
+        self,
+        tracking_uri: str | None,
+        experiment_name: str,
+        script: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         self.tracking_uri = resolve_tracking_uri(tracking_uri)
         self.experiment_name = experiment_name
+        self.timeout = timeout  # the most one call may take (seconds)
         self.source = source_tags(script)  # on every run it creates
         self._client_obj: MlflowClient | None = None
         self._experiment_id: str | None = None
-        self.behind = False  # a write failed: the store lags the storage
+        self.failures = 0  # calls skipped, failed or cut short: the store lags the storage
+        self._ready = False  # MLflow imported and a local store made
 
     def __repr__(self) -> str:
         return f"MlflowMirror({redact_url(self.tracking_uri)!r}, {self.experiment_name!r})"
+
+    @property
+    def behind(self) -> bool:
+        """Whether a call of this process was skipped, failed or cut short (MLflow lags)."""
+        return self.failures > 0
+
+    def fell_behind(self) -> None:
+        """Count a call that was skipped, failed or cut short."""
+        self.failures += 1
+
+    def bounded(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn(*args, **kwargs)`` within the mirror's timeout; raises :class:`MirrorLagging`.
+
+        MLflow's import and a new local store (a file copy) wait for no store:
+        they are done first, outside the deadline.
+        """
+        if not self._ready:
+            load_mlflow(self.tracking_uri)
+            prepare_store(self.tracking_uri)
+            self._ready = True
+        return bounded(fn, *args, store=self.tracking_uri, seconds=self.timeout, **kwargs)
 
     @property
     def client(self) -> MlflowClient:
@@ -211,8 +235,12 @@ class MlflowMirror:
         """Create (or, with ``run_id``, resume) the sweep's top-level run; return its id.
 
         A resumed run is set back to RUNNING and gets ``tags``. If ``run_id``
-        no longer exists in the store, a new parent run is created.
+        no longer exists in the store, a new parent run is created. Raises
+        :class:`MirrorLagging` when MLflow does not answer within the timeout.
         """
+        return self.bounded(self._open_parent, run_name, tags, run_id)
+
+    def _open_parent(self, run_name: str, tags: Mapping[str, str], run_id: str | None) -> str:
         from mlflow.exceptions import MlflowException
 
         client = self.client
@@ -405,7 +433,8 @@ class NullMirror(MlflowMirror):
     def __init__(self) -> None:
         self.tracking_uri = ""
         self.experiment_name = ""
-        self.behind = False
+        self.timeout = DEFAULT_TIMEOUT
+        self.failures = 0
 
     def __repr__(self) -> str:
         return "NullMirror()"

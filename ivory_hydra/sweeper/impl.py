@@ -11,6 +11,7 @@ instead (:mod:`~ivory_hydra.sweeper.dry_run`) and writes nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -147,7 +148,7 @@ class IvorySweeperImpl:
         if tracking_uri is not None:
             from ivory_hydra.stores.mlflow_mirror import MlflowMirror
 
-            mirror = MlflowMirror(tracking_uri, experiment, sys.argv[0])
+            mirror = MlflowMirror(tracking_uri, experiment, sys.argv[0], settings.mlflow.timeout)
         engine = self._open_engine(url, study_name, job_name, experiment, sweep, mirror)
         report = Report(sweep, url, study_name, mirror, sweep_dir)
         try:
@@ -190,6 +191,7 @@ class IvorySweeperImpl:
             None if mirror is None else self._shipped("mlflow.tracking_uri", mirror.tracking_uri),
             engine.study.name,
         )
+        ticket = dataclasses.replace(ticket, mlflow_timeout=self.settings.mlflow.timeout)
         hydra = (self.hydra_context, self.task_function, self.config)
         try:
             returns = run_batches(engine, sweep, self.settings, ticket, hydra)
@@ -253,6 +255,11 @@ def _check(settings: SweeperSettings) -> None:
     if size is not None and size < 1:
         name = "n_jobs" if settings.max_batch_size is None else "max_batch_size"
         raise SweepInputError(f"hydra.sweeper.{name}: must be positive or null, not {size}")
+    timeout = settings.mlflow.timeout
+    if not 0 < timeout < float("inf"):
+        raise SweepInputError(
+            f"hydra.sweeper.mlflow.timeout: must be a positive number of seconds, not {timeout}"
+        )
     rate = settings.max_failure_rate
     if rate is not None and not 0 <= rate <= 1:
         raise SweepInputError(

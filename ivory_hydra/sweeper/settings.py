@@ -22,6 +22,7 @@ class MlflowSettings:
     enabled: bool = True
     tracking_uri: Optional[str] = None  # noqa: UP045
     experiment_name: Optional[str] = None  # noqa: UP045
+    timeout: float = 5.0  # seconds MLflow calls may hold a job (stores.mlflow_bound)
 
 
 @dataclass
