@@ -184,10 +184,14 @@ class Recovery(EngineState):
         if not self.mirror.enabled:
             return True
         failures = self.mirror.failures
-        runs = self._children() if self.parent_run_id else None
-        if runs is None:
+        if self.parent_run_id is None:
             return False
-        self.mirror.delete_stray_parents(self.parent_run_id, self.study.name)
+        found = self.mirror.sweep_runs(self.parent_run_id, self.study.name)
+        if found is None:
+            return False
+        if found.strays:
+            self.mirror.delete_runs(found.strays)
+        runs = found.children
         stored = {t.number: t for t in self.study.trials()}
         runs = self._one_run_each(runs, stored)
         by_key = {(r.number, r.repeat): r for r in runs if r.number is not None}

@@ -20,11 +20,15 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ivory_hydra._compat import pop_active_run, push_active_run
 from ivory_hydra.stores import mlflow_client
 from ivory_hydra.stores.format import ERROR_ARTIFACT, Tag
 from ivory_hydra.stores.mlflow_bound import Budget, MirrorLagging
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mlflow.entities import Run
 
 _log = logging.getLogger(__name__)
 
@@ -35,16 +39,17 @@ _job_state = threading.local()
 class _Active:
     budget: Budget  # its store is the run's tracking URI
     run_id: str
+    artifact_uri: str
 
 
 def activate(tracking_uri: str, run_id: str, budget: Budget | None = None) -> None:
     """Make ``run_id`` MLflow's active run in this thread of the job process.
 
     Sets the process's tracking URI, ends any run left active in this thread,
-    reads the run (the only store call) and puts it on MLflow's active-run
-    stack. ``budget`` (default: ``mlflow.timeout``'s default) bounds the store
-    calls of the job's run from here to its end; raises :class:`MirrorLagging`
-    when the store does not answer within it.
+    reads the run (the only store call; none when this process created it) and
+    puts it on MLflow's active-run stack. ``budget`` (default: ``mlflow.timeout``'s
+    default) bounds the store calls of the job's run from here to its end; raises
+    :class:`MirrorLagging` when the store does not answer within it.
     """
     mlflow_client.load_mlflow(tracking_uri)  # seconds in a new process, but no store is waited for
     import mlflow
@@ -52,9 +57,11 @@ def activate(tracking_uri: str, run_id: str, budget: Budget | None = None) -> No
     budget = budget or Budget(tracking_uri)
     leftovers = _pop_leftovers()
     mlflow.set_tracking_uri(tracking_uri)
-    run = budget.call(_read_run, budget.store, run_id, leftovers)
+    run = mlflow_client.created_run(run_id)  # made by this process: nothing to read
+    if run is None or leftovers:
+        run = budget.call(_read_run, tracking_uri, run_id, leftovers)
     push_active_run(run)
-    _job_state.current = _Active(budget, run_id)
+    _job_state.current = _Active(budget, run_id, run.info.artifact_uri)
 
 
 def _pop_leftovers() -> list[tuple[str, str]]:
@@ -73,7 +80,7 @@ def _pop_leftovers() -> list[tuple[str, str]]:
     return leftovers
 
 
-def _read_run(tracking_uri: str, run_id: str, leftovers: Sequence[tuple[str, str]]) -> object:
+def _read_run(tracking_uri: str, run_id: str, leftovers: Sequence[tuple[str, str]]) -> Run:
     client = mlflow_client.client_for(tracking_uri)
     for other, status in leftovers:
         mlflow_client.end_run(client, other, status)
@@ -150,6 +157,7 @@ def deactivate(
             error.strip(), mlflow_client.MAX_ERROR_TAG_LENGTH, tail=True
         )
     end = _End(state.run_id, status, inner, metrics or {}, all_tags, error, artifact_dirs)
+    end.artifact_uri = state.artifact_uri  # known from the run: no read to find it
     try:
         state.budget.call(end.write, state.budget.store)
     except MirrorLagging:
@@ -168,6 +176,7 @@ class _End:
     tags: Mapping[str, str]
     error: str | None
     artifact_dirs: Sequence[Path]
+    artifact_uri: str | None = None
     ended: bool = False
 
     def write(self, tracking_uri: str) -> None:
@@ -177,10 +186,19 @@ class _End:
         mlflow_client.log_batch(client, self.run_id, metrics=self.metrics, tags=self.tags)
         mlflow_client.end_run(client, self.run_id, self.status)
         self.ended = True
-        for directory in self.artifact_dirs:
-            mlflow_client.retry(
-                client.log_artifacts, self.run_id, str(directory), artifact_path=directory.name
+        if self.artifact_dirs and self.artifact_uri:
+            from mlflow.store.artifact.artifact_repository_registry import (
+                get_artifact_repository,
             )
+
+            repo = get_artifact_repository(self.artifact_uri, tracking_uri=tracking_uri)
+            for directory in self.artifact_dirs:
+                mlflow_client.retry(repo.log_artifacts, str(directory), directory.name)
+        else:
+            for directory in self.artifact_dirs:
+                mlflow_client.retry(
+                    client.log_artifacts, self.run_id, str(directory), artifact_path=directory.name
+                )
         if self.error:
             mlflow_client.retry(client.log_text, self.run_id, self.error, ERROR_ARTIFACT)
 

@@ -425,6 +425,20 @@ def log_batch(
         )
 
 
+_created: dict[str, Any] = {}  # runs made by this process that no job made active yet
+
+
+def remember_run(run: Any) -> None:
+    """Keep a run this process created (a ``mlflow.entities.Run``) for a job of this
+    process to make active without reading it back."""
+    _created[run.info.run_id] = run
+
+
+def created_run(run_id: str) -> Any:
+    """The run ``run_id`` as this process created it (once), else None."""
+    return _created.pop(run_id, None)
+
+
 def end_run(client: MlflowClient, run_id: str, status: str) -> None:
     """Mark a run FINISHED, FAILED or KILLED, ending now."""
     retry(client.set_terminated, run_id, status)

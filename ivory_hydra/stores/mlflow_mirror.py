@@ -33,6 +33,7 @@ from ivory_hydra.stores.mlflow_client import (
     load_mlflow,
     log_batch,
     prepare_store,
+    remember_run,
     resolve_tracking_uri,
     retry,
     safe_param_key,
@@ -119,6 +120,14 @@ def _child(run: Any) -> ChildRun:
         dict(run.data.metrics),
         int(repeat) if repeat and repeat.isdigit() else None,
     )
+
+
+@dataclass(frozen=True)
+class SweepRuns:
+    """A sweep's runs as the MLflow store holds them."""
+
+    children: list[ChildRun]  # nested under its parent run, at any depth
+    strays: list[str]  # top-level runs of its study that killed workers left
 
 
 #: MLflow 3's experiment tag that picks the UI's default view.
@@ -285,6 +294,7 @@ class MlflowMirror:
             tags={**self.source, **tags, Tag.PARENT: parent_run_id},
         )
         log_batch(client, run.info.run_id, params=spec.params)
+        remember_run(run)  # a job in this process makes it active without reading it
         return run.info.run_id
 
     @best_effort()
@@ -355,31 +365,37 @@ class MlflowMirror:
         )
 
     @best_effort()
-    def children(self, parent_run_id: str, study_name: str) -> list[ChildRun] | None:
-        """Every run of a sweep's study nested under its parent run: its children, and
-        theirs (a configuration's repeats). None when the store cannot be read."""
+    def sweep_runs(self, parent_run_id: str, study_name: str) -> SweepRuns | None:
+        """A sweep's runs, read in one query (None when the store cannot be read): every
+        run nested under its parent run (its children, and theirs: a configuration's
+        repeats), and the study's other top-level runs that hold no run (each made by a
+        worker killed before it could share it; another worker's parent stands)."""
         runs = self._study_runs(parent_run_id, study_name)
         below = {parent_run_id}
         for run in sorted(runs, key=lambda r: r.data.tags.get(Tag.REPEAT) is not None):
             if run.data.tags.get(Tag.PARENT) in below:
                 below.add(run.info.run_id)
-        return [_child(run) for run in runs if run.info.run_id in below - {parent_run_id}]
-
-    @best_effort()
-    def delete_stray_parents(self, parent_run_id: str, study_name: str) -> None:
-        """Delete the study's other top-level runs that hold no run: each was made by a
-        worker killed before it could share it (another worker's parent stands)."""
-        runs = self._study_runs(parent_run_id, study_name)
         holding = {r.data.tags.get(Tag.PARENT) for r in runs}
-        self.delete_runs(
-            [
-                r.info.run_id
-                for r in runs
-                if Tag.PARENT not in r.data.tags
-                and r.info.run_id != parent_run_id
-                and r.info.run_id not in holding
-            ]
-        )
+        strays = [
+            r.info.run_id
+            for r in runs
+            if Tag.PARENT not in r.data.tags
+            and r.info.run_id != parent_run_id
+            and r.info.run_id not in holding
+        ]
+        children = [_child(run) for run in runs if run.info.run_id in below - {parent_run_id}]
+        return SweepRuns(children, strays)
+
+    def children(self, parent_run_id: str, study_name: str) -> list[ChildRun] | None:
+        """Every run nested under a sweep's parent run (None when the store cannot be read)."""
+        found = self.sweep_runs(parent_run_id, study_name)
+        return None if found is None else found.children
+
+    def delete_stray_parents(self, parent_run_id: str, study_name: str) -> None:
+        """Delete the study's top-level runs that killed workers made and never shared."""
+        found = self.sweep_runs(parent_run_id, study_name)
+        if found is not None and found.strays:
+            self.delete_runs(found.strays)
 
     def _study_runs(self, parent_run_id: str, study_name: str) -> list[Any]:
         """Every run tagged with the study's name, in the parent run's experiment."""
@@ -460,11 +476,8 @@ class NullMirror(MlflowMirror):
     def delete_runs(self, run_ids: Sequence[str]) -> None:
         return None
 
-    def children(self, parent_run_id: str, study_name: str) -> list[ChildRun] | None:
-        return []
+    def sweep_runs(self, parent_run_id: str, study_name: str) -> SweepRuns | None:
+        return SweepRuns([], [])
 
     def find_parent(self, study_name: str) -> str | None:
-        return None
-
-    def delete_stray_parents(self, parent_run_id: str, study_name: str) -> None:
         return None

@@ -102,7 +102,6 @@ class IvorySweeperImpl:
         settings = self.settings
         _check(settings)
         sweep = define(settings, self.config, self.hydra_context, arguments)
-        check_values(sweep, self.config, self.hydra_context)
         job_name = str(OmegaConf.select(self.config, "hydra.job.name") or "app")
         cwd = Path(str(OmegaConf.select(self.config, "hydra.runtime.cwd") or "."))
         url = storage_url(settings.storage, cwd)
@@ -124,6 +123,7 @@ class IvorySweeperImpl:
         if settings.dry_run:  # what would run; the storage is only read, MLflow not opened
             from ivory_hydra.sweeper.dry_run import preview
 
+            check_values(sweep, self.config, self.hydra_context)
             preview(sweep, url, name_study)
             return []
         study_name = name_study(lambda name: find_study(url, name) is not None)
@@ -131,6 +131,8 @@ class IvorySweeperImpl:
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         experiment = settings.mlflow.experiment_name or job_name
         finished = stored is not None and stored.get("finished") and stored["total"] == plan.total
+        if not finished:  # a finished sweep runs no job: its values were checked as it ran
+            check_values(sweep, self.config, self.hydra_context)
         if finished and (synced or tracking_uri is None):
             log.info("Every job of this sweep finished already: nothing to run")
             from ivory_hydra.stores.mlflow_mirror import MlflowMirror  # does not open MLflow

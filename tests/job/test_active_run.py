@@ -13,6 +13,7 @@ from ivory_hydra.core.outcomes import Outcome
 from ivory_hydra.core.plan import Point
 from ivory_hydra.job.session import JobSession
 from ivory_hydra.job.ticket import Ticket
+from ivory_hydra.stores import mlflow_client
 from ivory_hydra.stores.distributions import distributions_for
 from ivory_hydra.stores.format import Tag, TrialAttr
 from ivory_hydra.stores.mlflow_mirror import ChildSpec, MlflowMirror
@@ -65,8 +66,29 @@ def test_a_locked_store_holds_each_job_no_longer_than_its_timeout(job, caplog):
     for trial_id, _, run_id in trial_ids:
         trial = storage.get_trial(trial_id)
         assert trial.state.name == "COMPLETE" and trial.value == 0.5
-        assert trial.user_attrs[TrialAttr.MIRROR_LAGS] is True
         assert client.get_run(run_id).info.status == "RUNNING"  # the closer settles it
+    # the first job learnt of the outage as its trial finished; the second before it began
+    assert storage.get_trial(trial_ids[1][0]).user_attrs[TrialAttr.MIRROR_LAGS] is True
+    lines = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(lines) == 1 and "cannot be reached" in lines[0].getMessage(), lines
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+def test_a_job_in_a_worker_process_is_not_held_past_its_timeout_either(job, caplog):
+    """In a launcher's worker the job reads its run to make it active: that read waits too."""
+    from sqlite_lock import sqlite_locked
+
+    ticket, storage, mirror, trial_ids = job
+    for _, _, run_id in trial_ids:
+        mlflow_client.created_run(run_id)  # what a worker process does not have
+    with sqlite_locked(_db(mirror)):
+        took = [run_job(ticket, *ids) for ids in trial_ids]
+    assert took[0] < TIMEOUT + 1.0, took  # cut at the timeout
+    assert took[1] < 0.5, took  # the outage is known: no second wait
+    for trial_id, _, _ in trial_ids:
+        trial = storage.get_trial(trial_id)
+        assert trial.state.name == "COMPLETE" and trial.value == 0.5
+        assert trial.user_attrs[TrialAttr.MIRROR_LAGS] is True  # its run was never active
     import mlflow
 
     assert mlflow.active_run() is None
