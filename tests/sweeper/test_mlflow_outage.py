@@ -71,7 +71,7 @@ def test_a_locked_sqlite_store_does_not_slow_the_sweep_and_the_rerun_mends_it(
     study = check_converged(
         f"sqlite:///{locked}/optuna.db", f"sqlite:///{locked}/mlflow.db", record, range(JOBS)
     )
-    assert [t.user_attrs.get("mirror_lags") for t in study.trials] == [None] + [True] * (JOBS - 1)
+    assert "mirror_lags" not in study.trials[0].user_attrs  # it ended before the lock
     print(
         f"wall time of {JOBS} jobs of 0.3 s: "
         + ", ".join(f"{k} {v:.1f} s" for k, v in took.items())
