@@ -59,7 +59,6 @@ class Closing(Deciding):
     ) -> None:
         """Leave; the closer stores the summary, settles MLflow and ends the parent run."""
         self.closed = True
-        self.mirror.drain()  # the last MLflow writes of this process's jobs come first
         if not self.leave():
             return
         summary = summary or self.summary()

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from ivory_hydra._compat import pop_active_run, push_active_run
 from ivory_hydra.stores import mlflow_client
 from ivory_hydra.stores.format import ERROR_ARTIFACT, Tag
-from ivory_hydra.stores.mlflow_bound import Budget, MirrorLagging, later
+from ivory_hydra.stores.mlflow_bound import Budget, MirrorLagging
 
 if TYPE_CHECKING:  # pragma: no cover
     from mlflow.entities import Run
@@ -132,7 +132,6 @@ def deactivate(
     tags: Mapping[str, str] | None = None,
     error: str | None = None,
     artifact_dirs: Sequence[Path] = (),
-    background: bool = False,
 ) -> bool:
     """Log the run's outcome and end the active child run with ``status``.
 
@@ -142,10 +141,6 @@ def deactivate(
     ``.hydra`` folder becomes ``.hydra``) and ``error`` (a traceback) becomes the
     tag ``ivory.error`` (its tail) and the artifact ``error.txt``. Never raises.
     Returns True when the child run was ended with its status within the budget.
-
-    ``background``: the writes go to this process's background lane, within what
-    is left of the budget, and the job does not wait for them (True is returned);
-    for a job in the sweeper's own process, whose closer drains the lane first.
     """
     state = getattr(_job_state, "current", None)
     _job_state.current = None
@@ -163,9 +158,6 @@ def deactivate(
         )
     end = _End(state.run_id, status, inner, metrics or {}, all_tags, error, artifact_dirs)
     end.artifact_uri = state.artifact_uri  # known from the run: no read to find it
-    if background:
-        later(end.write, state.budget.store, store=state.budget.store, seconds=state.budget.left)
-        return True
     try:
         state.budget.call(end.write, state.budget.store)
     except MirrorLagging:

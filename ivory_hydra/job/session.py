@@ -352,12 +352,7 @@ class JobSession:
             status = run_status(outcome)
             if threading.current_thread() is self._thread:
                 deactivate(
-                    status,
-                    metrics=metrics,
-                    tags=all_tags,
-                    error=error,
-                    artifact_dirs=artifact_dirs,
-                    background=os.getpid() == self.ticket.driver_pid,  # its closer drains it
+                    status, metrics=metrics, tags=all_tags, error=error, artifact_dirs=artifact_dirs
                 )
             else:  # a watchdog: MLflow's active run belongs to the job's thread
                 end_elsewhere(self.budget, str(self.assignment.mlflow_run_id), status, all_tags)

@@ -22,11 +22,9 @@ outage's one line says it all. Nothing here imports :mod:`mlflow`.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -164,50 +162,6 @@ class Budget:
     def left(self) -> float:
         """Seconds left."""
         return self.seconds - self.spent
-
-
-# ------------------------------------------------------------ the background lane
-
-_lane = threading.Condition()
-_queued: deque[Callable[[], None]] = deque()  # the one running is the first
-_worker: list[threading.Thread] = []
-
-
-def later(fn: Callable[..., Any], *args: Any, store: str, seconds: float, **kwargs: Any) -> None:
-    """Run ``fn(*args, **kwargs)`` in this process's background lane, after what is
-    queued, as :func:`bounded` would (skipped, failed or cut short: the mirror lags);
-    the caller does not wait. :func:`drain` waits for the lane."""
-
-    def run() -> None:
-        with contextlib.suppress(MirrorLagging):
-            bounded(fn, *args, store=store, seconds=seconds, **kwargs)
-
-    with _lane:
-        _queued.append(run)
-        if not _worker or not _worker[0].is_alive():
-            _worker[:] = [threading.Thread(target=_work, name="ivory-hydra-lane", daemon=True)]
-            _worker[0].start()
-        _lane.notify_all()
-
-
-def _work() -> None:
-    while True:
-        with _lane:
-            _lane.wait_for(lambda: bool(_queued))
-            run = _queued[0]
-        try:
-            run()
-        finally:
-            with _lane:
-                _queued.popleft()
-                _lane.notify_all()
-
-
-def drain(seconds: float) -> bool:
-    """Wait (at most ``seconds``) until the background lane is done; False if work is
-    left (the store hangs: the closer or the next run of the command mends it)."""
-    with _lane:
-        return _lane.wait_for(lambda: not _queued, timeout=seconds)
 
 
 # ------------------------------------------------------------ the outage's one line

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ivory_hydra.core.outcomes import FAIL, Outcome
 from ivory_hydra.core.redact import redact_url
 from ivory_hydra.stores.format import Tag, score_metrics
-from ivory_hydra.stores.mlflow_bound import DEFAULT_TIMEOUT, MirrorLagging, bounded, drain
+from ivory_hydra.stores.mlflow_bound import DEFAULT_TIMEOUT, MirrorLagging, bounded
 from ivory_hydra.stores.mlflow_client import (
     MAX_TAG_VAL_LENGTH,
     client_for,
@@ -187,11 +187,6 @@ class MlflowMirror:
             prepare_store(self.tracking_uri)
             self._ready = True
         return bounded(fn, *args, store=self.tracking_uri, seconds=self.timeout, **kwargs)
-
-    def drain(self) -> bool:
-        """Wait (at most the timeout) for what this process's jobs left in the background
-        lane (:func:`~ivory_hydra.stores.mlflow_bound.later`); False if some is left."""
-        return drain(self.timeout)
 
     @property
     def client(self) -> MlflowClient:

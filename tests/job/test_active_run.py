@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import os
 import shutil
 import time
 
@@ -43,10 +41,7 @@ def job(tmp_path, mlflow_template):
         [(trial_id, number)] = study.create_trials([spec])
         run_id = mirror.create_child(parent, ChildSpec(f"run#{i}", {"a": i}))
         trial_ids.append((trial_id, number, run_id))
-    # driver_pid=0: the job runs as in a launcher's worker, not in the sweeper's process
-    ticket = Ticket(
-        storage=url, tracking_uri=mirror.tracking_uri, mlflow_timeout=TIMEOUT, driver_pid=0
-    )
+    ticket = Ticket(storage=url, tracking_uri=mirror.tracking_uri, mlflow_timeout=TIMEOUT)
     return ticket, storage, mirror, trial_ids
 
 
@@ -104,33 +99,6 @@ def test_a_job_that_reads_its_run_is_not_held_past_its_timeout_either(job, caplo
     lines = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(lines) == 1 and "cannot be reached" in lines[0].getMessage(), lines
     assert not [r for r in caplog.records if r.exc_info]
-
-
-def test_in_the_sweepers_own_process_a_job_leaves_its_runs_end_to_the_lane(job, caplog):
-    """There the job does not wait for MLflow at all: the closer drains the lane."""
-    from mlflow.tracking import MlflowClient
-    from sqlite_lock import sqlite_locked
-
-    ticket, storage, mirror, trial_ids = job
-    ticket = dataclasses.replace(ticket, driver_pid=os.getpid())
-    with sqlite_locked(_db(mirror)) as lock:
-        took = [run_job(ticket, *ids) for ids in trial_ids]
-        assert max(took) < TIMEOUT, took
-        start = time.monotonic()
-        assert mirror.drain()  # the first end is cut at its budget, the second skipped
-        assert time.monotonic() - start < TIMEOUT + SLACK
-        lock.end()
-    for trial_id, _, _ in trial_ids:
-        assert storage.get_trial(trial_id).state.name == "COMPLETE"
-    first = MlflowClient(mirror.tracking_uri).get_run(trial_ids[0][2])
-    for _ in range(100):  # its write was cut short in the lane, and lands once unlocked
-        if first.info.status == "FINISHED":
-            break
-        time.sleep(0.1)
-        first = MlflowClient(mirror.tracking_uri).get_run(trial_ids[0][2])
-    assert first.info.status == "FINISHED" and first.data.metrics["score"] == 0.5
-    lines = [r for r in caplog.records if r.levelno >= logging.WARNING]
-    assert len(lines) == 1 and "cannot be reached" in lines[0].getMessage(), lines
 
 
 def test_a_store_that_answers_makes_the_run_active_and_ends_it(job):
