@@ -99,24 +99,25 @@ def bounded(fn: Callable[..., T], *args: Any, store: str, seconds: float, **kwar
             box["error"] = error
         with _lock:
             done.set()
-            if box.get("late"):  # its caller went on: only the outage learns how it ended
-                _outages.get(store, _Outage()).hanging -= 1
-                if "error" not in box:
-                    _outages.pop(store, None)
+            outage = box.get("late")  # its caller went on: only its outage learns the end
+            if outage is not None:
+                outage.hanging -= 1
+                if "error" not in box and _outages.get(store) is outage:
+                    del _outages[store]  # it answered after all: the store is back
 
     threading.Thread(target=work, name="ivory-hydra-mlflow", daemon=True).start()
     done.wait(seconds)
     with _lock:
         if not done.is_set():
-            box["late"] = True
-            _outages.setdefault(store, _Outage()).hanging += 1
+            box["late"] = _outages.setdefault(store, _Outage())
+            box["late"].hanging += 1
         elif "error" not in box:
             _outages.pop(store, None)  # it answers: an outage, if any, is over
             return box["value"]
     error = box.get("error")
     if error is not None and not isinstance(error, Exception):
         raise error  # KeyboardInterrupt, SystemExit
-    reason = f"no answer within {seconds:.1f} s" if box.get("late") else _first_line(error)
+    reason = f"no answer within {seconds:.1f} s" if "late" in box else _first_line(error)
     _lost(store, reason)
     raise MirrorLagging(f"MLflow ({redact_url(store)}): {redact_text(reason)}") from error
 
