@@ -16,6 +16,10 @@ Rows:
 * a 10-job sweep, and the same command again (ivory: nothing left to run);
 * 100 jobs (a 10x10 grid), whole wall time.
 
+With ``--outage``, a 6-job sweep of 0.3 s jobs with MLflow off, with both stores,
+and with the MLflow store (SQLite) locked by another process from the end of
+the first job on (``hydra.sweeper.mlflow.timeout`` at its default).
+
 Then MLflow's own cost (``import mlflow``, opening an existing store), which
 bounds what mirroring can cost, Optuna's own (``import optuna``, creating a
 fresh SQLite storage), the floor of a sweep with MLflow off, and the scaling
@@ -148,12 +152,43 @@ def scaling(python: str, jobs: int) -> tuple[float, float, int]:
     return first, resumed, peak
 
 
+def outage(repeat: int) -> dict[str, float]:
+    """Wall time of a 6-job sweep of 0.3 s jobs: MLflow off, on, and its store locked."""
+    sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
+    from sqlite_lock import sqlite_locked
+
+    def sweep(name: str) -> float:
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            record = folder / "record.jsonl"
+            base = [sys.executable, str(Path(__file__).parents[1] / "tests/apps/sweep/app.py")]
+            args = [*base, "-m", "a=0-5", "sleep=0.3", f"record={record}"]
+            if name == "MLflow off":
+                return timed([*args, "hydra.sweeper.mlflow.enabled=false"], folder)[0]
+            from ivory_hydra.stores.mlflow_client import prepare_store
+
+            prepare_store(f"sqlite:///{folder}/mlflow.db")
+            if name == "both stores":
+                return timed(args, folder)[0]
+            with sqlite_locked(folder / "mlflow.db", when=(record, '"end"'), hold=300):
+                return timed(args, folder)[0]
+
+    names = ["MLflow off", "both stores", "MLflow store locked"]
+    return {name: median_of(repeat, lambda name=name: sweep(name)) for name in names}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--scale", default="1000,10000", help="job counts ('' to skip)")
     parser.add_argument("--optuna-python", help="a Python with hydra-optuna-sweeper installed")
+    parser.add_argument("--outage", action="store_true", help="only the locked-store case")
     args = parser.parse_args()
+    if args.outage:
+        took = outage(args.repeat)
+        print(f"6 jobs of 0.3 s, median of {args.repeat}: ", end="")
+        print(", ".join(f"{name} {seconds:.2f} s" for name, seconds in took.items()))
+        return
     pythons = {name: sys.executable for name in SWEEPERS if name != "optuna sweeper"}
     if args.optuna_python:  # not resolved: a venv's python is a symlink
         pythons["optuna sweeper"] = os.path.abspath(args.optuna_python)

@@ -398,3 +398,33 @@ def add_optuna_storage_service(storage: Any, server: Any) -> None:
     from optuna.storages._grpc.servicer import OptunaStorageProxyService
 
     api_pb2_grpc.add_StorageServiceServicer_to_server(OptunaStorageProxyService(storage), server)
+
+
+def push_active_run(run: Any) -> None:
+    """Make ``run`` (a ``mlflow.entities.Run`` read from the store) the active run of this
+    thread, as ``mlflow.start_run(run_id=...)`` does last, without its store calls.
+
+    MLflow: ``mlflow.tracking.fluent._active_run_stack`` (thread-local in MLflow 3)
+    and ``ActiveRun``. ``start_run`` reads the run twice and writes its status; the
+    job's run was made RUNNING by the sweeper and read once, under a deadline.
+    """
+    from mlflow.tracking import fluent
+
+    fluent._active_run_stack.get().append(fluent.ActiveRun(run))
+
+
+def pop_active_run() -> Any:
+    """Take this thread's active run off MLflow's stack, as ``mlflow.end_run()`` does
+    first, without writing its status (the caller does, under a deadline); None if none.
+
+    MLflow: ``mlflow.tracking.fluent._active_run_stack`` and ``_last_active_run_id``
+    (``mlflow.last_active_run()`` reads it).
+    """
+    from mlflow.tracking import fluent
+
+    stack = fluent._active_run_stack.get()
+    if not stack:
+        return None
+    run = stack.pop()
+    fluent._last_active_run_id.set(run.info.run_id)
+    return run

@@ -270,5 +270,6 @@ collect_ignore = [
     "postgres_server.py",
     "processes.py",
     "convergence.py",
+    "sqlite_lock.py",
 ]
 collect_ignore_glob = ["apps/*"]

@@ -553,6 +553,7 @@ PRIVATE_NAMES = {
     "JobReturn._return_value": r"\._return_value\b",
     "Override._value": r"(?<!self)\._value\b",
     "MlflowClient._tracking_client": r"_tracking_client\b",
+    "mlflow's active run stack": r"_active_run_stack\b|_last_active_run_id\b",
     "Trial._trial_id / FrozenTrial._trial_id": r"(?<!self)\._trial_id\b",
     "hydra._internal": r"\bhydra\._internal\b",
     "ConfigLoaderImpl._parse_overrides_and_create_caching_repo": (
@@ -694,3 +695,33 @@ def test_optunas_storage_service_on_a_server_of_our_own(tmp_path):
         client.close()
     finally:
         server.stop(None)
+
+
+def test_a_run_pushed_and_popped_is_mlflows_active_run_in_this_thread_only(tmp_path):
+    import threading
+
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path}/m.db")
+    run = client.create_run(client.create_experiment("e"))
+    _compat.push_active_run(client.get_run(run.info.run_id))
+    try:
+        assert mlflow.active_run().info.run_id == run.info.run_id, (
+            "mlflow.tracking.fluent._active_run_stack no longer makes a run active"
+        )
+        other: list = []
+        thread = threading.Thread(target=lambda: other.append(mlflow.active_run()))
+        thread.start()
+        thread.join()
+        assert other == [None], "MLflow's active run is no longer thread-local"
+    finally:
+        popped = _compat.pop_active_run()
+    assert popped.info.run_id == run.info.run_id and mlflow.active_run() is None
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/m.db")  # last_active_run reads it there
+    try:
+        assert mlflow.last_active_run().info.run_id == run.info.run_id
+    finally:
+        mlflow.set_tracking_uri(previous)
+    assert _compat.pop_active_run() is None

@@ -53,9 +53,11 @@ class Closing(Deciding):
             return
         summary = summary or self.summary()
         self.study.set_attrs({StudyAttr.SUMMARY: summary.as_dict()})
+        failures = self.mirror.failures  # earlier ones are the reconcile's to mend
         synced = self.reconcile()
         self._close_parent(summary, status or summary.status, artifacts)
-        if synced and self.mirror.enabled and not self.mirror.behind:
+        self.mirror_lags = not synced or self.mirror.failures > failures
+        if self.mirror.enabled and not self.mirror_lags:
             self.study.set_attrs({StudyAttr.MIRROR_SYNCED: True})
 
     def _close_parent(self, summary: Summary, status: str, artifacts: Sequence[Any]) -> None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ivory_hydra.core.plan import Point
 from ivory_hydra.signals import shielded
 from ivory_hydra.stores.format import FORMAT_VERSION, Keys, StudyAttr, Tag
+from ivory_hydra.stores.mlflow_bound import MirrorLagging
 
 if TYPE_CHECKING:
     from ivory_hydra.engine.coordination import Coordination
@@ -142,10 +143,14 @@ def _open_parent(
     previous = study.user_attrs.get(StudyAttr.PARENT_RUN) or coordination.shared_parent()
     if previous is None and not coordination.shared and not study.created:
         previous = mirror.find_parent(study.name)  # stopped before it was recorded
-    parent = mirror.open_parent(task, tags, run_id=previous)
-    if previous is None and parent is not None:
-        standing = coordination.share_parent(parent)
-        if standing != parent:  # another worker's stands
-            mirror.delete_runs([parent])
-            parent = mirror.open_parent(task, tags, run_id=standing)
+    try:
+        parent = mirror.open_parent(task, tags, run_id=previous)
+        if previous is None and parent is not None:
+            standing = coordination.share_parent(parent)
+            if standing != parent:  # another worker's stands
+                mirror.delete_runs([parent])
+                parent = mirror.open_parent(task, tags, run_id=standing)
+    except MirrorLagging:  # the closer or the next run opens it
+        mirror.fell_behind()
+        return previous
     return parent

@@ -183,10 +183,15 @@ class Recovery(EngineState):
         """
         if not self.mirror.enabled:
             return True
-        runs = self._children() if self.parent_run_id else None
-        if runs is None:
+        failures = self.mirror.failures
+        if self.parent_run_id is None:
             return False
-        self.mirror.delete_stray_parents(self.parent_run_id, self.study.name)
+        found = self.mirror.sweep_runs(self.parent_run_id, self.study.name)
+        if found is None:
+            return False
+        if found.strays:
+            self.mirror.delete_runs(found.strays)
+        runs = found.children
         stored = {t.number: t for t in self.study.trials()}
         runs = self._one_run_each(runs, stored)
         by_key = {(r.number, r.repeat): r for r in runs if r.number is not None}
@@ -212,7 +217,7 @@ class Recovery(EngineState):
             orphan = trial is None or (ended and run.repeat is not None and not recorded)
             if run.status == "RUNNING" and orphan:
                 self.mirror.settle(run.run_id, stopped, run.number or -1, self.names)
-        return not self.mirror.behind
+        return self.mirror.failures == failures
 
     def _one_run_each(
         self, runs: list[ChildRun], stored: Mapping[int, FrozenTrial]

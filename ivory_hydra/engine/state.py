@@ -95,6 +95,7 @@ class EngineState:
         self.walked = False  # the walk ended with every step resolved
         self.closed = False
         self.closer: bool | None = None  # this process closes the sweep (once it left)
+        self.mirror_lags = False  # the closer left MLflow behind the storage
 
     @property
     def names(self) -> list[str]:

@@ -35,6 +35,7 @@ from ivory_hydra.signals import shielded
 from ivory_hydra.stores import trials
 from ivory_hydra.stores.format import TrialAttr, attr_tag, score_metrics
 from ivory_hydra.stores.liveness import HOST, Beater
+from ivory_hydra.stores.mlflow_bound import lagging
 from ivory_hydra.stores.mlflow_mirror import outcome_tags, run_status
 from ivory_hydra.stores.optuna_storage import open_storage
 from ivory_hydra.stores.retry import set_storage_retry
@@ -42,6 +43,7 @@ from ivory_hydra.stores.retry import set_storage_retry
 if TYPE_CHECKING:
     from optuna.storages import BaseStorage
 
+    from ivory_hydra.stores.mlflow_bound import Budget
     from ivory_hydra.stores.trials import Assignment
 
 log = logging.getLogger(__name__)
@@ -98,6 +100,8 @@ class JobSession:
         self.assignment = assignment
         self.storage = storage
         self.mlflow_active = False
+        self.budget: Budget | None = None  # what MLflow may still take of the job
+        self.mirror_lags = False  # the trial records that its MLflow run lags
         self._beater: Beater | None = None
         self._finished = False
         self._recorded = threading.Event()
@@ -145,21 +149,36 @@ class JobSession:
         if output_dir and not repeat:
             trials.set_attrs(storage, assignment.trial_id, {TrialAttr.OUTPUT_DIR: output_dir})
         uri = ticket.mlflow_uri
-        if uri and assignment.mlflow_run_id:
-            from ivory_hydra.job.active_run import activate
-
-            try:
-                activate(uri, assignment.mlflow_run_id)
-                session.mlflow_active = True
-            except Exception as error:  # noqa: BLE001 - the trial still records the job
-                log.warning(
-                    "%s: its MLflow run is not active in this job: %s", assignment.run_name, error
-                )
+        if uri:
+            session._activate(uri)
         session._beater = Beater(ticket.heartbeat_interval, session._beat).start()
         _current.session = session
         _RUNNING.add(session)
         _watch_driver(ticket)
         return session
+
+    def _activate(self, uri: str) -> None:
+        """Make the child run active within the job's MLflow budget; else the trial
+        records that the mirror lags (the closer or the next rerun settles the run)."""
+        from ivory_hydra.stores.mlflow_bound import Budget, MirrorLagging
+
+        self.budget = Budget(uri, self.ticket.mlflow_timeout)
+        if self.assignment.mlflow_run_id:
+            from ivory_hydra.job.active_run import activate
+
+            try:
+                activate(uri, self.assignment.mlflow_run_id, self.budget)
+                self.mlflow_active = True
+                return
+            except MirrorLagging:
+                pass
+        self._note_lag()
+
+    def _note_lag(self) -> None:
+        """Record in the (unfinished) trial that its MLflow run lags."""
+        if not self.mirror_lags:
+            self.mirror_lags = True
+            trials.set_attrs(self.storage, self.assignment.trial_id, {TrialAttr.MIRROR_LAGS: True})
 
     # ------------------------------------------------------------ liveness
 
@@ -203,9 +222,9 @@ class JobSession:
         if self.assignment.repeat is None:
             self.storage.set_trial_intermediate_value(self.assignment.trial_id, step, number)
         elif self.mlflow_active:
-            import mlflow
+            from ivory_hydra.job.active_run import log_metric
 
-            mlflow.log_metric("intermediate", number, step=step)
+            log_metric("intermediate", number, step)
 
     def should_prune(self) -> bool:
         """Whether the sweep's pruner would stop this job now (False without a pruner).
@@ -310,6 +329,8 @@ class JobSession:
         pruned = outcome.state == PRUNED and outcome.error == TRIAL_PRUNED
         if pruned and outcome.score is None and self.assignment.repeat is None:
             outcome = Outcome(PRUNED, self.last_value(), outcome.reason, outcome.error)
+        if self.budget is not None and lagging(self.budget.store):
+            self._note_lag()  # MLflow is down here: the trial says so before it finishes
         if self.assignment.repeat is None:
             recorded = trials.finish(self.storage, self.assignment.trial_id, outcome, attrs)
         else:  # one repeat: its configuration is concluded by the process that issued it
@@ -324,7 +345,7 @@ class JobSession:
             )
         if recorded:
             count_job_failure(self.ticket, outcome)
-        if self.mlflow_active:
+        if self.mlflow_active and self.budget is not None:
             from ivory_hydra.job.active_run import deactivate, end_elsewhere
 
             metrics = score_metrics(outcome, self.ticket.objectives.metric_names)
@@ -337,10 +358,5 @@ class JobSession:
                     status, metrics=metrics, tags=all_tags, error=error, artifact_dirs=artifact_dirs
                 )
             else:  # a watchdog: MLflow's active run belongs to the job's thread
-                end_elsewhere(
-                    str(self.ticket.mlflow_uri),
-                    str(self.assignment.mlflow_run_id),
-                    status,
-                    all_tags,
-                )
+                end_elsewhere(self.budget, str(self.assignment.mlflow_run_id), status, all_tags)
         return recorded

@@ -16,6 +16,7 @@ from typing import Any
 from ivory_hydra.core.budgets import Budget
 from ivory_hydra.core.objectives import Objectives
 from ivory_hydra.stores.liveness import HEARTBEAT_INTERVAL, HOST
+from ivory_hydra.stores.mlflow_bound import DEFAULT_TIMEOUT
 from ivory_hydra.stores.retry import STORAGE_RETRY
 
 
@@ -48,6 +49,7 @@ class Ticket:
     storage_retry: float = STORAGE_RETRY  # seconds a lost storage connection is waited out
     devices: tuple[int, ...] = ()  # the pool each job takes devices_per_job from (none: ())
     devices_per_job: int = 1
+    mlflow_timeout: float = DEFAULT_TIMEOUT  # seconds MLflow calls may hold a job, in total
     driver_pid: int = field(default_factory=os.getpid)
     driver_host: str = HOST
     budget: Budget = field(default_factory=Budget)  # no job starts once it is spent

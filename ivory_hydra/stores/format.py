@@ -40,6 +40,9 @@ Trial user attributes (``trial.user_attrs``), one trial per run:
 ``traceback``      where the full traceback of a failed job was written
 ``repeats``        with repeats (folds, seeds): how many the configuration has
 ``std``            with repeats: the standard deviation of the repeats' scores
+``mirror_lags``    True when the job found MLflow out of reach (``mlflow.timeout``)
+                   before its trial finished: the closer or the next run of the
+                   command settles its run from the trial
 ``repeat/<r>``     with repeats: repeat ``r``'s own record: ``state``, ``score``
                    (or ``values``), ``run``, ``run_id``, ``reason``, ``error``,
                    ``output_dir``, ``devices``; its score is also the trial's
@@ -125,6 +128,7 @@ class TrialAttr:
     STD = "std"
     REPEAT_PREFIX = "repeat/"
     DEVICES = "devices"
+    MIRROR_LAGS = "mirror_lags"
 
     @staticmethod
     def repeat(index: int) -> str:

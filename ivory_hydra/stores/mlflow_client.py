@@ -41,6 +41,8 @@ MAX_PARAMS_TAGS_PER_BATCH = 100
 MAX_METRICS_PER_BATCH = 1000
 #: MLflow 3's default tracking URI, relative to the working directory.
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+#: Tracking URIs of stores that MLflow keeps in a database (its SQLAlchemy store).
+DATABASE_SCHEMES = ("sqlite:", "postgresql", "mysql", "mssql")
 #: How much of an error text goes into the ``ivory.error`` tag (the tail).
 MAX_ERROR_TAG_LENGTH = 1000
 
@@ -223,13 +225,23 @@ def retry(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return _policy.call(fn, *args, what="the MLflow tracking store", **kwargs)
 
 
-def client_for(tracking_uri: str) -> MlflowClient:
-    """An ``MlflowClient`` on ``tracking_uri`` that prints no run links.
+def load_mlflow(tracking_uri: str | None = None) -> None:
+    """Import MLflow's client, and the store module that ``tracking_uri`` needs (seconds,
+    once per process): no store is waited for, so callers do it before a deadline starts.
 
     MLflow prints "View run ... at: <url>" lines for tracking servers, URL
     password included; ivory-hydra prints its own, redacted, hints instead.
     """
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    import mlflow.tracking  # noqa: F401
+
+    if tracking_uri is not None and tracking_uri.startswith(DATABASE_SCHEMES):
+        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+
+
+def client_for(tracking_uri: str) -> MlflowClient:
+    """An ``MlflowClient`` on ``tracking_uri`` that prints no run links (it opens the store)."""
+    load_mlflow()
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri)
@@ -411,6 +423,20 @@ def log_batch(
             metrics=list(m),
             synchronous=True,
         )
+
+
+_created: dict[str, Any] = {}  # runs made by this process that no job made active yet
+
+
+def remember_run(run: Any) -> None:
+    """Keep a run this process created (a ``mlflow.entities.Run``) for a job of this
+    process to make active without reading it back."""
+    _created[run.info.run_id] = run
+
+
+def created_run(run_id: str) -> Any:
+    """The run ``run_id`` as this process created it (once), else None."""
+    return _created.pop(run_id, None)
 
 
 def end_run(client: MlflowClient, run_id: str, status: str) -> None:

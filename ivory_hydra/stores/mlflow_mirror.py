@@ -24,13 +24,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ivory_hydra.core.outcomes import FAIL, Outcome
 from ivory_hydra.core.redact import redact_url
 from ivory_hydra.stores.format import Tag, score_metrics
+from ivory_hydra.stores.mlflow_bound import DEFAULT_TIMEOUT, MirrorLagging, bounded
 from ivory_hydra.stores.mlflow_client import (
     MAX_TAG_VAL_LENGTH,
     client_for,
     end_run,
     error_code,
+    load_mlflow,
     log_batch,
     prepare_store,
+    remember_run,
     resolve_tracking_uri,
     retry,
     safe_param_key,
@@ -47,6 +50,7 @@ _log = logging.getLogger(__name__)
 
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 def run_status(outcome: Outcome) -> str:
@@ -75,25 +79,19 @@ def outcome_tags(outcome: Outcome, number: int) -> dict[str, str]:
 
 
 def best_effort(default: Any = None) -> Callable[[F], F]:
-    """A mirror write that never stops the sweep: a failure is logged, and the
-    mirror is marked behind (a later run brings it in line with the storage)."""
+    """A mirror call that never stops the sweep, nor holds it longer than the mirror's
+    ``timeout``: one skipped, failed or cut short returns ``default`` and marks the
+    mirror behind (the closer or the next run brings it in line with the storage).
+    The outage's one line is :mod:`~ivory_hydra.stores.mlflow_bound`'s."""
 
     def wrap(method: F) -> F:
         @functools.wraps(method)
         def call(self: MlflowMirror, *args: Any, **kwargs: Any) -> Any:
             try:
-                return method(self, *args, **kwargs)
-            except Exception as error:  # noqa: BLE001 - Optuna holds the truth
-                level = logging.DEBUG if self.behind else logging.WARNING
-                _log.log(
-                    level,
-                    "MLflow (%s) could not %s: %s: %s; it is brought in line later",
-                    redact_url(self.tracking_uri),
-                    method.__name__.replace("_", " "),
-                    type(error).__name__,
-                    str(error).splitlines()[0] if str(error) else "",
-                )
-                self.behind = True
+                return self.bounded(method, self, *args, **kwargs)
+            except MirrorLagging as error:
+                _log.debug("MLflow could not %s: %s", method.__name__.replace("_", " "), error)
+                self.fell_behind()
                 return default
 
         return call  # type: ignore[return-value]
@@ -124,6 +122,14 @@ def _child(run: Any) -> ChildRun:
     )
 
 
+@dataclass(frozen=True)
+class SweepRuns:
+    """A sweep's runs as the MLflow store holds them."""
+
+    children: list[ChildRun]  # nested under its parent run, at any depth
+    strays: list[str]  # top-level runs of its study that killed workers left
+
+
 #: MLflow 3's experiment tag that picks the UI's default view.
 EXPERIMENT_KIND_TAG = Tag.EXPERIMENT_KIND
 
@@ -143,17 +149,44 @@ class MlflowMirror:
     enabled = True
 
     def __init__(
-        self, tracking_uri: str | None, experiment_name: str, script: str | None = None
+        self,
+        tracking_uri: str | None,
+        experiment_name: str,
+        script: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         self.tracking_uri = resolve_tracking_uri(tracking_uri)
         self.experiment_name = experiment_name
+        self.timeout = timeout  # the most one call may take (seconds)
         self.source = source_tags(script)  # on every run it creates
         self._client_obj: MlflowClient | None = None
         self._experiment_id: str | None = None
-        self.behind = False  # a write failed: the store lags the storage
+        self.failures = 0  # calls skipped, failed or cut short: the store lags the storage
+        self._ready = False  # MLflow imported and a local store made
 
     def __repr__(self) -> str:
         return f"MlflowMirror({redact_url(self.tracking_uri)!r}, {self.experiment_name!r})"
+
+    @property
+    def behind(self) -> bool:
+        """Whether a call of this process was skipped, failed or cut short (MLflow lags)."""
+        return self.failures > 0
+
+    def fell_behind(self) -> None:
+        """Count a call that was skipped, failed or cut short."""
+        self.failures += 1
+
+    def bounded(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn(*args, **kwargs)`` within the mirror's timeout; raises :class:`MirrorLagging`.
+
+        MLflow's import and a new local store (a file copy) wait for no store:
+        they are done first, outside the deadline.
+        """
+        if not self._ready:
+            load_mlflow(self.tracking_uri)
+            prepare_store(self.tracking_uri)
+            self._ready = True
+        return bounded(fn, *args, store=self.tracking_uri, seconds=self.timeout, **kwargs)
 
     @property
     def client(self) -> MlflowClient:
@@ -211,8 +244,12 @@ class MlflowMirror:
         """Create (or, with ``run_id``, resume) the sweep's top-level run; return its id.
 
         A resumed run is set back to RUNNING and gets ``tags``. If ``run_id``
-        no longer exists in the store, a new parent run is created.
+        no longer exists in the store, a new parent run is created. Raises
+        :class:`MirrorLagging` when MLflow does not answer within the timeout.
         """
+        return self.bounded(self._open_parent, run_name, tags, run_id)
+
+    def _open_parent(self, run_name: str, tags: Mapping[str, str], run_id: str | None) -> str:
         from mlflow.exceptions import MlflowException
 
         client = self.client
@@ -257,6 +294,7 @@ class MlflowMirror:
             tags={**self.source, **tags, Tag.PARENT: parent_run_id},
         )
         log_batch(client, run.info.run_id, params=spec.params)
+        remember_run(run)  # a job in this process makes it active without reading it
         return run.info.run_id
 
     @best_effort()
@@ -327,31 +365,37 @@ class MlflowMirror:
         )
 
     @best_effort()
-    def children(self, parent_run_id: str, study_name: str) -> list[ChildRun] | None:
-        """Every run of a sweep's study nested under its parent run: its children, and
-        theirs (a configuration's repeats). None when the store cannot be read."""
+    def sweep_runs(self, parent_run_id: str, study_name: str) -> SweepRuns | None:
+        """A sweep's runs, read in one query (None when the store cannot be read): every
+        run nested under its parent run (its children, and theirs: a configuration's
+        repeats), and the study's other top-level runs that hold no run (each made by a
+        worker killed before it could share it; another worker's parent stands)."""
         runs = self._study_runs(parent_run_id, study_name)
         below = {parent_run_id}
         for run in sorted(runs, key=lambda r: r.data.tags.get(Tag.REPEAT) is not None):
             if run.data.tags.get(Tag.PARENT) in below:
                 below.add(run.info.run_id)
-        return [_child(run) for run in runs if run.info.run_id in below - {parent_run_id}]
-
-    @best_effort()
-    def delete_stray_parents(self, parent_run_id: str, study_name: str) -> None:
-        """Delete the study's other top-level runs that hold no run: each was made by a
-        worker killed before it could share it (another worker's parent stands)."""
-        runs = self._study_runs(parent_run_id, study_name)
         holding = {r.data.tags.get(Tag.PARENT) for r in runs}
-        self.delete_runs(
-            [
-                r.info.run_id
-                for r in runs
-                if Tag.PARENT not in r.data.tags
-                and r.info.run_id != parent_run_id
-                and r.info.run_id not in holding
-            ]
-        )
+        strays = [
+            r.info.run_id
+            for r in runs
+            if Tag.PARENT not in r.data.tags
+            and r.info.run_id != parent_run_id
+            and r.info.run_id not in holding
+        ]
+        children = [_child(run) for run in runs if run.info.run_id in below - {parent_run_id}]
+        return SweepRuns(children, strays)
+
+    def children(self, parent_run_id: str, study_name: str) -> list[ChildRun] | None:
+        """Every run nested under a sweep's parent run (None when the store cannot be read)."""
+        found = self.sweep_runs(parent_run_id, study_name)
+        return None if found is None else found.children
+
+    def delete_stray_parents(self, parent_run_id: str, study_name: str) -> None:
+        """Delete the study's top-level runs that killed workers made and never shared."""
+        found = self.sweep_runs(parent_run_id, study_name)
+        if found is not None and found.strays:
+            self.delete_runs(found.strays)
 
     def _study_runs(self, parent_run_id: str, study_name: str) -> list[Any]:
         """Every run tagged with the study's name, in the parent run's experiment."""
@@ -405,7 +449,8 @@ class NullMirror(MlflowMirror):
     def __init__(self) -> None:
         self.tracking_uri = ""
         self.experiment_name = ""
-        self.behind = False
+        self.timeout = DEFAULT_TIMEOUT
+        self.failures = 0
 
     def __repr__(self) -> str:
         return "NullMirror()"
@@ -431,11 +476,8 @@ class NullMirror(MlflowMirror):
     def delete_runs(self, run_ids: Sequence[str]) -> None:
         return None
 
-    def children(self, parent_run_id: str, study_name: str) -> list[ChildRun] | None:
-        return []
+    def sweep_runs(self, parent_run_id: str, study_name: str) -> SweepRuns | None:
+        return SweepRuns([], [])
 
     def find_parent(self, study_name: str) -> str | None:
-        return None
-
-    def delete_stray_parents(self, parent_run_id: str, study_name: str) -> None:
         return None

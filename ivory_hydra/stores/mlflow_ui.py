@@ -41,6 +41,7 @@ from urllib.parse import urlencode
 
 from ivory_hydra.core.redact import redact_url
 from ivory_hydra.stores.format import RESULTS_LINK, Tag
+from ivory_hydra.stores.mlflow_bound import MirrorLagging
 from ivory_hydra.stores.mlflow_client import retry
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -183,7 +184,7 @@ def save_runs_view(
     metrics: Sequence[str],
     direction: str = "minimize",
     params: Sequence[str] = (),
-) -> str:
+) -> str | None:
     """Save the sweep's view of its runs on its experiment; return its link.
 
     ``params`` are the names to show first, in their order (the sweep's order).
@@ -191,20 +192,29 @@ def save_runs_view(
     The view is the experiment tag ``mlflow.sharedViewState.ivory-<task>``
     (rewritten when the sweep resumes). If it cannot be written, the link opens the
     experiment's runs sorted by the score, without the score column (a warning says why).
+    None when MLflow does not answer within the mirror's timeout (the mirror lags).
     """
-    experiment_id = mirror.experiment_id()
     base = ui_base(mirror.tracking_uri)
+
+    def save() -> str:
+        experiment_id = mirror.experiment_id()
+        try:
+            names = child_param_keys(mirror, experiment_id, parent_run_id, params)
+            state = runs_view(parent_run_id, metrics, names, direction)
+            key = view_id(task)
+            value = envelope(f"ivory {task}: runs by {metrics[0]}", state, int(time.time() * 1000))
+            retry(mirror.client.set_experiment_tag, experiment_id, VIEW_TAG_PREFIX + key, value)
+        except Exception as error:  # noqa: BLE001 - a link must not fail a finished sweep
+            _log.warning("No saved MLflow view of the runs: %s: %s", type(error).__name__, error)
+            metric = metrics[0] if metrics else None
+            return runs_url(base, experiment_id, metric=metric, direction=direction)
+        return runs_url(base, experiment_id, view=key)
+
     try:
-        names = child_param_keys(mirror, experiment_id, parent_run_id, params)
-        state = runs_view(parent_run_id, metrics, names, direction)
-        key = view_id(task)
-        value = envelope(f"ivory {task}: runs by {metrics[0]}", state, int(time.time() * 1000))
-        retry(mirror.client.set_experiment_tag, experiment_id, VIEW_TAG_PREFIX + key, value)
-    except Exception as error:  # noqa: BLE001 - a link must not fail a finished sweep
-        _log.warning("No saved MLflow view of the runs: %s: %s", type(error).__name__, error)
-        metric = metrics[0] if metrics else None
-        return runs_url(base, experiment_id, metric=metric, direction=direction)
-    return runs_url(base, experiment_id, view=key)
+        return mirror.bounded(save)
+    except MirrorLagging:
+        mirror.fell_behind()
+        return None
 
 
 def ui_lines(mirror: MlflowMirror, url: str) -> list[str]:
@@ -246,6 +256,8 @@ def where_in_mlflow(
     task = str(summary.get("task") or "")
     names = objectives.metric_names
     url = save_runs_view(mirror, parent_run_id, task, names, objectives.direction, order)
+    if url is None:
+        return None, [f"MLflow:  {mirror.ui_command()}", f"         ({TOGGLE_HINT})"]
     return url, ui_lines(mirror, url)
 
 

@@ -11,6 +11,7 @@ instead (:mod:`~ivory_hydra.sweeper.dry_run`) and writes nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 import time
@@ -108,7 +109,6 @@ class IvorySweeperImpl:
         _check(settings)
         self.devices = sweep_devices(settings, self.config)
         sweep = define(settings, self.config, self.hydra_context, arguments)
-        check_values(sweep, self.config, self.hydra_context)
         job_name = str(OmegaConf.select(self.config, "hydra.job.name") or "app")
         cwd = Path(str(OmegaConf.select(self.config, "hydra.runtime.cwd") or "."))
         url = storage_url(settings.storage, cwd)
@@ -130,6 +130,7 @@ class IvorySweeperImpl:
         if settings.dry_run:  # what would run; the storage is only read, MLflow not opened
             from ivory_hydra.sweeper.dry_run import preview
 
+            check_values(sweep, self.config, self.hydra_context)
             preview(sweep, url, name_study)
             return []
         study_name = name_study(lambda name: find_study(url, name) is not None)
@@ -137,6 +138,8 @@ class IvorySweeperImpl:
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         experiment = settings.mlflow.experiment_name or job_name
         finished = stored is not None and stored.get("finished") and stored["total"] == plan.total
+        if not finished:  # a finished sweep runs no job: its values were checked as it ran
+            check_values(sweep, self.config, self.hydra_context)
         if finished and (synced or tracking_uri is None):
             log.info("Every job of this sweep finished already: nothing to run")
             from ivory_hydra.stores.mlflow_mirror import MlflowMirror  # does not open MLflow
@@ -154,7 +157,7 @@ class IvorySweeperImpl:
         if tracking_uri is not None:
             from ivory_hydra.stores.mlflow_mirror import MlflowMirror
 
-            mirror = MlflowMirror(tracking_uri, experiment, sys.argv[0])
+            mirror = MlflowMirror(tracking_uri, experiment, sys.argv[0], settings.mlflow.timeout)
         engine = self._open_engine(url, study_name, job_name, experiment, sweep, mirror)
         report = Report(sweep, url, study_name, mirror, sweep_dir)
         try:
@@ -201,6 +204,7 @@ class IvorySweeperImpl:
         ticket = replace(
             ticket, devices=self.devices, devices_per_job=self.settings.devices_per_job
         )
+        ticket = dataclasses.replace(ticket, mlflow_timeout=self.settings.mlflow.timeout)
         hydra = (self.hydra_context, self.task_function, self.config)
         try:
             returns = run_batches(engine, sweep, self.settings, ticket, hydra)
@@ -265,6 +269,11 @@ def _check(settings: SweeperSettings) -> None:
     if size is not None and size < 1:
         name = "n_jobs" if settings.max_batch_size is None else "max_batch_size"
         raise SweepInputError(f"hydra.sweeper.{name}: must be positive or null, not {size}")
+    timeout = settings.mlflow.timeout
+    if not 0 < timeout < float("inf"):
+        raise SweepInputError(
+            f"hydra.sweeper.mlflow.timeout: must be a positive number of seconds, not {timeout}"
+        )
     rate = settings.max_failure_rate
     if rate is not None and not 0 <= rate <= 1:
         raise SweepInputError(

@@ -60,6 +60,9 @@ class Report:
         summary = engine.summary()
         path = self.write(summary.as_dict(), engine.parent_run_id)
         engine.close(summary, artifacts=[path, *self.chain_plot(engine)])
+        if engine.mirror_lags and self.mirror is not None:
+            where = redact_url(self.mirror.tracking_uri)
+            log.warning(f"MLflow lags: run the same command again once {where} is back")
         if stopped:
             raise SweepFailedError(stopped)
         if summary.failed:

@@ -26,6 +26,9 @@ class MlflowSettings:
     else `sqlite:///<cwd>/mlflow.db`."""
     experiment_name: Optional[str] = None  # noqa: UP045
     """The MLflow experiment; `null`: the job name."""
+    timeout: float = 5.0  # seconds MLflow calls may hold a job (stores.mlflow_bound)
+    """Seconds that ivory-hydra's own MLflow calls may hold one job, in total (the
+    sweeper's calls get it each); past it the job goes on and the mirror catches up."""
 
 
 @dataclass

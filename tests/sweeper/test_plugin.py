@@ -6,6 +6,8 @@ import sys
 import pytest
 from conftest import APPS
 
+from ivory_hydra.stores.mlflow_bound import DEFAULT_TIMEOUT
+
 pytestmark = pytest.mark.slow
 
 
@@ -90,7 +92,12 @@ def test_cfg_hydra_shows_every_config_field(tmp_path):
         "max_batch_size": None,
         "storage": None,
         "study_name": None,
-        "mlflow": {"enabled": True, "tracking_uri": None, "experiment_name": None},
+        "mlflow": {
+            "enabled": True,
+            "tracking_uri": None,
+            "experiment_name": None,
+            "timeout": DEFAULT_TIMEOUT,
+        },
         "verbose": 1,
         "dry_run": False,
         "heartbeat_interval": 10.0,
