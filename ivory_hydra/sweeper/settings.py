@@ -62,8 +62,8 @@ class SweeperSettings:
     worker among several, or a sweep with `timeout` or `max_failures`: the launcher's
     `n_jobs`)."""
     storage: Optional[str] = None  # noqa: UP045
-    """An Optuna storage: an SQLAlchemy URL, a `*.db` path, or another path for a journal
-    file; `null`: `sqlite:///<cwd>/optuna.db`."""
+    """An Optuna storage: an SQLAlchemy URL, a `*.db` path, `grpc://HOST:PORT` (a storage
+    proxy), or another path for a journal file; `null`: `sqlite:///<cwd>/optuna.db`."""
     study_name: Optional[str] = None  # noqa: UP045
     """`null`: `<job>-<mode>-<swept keys>-<digest of the definition>`, e.g.
     `train-chain-model-lr-1a51d027`."""

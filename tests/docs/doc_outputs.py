@@ -21,6 +21,7 @@ NORMALIZERS = [
     (re.compile(r"\b0x[0-9a-f]+\b"), "0x<address>"),
     (re.compile(r"\bpid \d+( on [^\s,)]+)?"), "pid <pid> on <host>"),
     (re.compile(r"\b\d+(\.\d+)? ?(ms|s)\b"), "<duration>"),
+    (re.compile(r"\b(127\.0\.0\.1|localhost):\d+"), r"\1:<port>"),  # --port 0's pick
 ]
 
 
