@@ -64,6 +64,24 @@ def run_app(
     return AppRun(proc.returncode, proc.stdout, proc.stderr)
 
 
+def start_sweep(cwd: Path, name: str, *args: str, env: dict | None = None) -> subprocess.Popen:
+    """Start the sweep app (``-m``) in the background, its output in ``<name>.log``; the
+    sweep folder is ``name``. MLflow's and CUDA's variables of the test's own environment
+    are left out."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0", **(env or {})}
+    full_env.pop("MLFLOW_TRACKING_URI", None)
+    if "CUDA_VISIBLE_DEVICES" not in (env or {}):
+        full_env.pop("CUDA_VISIBLE_DEVICES", None)
+    out = open(cwd / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
+    return subprocess.Popen(
+        [sys.executable, str(APPS / "sweep/app.py"), "-m", *args, f"hydra.sweep.dir={name}"],
+        cwd=cwd,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        env=full_env,
+    )
+
+
 @pytest.fixture
 def sweep(tmp_path):
     """``sweep(*overrides)`` runs the sweep app in tmp_path with MLflow off."""

@@ -9,18 +9,15 @@ again, once more without it) and check both stores with :func:`convergence.check
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import APPS, AppRun, run_app
+from conftest import AppRun, run_app, start_sweep
 from convergence import check_converged, only_study, records
 
 pytestmark = pytest.mark.slow
@@ -207,19 +204,6 @@ def shared_storage(request, tmp_path):
     return fresh_database(request.getfixturevalue("postgres_url"))
 
 
-def start_worker(cwd: Path, name: str, *args: str, env: dict) -> subprocess.Popen:
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0", **env}
-    full_env.pop("MLFLOW_TRACKING_URI", None)
-    out = open(cwd / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
-    return subprocess.Popen(
-        [sys.executable, str(APPS / "sweep/app.py"), "-m", *args, f"hydra.sweep.dir={name}"],
-        cwd=cwd,
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        env=full_env,
-    )
-
-
 def test_two_workers_share_one_failure_budget(tmp_path, mlflow_db, shared_storage):
     """Two workers of one sweep: the failure budget counts both workers' failures, so
     both stop once the sweep (not each worker) had max_failures; a rerun
@@ -234,7 +218,7 @@ def test_two_workers_share_one_failure_budget(tmp_path, mlflow_db, shared_storag
         "hydra.sweeper.heartbeat_interval=1",
         "hydra.sweeper.grace_period=6",
     )
-    workers = [start_worker(tmp_path, f"w{i}", *args, env={"FAIL_AT": "3,4"}) for i in range(2)]
+    workers = [start_sweep(tmp_path, f"w{i}", *args, env={"FAIL_AT": "3,4"}) for i in range(2)]
     codes = [w.wait(timeout=300) for w in workers]
     logs = [(tmp_path / f"w{i}.log").read_text() for i in range(2)]
     assert codes == [1, 1], logs
@@ -258,8 +242,8 @@ def test_a_timeout_is_each_workers_own_and_its_work_goes_to_the_others(tmp_path,
     record = tmp_path / "jobs.jsonl"
     storage = str(tmp_path / "sweep.journal")
     args = ("a=0-9", "sleep=1", f"record={record}", f"hydra.sweeper.storage={storage}")
-    short = start_worker(tmp_path, "w0", *args, "hydra.sweeper.timeout=4", env={})
-    other = start_worker(tmp_path, "w1", *args, env={})
+    short = start_sweep(tmp_path, "w0", *args, "hydra.sweeper.timeout=4", env={})
+    other = start_sweep(tmp_path, "w1", *args, env={})
     codes = [short.wait(timeout=300), other.wait(timeout=300)]
     logs = [(tmp_path / f"w{i}.log").read_text() for i in range(2)]
     assert codes == [0, 0], logs

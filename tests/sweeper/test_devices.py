@@ -16,11 +16,10 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from pathlib import Path
 
 import optuna
 import pytest
-from conftest import APPS, run_app
+from conftest import run_app, start_sweep
 from convergence import records, storage_of
 from mlflow.tracking import MlflowClient
 from test_bad_input import assert_refused_and_nothing_written
@@ -260,20 +259,6 @@ def test_bad_devices_are_refused_before_any_job(tmp_path, args, message):
 # ------------------------------------------------------------------ workers and kills
 
 
-def start(cwd: Path, name: str, *args: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    env.pop("CUDA_VISIBLE_DEVICES", None)
-    out = open(cwd / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
-    return subprocess.Popen(
-        [sys.executable, str(APPS / "sweep/app.py"), "-m", *args, f"hydra.sweep.dir={name}"],
-        cwd=cwd,
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
-
-
 @pytest.fixture(params=["postgresql", "journal"])
 def storage(request, tmp_path):
     if request.param == "journal":
@@ -287,7 +272,7 @@ def test_three_workers_share_two_devices(tmp_path, storage, mlflow_db):
     record = tmp_path / "jobs.jsonl"
     args = (f"hydra.sweeper.storage={storage}", f"record={record}", *LIVENESS)
     args += ("hydra.sweeper.devices=[0,1]", "a=0-11", "sleep=0.5")
-    workers = [start(tmp_path, f"w{i}", *args) for i in range(3)]
+    workers = [start_sweep(tmp_path, f"w{i}", *args) for i in range(3)]
     codes = [w.wait(timeout=300) for w in workers]
     logs = [(tmp_path / f"w{i}.log").read_text() for i in range(3)]
     assert codes == [0, 0, 0], logs
@@ -305,7 +290,7 @@ def test_a_job_killed_holding_a_device_frees_it_and_the_rerun_completes(tmp_path
     record = tmp_path / "jobs.jsonl"
     args = ("hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.devices=[0]")
     args += ("a=0-5", "sleep=1", f"record={record}", *LIVENESS)
-    sweeper = start(tmp_path, "first", *args)
+    sweeper = start_sweep(tmp_path, "first", *args)
     deadline = time.monotonic() + 120
     while len(records(record, "start")) < 2:  # the second job holds the device
         assert time.monotonic() < deadline and sweeper.poll() is None, "no second job"
@@ -315,7 +300,7 @@ def test_a_job_killed_holding_a_device_frees_it_and_the_rerun_completes(tmp_path
     killed_at = time.time()
     sweeper.wait(timeout=120)
     url = storage_url(None, tmp_path)
-    rerun = start(tmp_path, "rerun", *args)
+    rerun = start_sweep(tmp_path, "rerun", *args)
     assert rerun.wait(timeout=300) == 0, (tmp_path / "rerun.log").read_text()
     # the rerun (or a job of the first run that waited) found the dead holder and took over
     logs = (tmp_path / "first.log").read_text() + (tmp_path / "rerun.log").read_text()
@@ -355,7 +340,7 @@ def test_a_job_waits_for_a_held_device_until_sigterm_stops_the_sweep(tmp_path):
     args += (f"record={record}",)
     try:
         assert holder.stdout.readline().strip() == "held"
-        sweeper = start(tmp_path, "first", *args)
+        sweeper = start_sweep(tmp_path, "first", *args)
         log = tmp_path / "first.log"
         deadline = time.monotonic() + 120
         while "waits for a free device" not in log.read_text():
@@ -373,7 +358,7 @@ def test_a_job_waits_for_a_held_device_until_sigterm_stops_the_sweep(tmp_path):
     finally:
         holder.kill()
         holder.wait()
-    rerun = start(tmp_path, "rerun", *args)
+    rerun = start_sweep(tmp_path, "rerun", *args)
     assert rerun.wait(timeout=120) == 0, (tmp_path / "rerun.log").read_text()
     assert sorted(e["a"] for e in records(record)) == [0, 1]
     assert [e["devices"] for e in records(record)] == ["0", "0"]
@@ -388,7 +373,7 @@ def test_a_worker_killed_holding_a_device_frees_it_for_the_others(tmp_path, mlfl
     record = tmp_path / "jobs.jsonl"
     args = (f"hydra.sweeper.storage={storage}", f"record={record}", *LIVENESS)
     args += ("hydra.sweeper.devices=[0,1]", "a=0-11", "sleep=0.5")
-    workers = [start(tmp_path, f"w{i}", *args) for i in range(3)]
+    workers = [start_sweep(tmp_path, f"w{i}", *args) for i in range(3)]
     deadline = time.monotonic() + 120
     killed = None
     while killed is None:

@@ -10,18 +10,16 @@ rerunning a chain whose decided step had a failed job. Each ends with
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import APPS, run_app
+from conftest import run_app, start_sweep
 from convergence import check_converged, only_study, records
 from mlflow.tracking import MlflowClient
 
@@ -30,19 +28,6 @@ from ivory_hydra.stores.format import StudyAttr, Tag, TrialAttr
 pytestmark = pytest.mark.slow
 
 LIVENESS = ("hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=6")
-
-
-def start(cwd: Path, name: str, *args: str, env: dict | None = None) -> subprocess.Popen:
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0", **(env or {})}
-    full_env.pop("MLFLOW_TRACKING_URI", None)
-    out = open(cwd / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
-    return subprocess.Popen(
-        [sys.executable, str(APPS / "sweep/app.py"), "-m", *args, f"hydra.sweep.dir={name}"],
-        cwd=cwd,
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        env=full_env,
-    )
 
 
 def wait_for(condition, what: str, timeout: float = 120) -> None:
@@ -70,7 +55,7 @@ def test_a_worker_killed_while_taking_over_a_dead_workers_jobs_loses_nothing(
     it says so: the third worker runs every job left, and closes the sweep."""
     record = tmp_path / "jobs.jsonl"
     args = (f"hydra.sweeper.storage={storage}", f"record={record}", "a=0-11", "sleep=2", *LIVENESS)
-    workers = [start(tmp_path, f"w{i}", *args) for i in range(3)]
+    workers = [start_sweep(tmp_path, f"w{i}", *args) for i in range(3)]
 
     def busy_after_a_job() -> list[subprocess.Popen]:
         started = [e["pid"] for e in records(record, "start")]
@@ -102,7 +87,7 @@ def test_workers_joining_a_live_sweep_end_no_one_elses_mlflow_run(tmp_path, mlfl
     args = (f"hydra.sweeper.storage={storage}", f"record={record}", "a=0-29", "sleep=0.2")
     workers = []
     for i in range(6):
-        workers.append(start(tmp_path, f"w{i}", *args, *LIVENESS))
+        workers.append(start_sweep(tmp_path, f"w{i}", *args, *LIVENESS))
         time.sleep(0.4)
     assert [w.wait(timeout=240) for w in workers] == [0] * 6
     check_converged(storage, mlflow_db, record, range(30))
@@ -118,7 +103,7 @@ def test_a_rerun_of_a_chain_runs_the_failed_job_of_a_decided_step_again(
     record = tmp_path / "jobs.jsonl"
     chain = ("hydra.sweeper.mode=chain", "a=0-3", "b=0.5,1.0", "sleep=0.2")
     args = (f"hydra.sweeper.storage={storage}", f"record={record}", *chain, *LIVENESS)
-    first = [start(tmp_path, f"w{i}", *args, env={"FAIL_AT": "2"}) for i in range(2)]
+    first = [start_sweep(tmp_path, f"w{i}", *args, env={"FAIL_AT": "2"}) for i in range(2)]
     codes = [w.wait(timeout=240) for w in first]
     logs = [(tmp_path / f"w{i}.log").read_text() for i in range(2)]
     assert 1 in codes and set(codes) <= {0, 1}, logs
@@ -126,7 +111,7 @@ def test_a_rerun_of_a_chain_runs_the_failed_job_of_a_decided_step_again(
     ran = sorted((e["a"], e["b"]) for e in records(record))
     assert ran == [(0, 0.0), (1, 0.0), (1, 0.5), (1, 1.0), (3, 0.0)]  # a=2 failed
 
-    rerun = [start(tmp_path, f"r{i}", *args) for i in range(2)]  # FAIL_AT dropped
+    rerun = [start_sweep(tmp_path, f"r{i}", *args) for i in range(2)]  # FAIL_AT dropped
     codes = [w.wait(timeout=240) for w in rerun]
     logs = [(tmp_path / f"r{i}.log").read_text() for i in range(2)]
     assert codes == [0, 0], logs
@@ -150,7 +135,7 @@ def test_a_postgresql_restart_is_waited_out_by_every_worker(tmp_path, mlflow_db)
         storage = fresh_database(server.url)
         record = tmp_path / "jobs.jsonl"
         args = (f"hydra.sweeper.storage={storage}", f"record={record}", "a=0-19", "sleep=0.5")
-        workers = [start(tmp_path, f"w{i}", *args, *LIVENESS) for i in range(2)]
+        workers = [start_sweep(tmp_path, f"w{i}", *args, *LIVENESS) for i in range(2)]
         wait_for(lambda: len(records(record)) >= 4, "four jobs' ends")
         server.stop(mode="immediate")
         time.sleep(3)
@@ -173,7 +158,7 @@ def test_an_mlflow_server_gone_past_its_retries_is_brought_in_line_by_the_rerun(
     with mlflow_server(tmp_path / "mlflow") as server:
         record = tmp_path / "jobs.jsonl"
         args = (f"hydra.sweeper.mlflow.tracking_uri={server.url}", f"record={record}")
-        sweep = start(tmp_path, "first", *args, "a=0-9", "sleep=0.3", env=quick)
+        sweep = start_sweep(tmp_path, "first", *args, "a=0-9", "sleep=0.3", env=quick)
         wait_for(lambda: len(records(record)) >= 3, "three jobs' ends")
         server.stop(kill=True)
         code = sweep.wait(timeout=240)
