@@ -428,3 +428,14 @@ def pop_active_run() -> Any:
     run = stack.pop()
     fluent._last_active_run_id.set(run.info.run_id)
     return run
+
+
+def sqlalchemy_store_engine(client: Any) -> Any:
+    """The SQLAlchemy engine behind an ``MlflowClient`` on a database store (None for others).
+
+    MLflow: ``MlflowClient._tracking_client.store.engine``; MLflow keeps one engine
+    per database URI in a process (``SqlAlchemyStore._engine_map``), which the
+    fluent API (``mlflow.log_metric``) shares.
+    """
+    store = getattr(getattr(client, "_tracking_client", None), "store", None)
+    return getattr(store, "engine", None)

@@ -725,3 +725,24 @@ def test_a_run_pushed_and_popped_is_mlflows_active_run_in_this_thread_only(tmp_p
     finally:
         mlflow.set_tracking_uri(previous)
     assert _compat.pop_active_run() is None
+
+
+def test_the_engine_of_an_mlflow_client_is_shared_per_database(tmp_path):
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path}/m.db"
+    engine = _compat.sqlalchemy_store_engine(MlflowClient(uri))
+    assert engine is not None and str(engine.url) == uri, (
+        "MlflowClient._tracking_client.store.engine no longer is the store's engine"
+    )
+    assert _compat.sqlalchemy_store_engine(MlflowClient(uri)) is engine, (
+        "MLflow no longer shares one engine per database in a process"
+    )
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)  # the fluent API (the user's log_metric) uses it too
+    try:
+        assert _compat.sqlalchemy_store_engine(mlflow.MlflowClient()) is engine
+    finally:
+        mlflow.set_tracking_uri(previous)
+    assert _compat.sqlalchemy_store_engine(MlflowClient("http://127.0.0.1:9")) is None  # REST

@@ -20,7 +20,10 @@ between any two writes and the others still converge.
   job ended. A slot whose owner died (or left) is taken over by
   compare-and-set on that one record; a slot the counter handed to a worker
   that died before recording it is found as a gap. A step is resolved when all
-  its slot records say done.
+  its slot records say done. A worker with nothing left to take reads them
+  again only when the step's count of ended slots (a hint) says all are done,
+  or once per heartbeat interval (a worker may have died): one small read a
+  second per idle worker, not every slot and worker record.
 * **Decisions.** The first worker to see a chain step resolved records its
   winner by compare-and-set (``decision/<study>/<param>``); everyone uses it.
 * **The task name.** The first worker to count itself in numbers the task.
@@ -75,6 +78,7 @@ class Crew(Coordination):
         self._beater: Beater | None = None
         self._spent: set[int] = set()  # steps whose counter is used up
         self._owned: set[tuple[int, int]] = set()  # (step, index) taken, not yet resolved
+        self._scanned: dict[int, float] = {}  # step: when its slot records were last read
         self._adopted = False
         self._announced: set[str] = set()
 
@@ -193,7 +197,20 @@ class Crew(Coordination):
             got = self._own(step, range(start, min(start + count, total)))
             if got:
                 return got
+        if not self._scan_due(step, total):
+            return []
         return self._scan(step, total, count)
+
+    def _scan_due(self, step: int, total: int) -> bool:
+        """Whether to read the step's slot records now (see the module's doc)."""
+        now = time.monotonic()
+        last = self._scanned.get(step)
+        if last is not None and now - last < self.interval:
+            ended = self.ledger.add(Keys.ended(self.study, self.generation, step), 0)
+            if ended < total:
+                return False
+        self._scanned[step] = now
+        return True
 
     def _scan(self, step: int, total: int, count: int) -> list[int] | None:
         """After the counter: gaps left by workers that died, and dead workers' slots."""
@@ -238,11 +255,16 @@ class Crew(Coordination):
 
     def resolve(self, step: int, indices: Sequence[int]) -> None:
         mine = {"owner": self.key}
+        ended = 0
         for index in indices:
             self._owned.discard((step, index))
             done = {**mine, "done": True}
-            if not self.ledger.compare_and_set(self._slot(step, index), mine, done):
+            if self.ledger.compare_and_set(self._slot(step, index), mine, done):
+                ended += 1
+            else:
                 log.debug("slot %d.%d was taken over by another worker", step, index)
+        if ended:
+            self.ledger.add(Keys.ended(self.study, self.generation, step), ended)
 
     def adopted(self) -> bool:
         adopted, self._adopted = self._adopted, False

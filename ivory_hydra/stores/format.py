@@ -267,6 +267,12 @@ class Keys:
         return f"cursor/{_part(study)}/{generation}/{step}"
 
     @staticmethod
+    def ended(study: str, generation: int, step: int) -> str:
+        """Counts the slots of a step recorded done in a generation (a hint that idle
+        workers read in one call instead of every slot record)."""
+        return f"ended/{_part(study)}/{generation}/{step}"
+
+    @staticmethod
     def slots(study: str, generation: int, step: int) -> str:
         """The prefix of a step's slot records."""
         return f"slot/{_part(study)}/{generation}/{step}/"

@@ -55,7 +55,10 @@ class Ledger(abc.ABC):
 
     @abc.abstractmethod
     def add(self, key: str, amount: int) -> int:
-        """Add ``amount`` to the number at ``key`` (0 if new); return the number before."""
+        """Add ``amount`` to the number at ``key`` (0 if new); return the number before.
+
+        ``amount`` 0 reads the number and writes nothing.
+        """
 
     @abc.abstractmethod
     def get(self, key: str) -> Any:
@@ -295,6 +298,10 @@ class JournalLedger(Ledger):
             return self._results.pop(record["id"])
 
     def add(self, key: str, amount: int) -> int:
+        if amount == 0:  # a read
+            with self._lock:
+                self._sync()
+                return self._numbers.get(key, 0)
         return int(self._write({"op": "add", "key": key, "amount": amount}))
 
     def get(self, key: str) -> Any:

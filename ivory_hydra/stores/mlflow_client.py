@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ivory_hydra import _compat
 from ivory_hydra.stores import retry as _policy
 from ivory_hydra.stores.retry import is_locked_error
 from ivory_hydra.stores.sqlite_files import create_once, sqlite_file
@@ -244,7 +245,36 @@ def client_for(tracking_uri: str) -> MlflowClient:
     load_mlflow()
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(tracking_uri)
+    client = MlflowClient(tracking_uri)
+    if tracking_uri not in _tuned and sqlite_file(tracking_uri) is not None:
+        _tuned.add(tracking_uri)
+        tune_sqlite(_compat.sqlalchemy_store_engine(client))
+    return client
+
+
+#: The SQLite stores whose engine in this process has :func:`tune_sqlite`'s listener.
+_tuned: set[str] = set()
+
+
+def tune_sqlite(engine: Any) -> None:
+    """Drop an fsync per write on an SQLite store in WAL mode (the stores ivory-hydra makes).
+
+    In WAL mode, ``synchronous=NORMAL`` keeps the store whole when a process
+    dies; only a power cut may take its last transactions back. A store in
+    another journal mode is left as MLflow opens it.
+    """
+    if engine is None:
+        return
+    from sqlalchemy import event
+
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        if cursor.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    event.listen(engine, "connect", on_connect)
+    engine.dispose()  # later connections get it
 
 
 def error_code(exc: BaseException) -> str | None:
@@ -363,9 +393,11 @@ def _copy_store(pristine: Path, tmp: Path, final: Path) -> None:
     import sqlite3
 
     shutil.copyfile(pristine, tmp)
-    # MLflow points the Default experiment at ./mlruns of the process that
-    # made the store: make it the new store's folder, not the cache.
     with contextlib.closing(sqlite3.connect(tmp)) as db, db:
+        # WAL: readers (mlflow ui) work beside the sweep, and a write costs one fsync
+        db.execute("PRAGMA journal_mode=WAL")
+        # MLflow points the Default experiment at ./mlruns of the process that
+        # made the store: make it the new store's folder, not the cache.
         db.execute(
             "UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
             (str(final.parent / "mlruns" / "0"),),

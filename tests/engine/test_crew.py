@@ -12,6 +12,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 import sqlalchemy
@@ -48,10 +49,10 @@ def crews(new_stores):
     """``crews(n)`` makes n workers; all of them leave when the test ends."""
     made: list[Crew] = []
 
-    def make(n: int = 1) -> list[Crew]:
+    def make(n: int = 1, interval: float = 0.2) -> list[Crew]:
         for _ in range(n):
             ledger, beats = new_stores()
-            made.append(Crew(ledger, beats, STUDY, interval=0.2, grace=5))
+            made.append(Crew(ledger, beats, STUDY, interval=interval, grace=5))
         return made[-n:]
 
     yield make
@@ -204,6 +205,53 @@ def test_resolving_twice_counts_once(crews):
     assert one.take(0, 3, 2) == []  # slot 2 is not done: wait
     two.resolve(0, [2])
     assert one.take(0, 3, 2) is None
+
+
+class CountedReads:
+    """A worker's real ledger, counting the calls that read every record under a prefix."""
+
+    def __init__(self, ledger) -> None:
+        self.ledger = ledger
+        self.items_calls = 0
+
+    def __getattr__(self, name: str):
+        return getattr(self.ledger, name)
+
+    def items(self, prefix: str):
+        self.items_calls += 1
+        return self.ledger.items(prefix)
+
+
+def test_an_idle_worker_reads_one_count_until_the_step_has_ended(crews):
+    busy, idle = crews(2, interval=60)
+    busy.join(), idle.join()
+    assert busy.take(0, 4, 4) == [0, 1, 2, 3]
+    assert idle.take(0, 4, 4) == []  # its first look reads the slot records
+    idle.ledger = CountedReads(idle.ledger)
+    for _ in range(5):
+        assert idle.take(0, 4, 4) == []
+    busy.resolve(0, [0, 1])
+    assert idle.take(0, 4, 4) == []
+    assert idle.ledger.items_calls == 0  # six polls, six small reads of the count
+    busy.resolve(0, [2, 3])
+    assert idle.take(0, 4, 4) is None  # the count says all ended: the records confirm it
+    assert idle.ledger.items_calls > 0
+
+
+def test_an_idle_worker_still_finds_a_dead_workers_slots_within_an_interval(crews):
+    dead, idle = crews(2, interval=2)
+    dead.join(), idle.join()
+    assert dead.take(0, 3, 3) == [0, 1, 2]
+    assert idle.take(0, 3, 3) == []
+    dead.resolve(0, [0])
+    kill(dead)  # the count stays short of the total: only a full read finds the slots
+    assert idle.take(0, 3, 3) == []
+    deadline = time.monotonic() + 10
+    while not (taken := idle.take(0, 3, 3)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert taken == [1, 2] and idle.adopted()
+    idle.resolve(0, taken)
+    assert idle.take(0, 3, 3) is None
 
 
 def test_a_worker_stopped_with_slots_unfinished_leaves_them_at_once(crews):

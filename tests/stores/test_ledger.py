@@ -37,6 +37,22 @@ def test_add_returns_the_number_before(url):
     assert ledger.add("n/a", 1) == 5
 
 
+def test_adding_nothing_reads_the_number_and_writes_nothing(url, tmp_path):
+    ledger = ledger_for(url)
+    assert ledger.add("n/new", 0) == 0
+    ledger.add("n/a", 4)
+    log = tmp_path / "journal.log.ivory"
+    size = log.stat().st_size if log.exists() else None
+    assert [ledger.add("n/a", 0) for _ in range(3)] == [4, 4, 4]
+    assert ledger.add("n/a", 1) == 4
+    if size is not None:  # the journal: a read appends no record
+        assert log.stat().st_size > size
+        grown = log.stat().st_size
+        ledger.add("n/a", 0)
+        assert log.stat().st_size == grown
+    assert dict(ledger.items("n/")) == {}  # numbers are not values
+
+
 def test_compare_and_set(url):
     ledger = ledger_for(url)
     assert ledger.get("k") is None
