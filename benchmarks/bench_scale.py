@@ -15,6 +15,12 @@ starts N copies of the same sweep command at once (no-op jobs,
   includes starting N Python processes);
 - jobs/s: jobs over the time from the first job's end to the last job's end (the
   sweep's throughput once jobs flow);
+- busy jobs/s: jobs over the time while every worker works, from the moment the
+  last worker to start ended its first job to the moment the first worker to run
+  out ended its last ("-" when no such time: too few jobs per worker). On 2
+  cores, N Python processes start at once and compete with the jobs for the
+  CPU; on a cluster each starts on its own node, so this is the figure that
+  says whether the shared storage keeps up as N grows;
 - peak conn: the most connections to the sweep's database at once, sampled every
   50 ms from ``pg_stat_activity``;
 - opened: the connections opened to the database during the sweep (each one
@@ -35,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import subprocess
 import sys
 import tempfile
@@ -60,6 +67,7 @@ class Result:
     jobs: int
     wall: float
     jobs_per_second: float
+    busy_jobs_per_second: float
     peak_connections: int
     transactions_per_job: float
     sessions: int
@@ -161,12 +169,23 @@ def measure(path: str, workers: int, jobs: int, server: str) -> Result:
     seen = Counter(int(line["x"]) for line in lines)
     ends = sorted(line["end"] for line in lines)
     span = ends[-1] - ends[0]
+    by_worker: dict[int, list[float]] = {}
+    for line in lines:
+        by_worker.setdefault(line["pid"], []).append(line["end"])
+    all_busy = max(min(e) for e in by_worker.values())
+    one_done = min(max(e) for e in by_worker.values())
+    busy = [end for end in ends if all_busy < end <= one_done]
     return Result(
         path=path,
         workers=workers,
         jobs=jobs,
         wall=wall,
         jobs_per_second=(len(ends) - 1) / span if span > 0 else float("nan"),
+        busy_jobs_per_second=(
+            len(busy) / (one_done - all_busy)
+            if len(by_worker) == workers and len(busy) >= workers
+            else float("nan")
+        ),
         peak_connections=sampler.peak,
         transactions_per_job=(after[0] - before[0]) / jobs,
         sessions=after[1] - before[1],
@@ -197,7 +216,7 @@ class _nothing:
 
 
 HEADER = (
-    f"{'path':<7}{'workers':>8}{'jobs':>6}{'wall s':>8}{'jobs/s':>8}{'peak conn':>10}"
+    f"{'path':<7}{'workers':>8}{'jobs':>6}{'wall s':>8}{'jobs/s':>8}{'busy':>6}{'peak conn':>10}"
     f"{'opened':>7}{'xact/job':>9}{'rpc/job':>8}{'proxy ms/job':>13}  exactly once"
 )
 
@@ -206,10 +225,11 @@ def row(r: Result) -> str:
     rpc = "-" if r.rpcs_per_job is None else f"{r.rpcs_per_job:.1f}"
     cpu = "-" if r.proxy_ms_per_job is None else f"{r.proxy_ms_per_job:.1f}"
     once = "yes"
+    busy = "-" if math.isnan(r.busy_jobs_per_second) else f"{r.busy_jobs_per_second:.1f}"
     if r.duplicates or r.missing:
         once = f"NO ({r.duplicates} duplicates, {r.missing} missing)"
     return (
-        f"{r.path:<7}{r.workers:>8}{r.jobs:>6}{r.wall:>8.1f}{r.jobs_per_second:>8.1f}"
+        f"{r.path:<7}{r.workers:>8}{r.jobs:>6}{r.wall:>8.1f}{r.jobs_per_second:>8.1f}{busy:>6}"
         f"{r.peak_connections:>10}{r.sessions:>7}{r.transactions_per_job:>9.1f}{rpc:>8}"
         f"{cpu:>13}  {once}"
     )

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ivory_hydra import _compat
 from ivory_hydra.stores import retry as _policy
 from ivory_hydra.stores.retry import is_locked_error
-from ivory_hydra.stores.sqlite_files import create_once, sqlite_file
+from ivory_hydra.stores.sqlite_files import cache_folder, copy_of_pristine, sqlite_file
 
 if TYPE_CHECKING:  # pragma: no cover
     from mlflow.tracking import MlflowClient
@@ -320,12 +320,6 @@ def check_tracking_uri(uri: str) -> None:
         )
 
 
-def cache_folder() -> Path:
-    """Where :func:`prepare_store` keeps pristine MLflow stores: ``$XDG_CACHE_HOME/ivory-hydra``,
-    else ``~/.cache/ivory-hydra``."""
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ivory-hydra"
-
-
 def _mlflow_version() -> str:
     from importlib import metadata
 
@@ -378,30 +372,24 @@ def prepare_store(uri: str) -> None:
     path = sqlite_file(uri)
     if path is None or path.exists():
         return
-    pristine = _pristine_store()
-    create_once(path, lambda tmp: _copy_store(pristine, tmp, path))
 
+    def build(tmp: Path) -> None:
+        client_for(f"sqlite:///{tmp}").search_experiments()
 
-def _pristine_store() -> Path:
-    pristine = pristine_path()
-    create_once(pristine, lambda tmp: client_for(f"sqlite:///{tmp}").search_experiments())
-    return pristine
+    def adjust(tmp: Path) -> None:
+        import sqlite3
 
+        with contextlib.closing(sqlite3.connect(tmp)) as db, db:
+            # WAL: readers (mlflow ui) work beside the sweep, and a write costs one fsync
+            db.execute("PRAGMA journal_mode=WAL")
+            # MLflow points the Default experiment at ./mlruns of the process that
+            # made the store: make it the new store's folder, not the cache.
+            db.execute(
+                "UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
+                (str(path.parent / "mlruns" / "0"),),
+            )
 
-def _copy_store(pristine: Path, tmp: Path, final: Path) -> None:
-    import shutil
-    import sqlite3
-
-    shutil.copyfile(pristine, tmp)
-    with contextlib.closing(sqlite3.connect(tmp)) as db, db:
-        # WAL: readers (mlflow ui) work beside the sweep, and a write costs one fsync
-        db.execute("PRAGMA journal_mode=WAL")
-        # MLflow points the Default experiment at ./mlruns of the process that
-        # made the store: make it the new store's folder, not the cache.
-        db.execute(
-            "UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
-            (str(final.parent / "mlruns" / "0"),),
-        )
+    copy_of_pristine(path, pristine_path(), build, adjust)
 
 
 # --------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from ivory_hydra.core.redact import redact_text, redact_url
 from ivory_hydra.errors import StoreError
 from ivory_hydra.stores.proxy_urls import is_grpc
-from ivory_hydra.stores.sqlite_files import create_once, sqlite_file
+from ivory_hydra.stores.sqlite_files import cache_folder, copy_of_pristine, create_once, sqlite_file
 
 if TYPE_CHECKING:
     from optuna.storages import BaseStorage
@@ -190,7 +190,10 @@ def _open_storage(url: str) -> BaseStorage:
         return _open_server(url)
     from ivory_hydra.stores.resilient import ResilientRDBStorage
 
-    create_once(path, _build_sqlite)
+    try:
+        copy_of_pristine(path, _pristine_sqlite(), _build_sqlite)
+    except (OSError, RuntimeError):  # no usable cache folder (or no home): build in place
+        create_once(path, _build_sqlite)
     storage = ResilientRDBStorage(
         url, engine_kwargs={"connect_args": {"timeout": 60}}, skip_table_creation=True
     )
@@ -265,6 +268,21 @@ def _open_proxy(url: str) -> BaseStorage:
         storage = ResilientGrpcStorageProxy(url)
     storage.wait_server_ready(timeout=CONNECT_TIMEOUT)
     return storage
+
+
+def _pristine_sqlite() -> Path:
+    """The pristine SQLite storage of the installed Optuna and of ivory-hydra's tables."""
+    from importlib import metadata
+
+    from ivory_hydra.stores.tables import schema_digest
+
+    try:
+        version = metadata.version("optuna")
+    except metadata.PackageNotFoundError:
+        import optuna
+
+        version = optuna.__version__
+    return cache_folder() / f"optuna-{version}-{schema_digest()}.db"
 
 
 def _build_sqlite(path: Path) -> None:

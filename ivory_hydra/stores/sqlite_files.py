@@ -2,13 +2,17 @@
 
 A store is built in a private temporary file next to its final path and then
 linked into place: ``os.link`` fails if the path exists, so exactly one build
-wins, and no process ever opens a half-created store.
+wins, and no process ever opens a half-created store. A fresh store is a copy
+of a pristine one, built once per version of its schema in the user's cache
+folder: MLflow and Optuna build theirs by running their schema code, which
+costs far more than a copy.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -60,3 +64,39 @@ def sqlite_file(url: str) -> Path | None:
     if not path or path == ":memory:":
         return None
     return Path(path)
+
+
+def cache_folder() -> Path:
+    """Where pristine stores are kept: ``$XDG_CACHE_HOME/ivory-hydra``, else
+    ``~/.cache/ivory-hydra``."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ivory-hydra"
+
+
+def copy_of_pristine(
+    path: Path,
+    pristine: Path,
+    build: Callable[[Path], None],
+    adjust: Callable[[Path], None] | None = None,
+) -> bool:
+    """Create ``path`` as a copy of ``pristine`` (built with ``build`` on first need), then
+    ``adjust``-ed before it appears; True if this call made it.
+
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> built = []
+    >>> build = lambda tmp: built.append(tmp.write_text("schema"))
+    >>> copy_of_pristine(folder / "a.db", folder / "cache" / "p.db", build)
+    True
+    >>> copy_of_pristine(folder / "b.db", folder / "cache" / "p.db", build)
+    True
+    >>> len(built), (folder / "b.db").read_text()
+    (1, 'schema')
+    """
+
+    def copy(tmp: Path) -> None:
+        shutil.copyfile(pristine, tmp)
+        if adjust is not None:
+            adjust(tmp)
+
+    create_once(pristine, build)
+    return create_once(path, copy)

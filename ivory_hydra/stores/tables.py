@@ -41,6 +41,22 @@ def _metadata() -> Any:
     return metadata
 
 
+def schema_digest() -> str:
+    """A short digest of these tables' columns: it changes when they change.
+
+    >>> len(schema_digest())
+    8
+    """
+    import hashlib
+
+    columns = [
+        (table.name, column.name, str(column.type), column.primary_key, column.nullable)
+        for table in _metadata().sorted_tables
+        for column in table.columns
+    ]
+    return hashlib.sha256(repr(columns).encode()).hexdigest()[:8]
+
+
 def ledger_table() -> Any:
     """The ledger's table: ``key``, ``number``, ``value`` (JSON text or NULL)."""
     return _metadata().tables[LEDGER_TABLE]

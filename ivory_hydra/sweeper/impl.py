@@ -104,6 +104,10 @@ class IvorySweeperImpl:
         from ivory_hydra.sweeper.report import Report
         from ivory_hydra.sweeper.stored import find_study, stored_state
 
+        from ivory_hydra.sweeper.composition import compose_once
+
+        # one loader for the checks and the launcher: the checks' compositions serve the jobs
+        self.hydra_context = compose_once(self.hydra_context)
         # Everything that can be wrong with the input is found before any write.
         settings = self.settings
         _check(settings)

@@ -46,3 +46,31 @@ def test_open_is_cached_per_process(tmp_path):
     url = storage_url(None, tmp_path)
     assert open_storage(url) is open_storage(url)
     assert (tmp_path / "optuna.db").exists()
+
+
+def _works(url: str) -> set[str]:
+    """Creates a study in the storage at ``url``; returns its database's tables."""
+    import optuna
+    import sqlalchemy
+
+    storage = open_storage(url)
+    optuna.create_study(storage=storage, study_name="s").add_trial(
+        optuna.trial.create_trial(value=1.0)
+    )
+    return set(sqlalchemy.inspect(storage.engine).get_table_names())
+
+
+def test_a_fresh_sqlite_storage_is_a_copy_of_one_built_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    first = _works(storage_url(None, tmp_path / "a"))
+    [pristine] = (tmp_path / "cache" / "ivory-hydra").glob("optuna-*.db")
+    built = pristine.stat().st_mtime_ns
+    second = _works(storage_url(None, tmp_path / "b"))
+    assert pristine.stat().st_mtime_ns == built  # copied, not built again
+    assert first == second and {"studies", "trials", "ivory_hydra_ledger"} <= second
+
+
+def test_without_a_usable_cache_folder_a_storage_is_built_in_place(tmp_path, monkeypatch):
+    (tmp_path / "not-a-folder").write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "not-a-folder"))
+    assert "ivory_hydra_beats" in _works(storage_url(None, tmp_path / "c"))
