@@ -31,6 +31,7 @@ import abc
 import functools
 import json
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -54,10 +55,13 @@ class Ledger(abc.ABC):
     """Atomic numbers and values by key, shared by every process of a storage."""
 
     @abc.abstractmethod
-    def add(self, key: str, amount: int) -> int:
+    def add(self, key: str, amount: int, token: str | None = None) -> int:
         """Add ``amount`` to the number at ``key`` (0 if new); return the number before.
 
-        ``amount`` 0 reads the number and writes nothing.
+        ``amount`` 0 reads the number and writes nothing. ``token`` names the
+        write for a caller that may send it again (see :data:`WRITE_TOKEN_TTL`):
+        a write whose token landed already is not applied again, and answers
+        what it answered then.
         """
 
     @abc.abstractmethod
@@ -65,8 +69,11 @@ class Ledger(abc.ABC):
         """The value at ``key``, or None."""
 
     @abc.abstractmethod
-    def compare_and_set(self, key: str, expected: Any, new: Any) -> bool:
-        """Set ``key`` to ``new`` if its value is ``expected`` (None: no value); True if set."""
+    def compare_and_set(self, key: str, expected: Any, new: Any, token: str | None = None) -> bool:
+        """Set ``key`` to ``new`` if its value is ``expected`` (None: no value); True if set.
+
+        ``token``: as for :meth:`add`.
+        """
 
     @abc.abstractmethod
     def items(self, prefix: str) -> Iterator[tuple[str, Any]]:
@@ -78,6 +85,14 @@ class Ledger(abc.ABC):
 
 #: Keys of the rows that record a landed write (see :class:`SqlLedger`).
 LANDED_PREFIX = "ivory-landed/"
+#: Seconds a write's token is remembered, so that a caller who lost its answer
+#: may send it again (a worker behind a storage proxy waits ``storage_retry``,
+#: 300 s by default, for a restarted proxy).
+WRITE_TOKEN_TTL = 3600
+
+
+class _Landed(Exception):  # noqa: N818 - a signal, not an error
+    """The write's token is in the ledger already: it landed before."""
 
 
 class SqlLedger(Ledger):
@@ -91,6 +106,10 @@ class SqlLedger(Ledger):
     also records a row ``ivory-landed/<token>`` in its own transaction; a
     retry that finds it answers what the landed write did. These rows are
     deleted by the process's next write. (SQLite has no connection to lose.)
+    A write with a caller's ``token`` (a worker's, sent through a storage
+    proxy) records it on every database, and it is kept for
+    :data:`WRITE_TOKEN_TTL` seconds: the caller may send the write again
+    after a restart of the proxy, which forgot everything but the database.
     """
 
     def __init__(self, engine: Engine, url: str | None = None) -> None:
@@ -99,6 +118,7 @@ class SqlLedger(Ledger):
         self.table = ledger_table()
         self._tokens = engine.dialect.name != "sqlite"
         self._landed: list[str] = []
+        self._next_expiry = 0.0
         self._call(create_tables, engine)
 
     def _call(self, fn: Callable[..., T], *args: Any) -> T:
@@ -109,44 +129,98 @@ class SqlLedger(Ledger):
             fn, *args, what=redact_url(self.url), unavailable=retry.storage_unavailable(self.url)
         )
 
-    def _write(self, change: Callable[[Any, Callable[[Any, int], None]], Any]) -> Any:
+    def _write(
+        self, change: Callable[[Any, Callable[[Any, int], None]], Any], caller: str | None = None
+    ) -> Any:
         """Run ``change(engine, landed)``, retried, applied once; return its result.
 
         ``change`` makes its change in transactions of ``engine`` and calls
-        ``landed(conn, result)`` inside the one that makes it.
+        ``landed(conn, result)`` inside the one that makes it. ``caller``: the
+        caller's token for this write, which may have landed already: then
+        recording the token again fails, which rolls the change back (a
+        write that does not change anything records no token: its token is
+        looked up).
         """
-        from sqlalchemy import delete, insert, select
+        from sqlalchemy import delete, insert
+        from sqlalchemy.exc import IntegrityError
 
         t = self.table
-        token = LANDED_PREFIX + uuid.uuid4().hex
+        token = LANDED_PREFIX + (caller or uuid.uuid4().hex)
+        record = self._tokens or caller is not None
+        # a caller's token is kept (its expiry as the row's value); ours go at our next write
+        until = json.dumps(int(time.time()) + WRITE_TOKEN_TTL) if caller else None
         attempts = []
 
         def landed(conn: Any, result: int) -> None:
-            if self._tokens:
-                conn.execute(insert(t).values(key=token, number=result, value=None))
+            if not record:
+                return
+            try:
+                conn.execute(insert(t).values(key=token, number=result, value=until))
+            except IntegrityError:
+                if caller is None:
+                    raise
+                raise _Landed from None
 
         def attempt() -> Any:
             attempts.append(1)
-            if self._tokens and len(attempts) > 1:
-                with self.engine.connect() as conn:
-                    found = conn.execute(select(t.c.number).where(t.c.key == token)).first()
+            if record and not caller and len(attempts) > 1:
+                found = self._landed_answer(token)
                 if found is not None:  # the last attempt landed before its answer was lost
-                    return int(found[0])
+                    return found
             done, self._landed = self._landed, []  # (a row left by a failure is harmless)
             if done:
                 with self.engine.begin() as conn:
                     conn.execute(delete(t).where(t.c.key.in_(done)))
-            return change(self.engine, landed)
+            if caller:
+                self._forget_expired()
+            try:
+                result = change(self.engine, landed)
+            except _Landed:
+                return self._landed_answer(token)
+            if caller and not result:  # nothing changed now: did it change the first time?
+                found = self._landed_answer(token)
+                return result if found is None else found
+            return result
 
         result = self._call(attempt)
-        if self._tokens:
+        if self._tokens and not caller:
             self._landed.append(token)
         return result
 
-    def add(self, key: str, amount: int) -> int:
+    def _landed_answer(self, token: str) -> int | None:
+        """What the write that recorded ``token`` answered, if it landed."""
+        from sqlalchemy import select
+
+        t = self.table
+        with self.engine.connect() as conn:
+            found = conn.execute(select(t.c.number).where(t.c.key == token)).first()
+        return None if found is None else int(found[0])
+
+    def _forget_expired(self) -> None:
+        """Delete the callers' tokens that expired (at most once a minute per process)."""
+        from sqlalchemy import delete
+
+        now = time.monotonic()
+        if now < self._next_expiry:
+            return
+        self._next_expiry = now + 60
+        t = self.table
+        expired = json.dumps(int(time.time()))  # same width: text order is number order
+        with self.engine.begin() as conn:
+            conn.execute(
+                delete(t).where(
+                    t.c.key.startswith(LANDED_PREFIX, autoescape=True),
+                    t.c.value.is_not(None),
+                    t.c.value < expired,
+                )
+            )
+
+    def add(self, key: str, amount: int, token: str | None = None) -> int:
         if amount == 0:  # a read
             return self._call(self._number, key)
-        return int(self._write(lambda engine, landed: self._add(engine, landed, key, amount)))
+        return int(
+            self._write(lambda engine, landed: self._add(engine, landed, key, amount), token)
+        )
 
     def _number(self, key: str) -> int:
         from sqlalchemy import select
@@ -193,9 +267,9 @@ class SqlLedger(Ledger):
             text = conn.execute(select(t.c.value).where(t.c.key == key)).scalar_one_or_none()
         return None if text is None else json.loads(text)
 
-    def compare_and_set(self, key: str, expected: Any, new: Any) -> bool:
+    def compare_and_set(self, key: str, expected: Any, new: Any, token: str | None = None) -> bool:
         return bool(
-            self._write(lambda engine, landed: self._cas(engine, landed, key, expected, new))
+            self._write(lambda engine, landed: self._cas(engine, landed, key, expected, new), token)
         )
 
     def _cas(
@@ -266,6 +340,7 @@ class JournalLedger(Ledger):
         self._numbers: dict[str, int] = {}
         self._values: dict[str, str] = {}
         self._results: dict[str, Any] = {}
+        self._answers: dict[str, Any] = {}  # what the writes with a caller's token answered
 
     def _sync(self) -> None:
         for record in self.backend.read_logs(self._next):
@@ -288,21 +363,28 @@ class JournalLedger(Ledger):
                     self._values[key] = record["new"]
         if record["id"] in self._results:
             self._results[record["id"]] = result
+        if record.get("caller"):
+            self._answers[record["id"]] = result
 
-    def _write(self, record: dict[str, Any]) -> Any:
+    def _write(self, record: dict[str, Any], caller: str | None = None) -> Any:
         with self._lock:
-            record["id"] = uuid.uuid4().hex
+            if caller is not None:
+                self._sync()
+                if caller in self._answers:  # landed before its answer was lost
+                    return self._answers[caller]
+                record["caller"] = True
+            record["id"] = caller or uuid.uuid4().hex
             self._results[record["id"]] = None
             self.backend.append_logs([record])
             self._sync()
             return self._results.pop(record["id"])
 
-    def add(self, key: str, amount: int) -> int:
+    def add(self, key: str, amount: int, token: str | None = None) -> int:
         if amount == 0:  # a read
             with self._lock:
                 self._sync()
                 return self._numbers.get(key, 0)
-        return int(self._write({"op": "add", "key": key, "amount": amount}))
+        return int(self._write({"op": "add", "key": key, "amount": amount}, token))
 
     def get(self, key: str) -> Any:
         with self._lock:
@@ -310,9 +392,9 @@ class JournalLedger(Ledger):
             text = self._values.get(key)
         return None if text is None else json.loads(text)
 
-    def compare_and_set(self, key: str, expected: Any, new: Any) -> bool:
+    def compare_and_set(self, key: str, expected: Any, new: Any, token: str | None = None) -> bool:
         record = {"op": "cas", "key": key, "expected": _canonical(expected), "new": _canonical(new)}
-        return bool(self._write(record))
+        return bool(self._write(record, token))
 
     def items(self, prefix: str) -> Iterator[tuple[str, Any]]:
         with self._lock:
@@ -334,14 +416,18 @@ class RemoteLedger(Ledger):
 
         self.link = link_for(url)
 
-    def add(self, key: str, amount: int) -> int:
-        return int(self.link.call("LedgerAdd", key=key, amount=amount))
+    def add(self, key: str, amount: int, token: str | None = None) -> int:
+        token = token or uuid.uuid4().hex  # the write is sent again if its answer is lost
+        return int(self.link.call("LedgerAdd", key=key, amount=amount, token=token))
 
     def get(self, key: str) -> Any:
         return self.link.call("LedgerGet", key=key)
 
-    def compare_and_set(self, key: str, expected: Any, new: Any) -> bool:
-        return bool(self.link.call("LedgerCompareAndSet", key=key, expected=expected, new=new))
+    def compare_and_set(self, key: str, expected: Any, new: Any, token: str | None = None) -> bool:
+        token = token or uuid.uuid4().hex  # the write is sent again if its answer is lost
+        return bool(
+            self.link.call("LedgerCompareAndSet", key=key, expected=expected, new=new, token=token)
+        )
 
     def items(self, prefix: str) -> Iterator[tuple[str, Any]]:
         yield from ((key, value) for key, value in self.link.call("LedgerItems", prefix=prefix))

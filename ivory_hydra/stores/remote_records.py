@@ -36,10 +36,13 @@ log = logging.getLogger(__name__)
 
 SERVICE = "ivory_hydra.Records"
 #: Bumped when a method changes meaning; a worker refuses a proxy of another version.
-PROTOCOL = 1
+#: 2: the ledger's writes carry the worker's token for them.
+PROTOCOL = 2
 #: The RPCs of the records service (each takes and returns a JSON object) that may
 #: be sent again when their answer was lost: they change nothing, or set what they
-#: set again. (The others: LedgerAdd, LedgerCompareAndSet.)
+#: set again. The others (LedgerAdd, LedgerCompareAndSet) carry a token, which the
+#: proxy's ledger records with the write: sent again, a write that landed is not
+#: applied twice.
 IDEMPOTENT = frozenset(
     {
         "Ping",
@@ -75,9 +78,9 @@ class RecordsLink:
 
     A call waits, unsent, while the proxy is down, for the process's
     ``storage_retry`` bound (as for a lost database connection); one whose
-    answer was lost is sent again (under :mod:`ivory_hydra.stores.retry`) only
-    if it is idempotent: a lost ledger write stops the worker with one line,
-    and rerunning the command resumes.
+    answer was lost (the proxy restarted) is sent again under
+    :mod:`ivory_hydra.stores.retry`: it is idempotent, or a ledger write with
+    its token.
     """
 
     def __init__(self, url: str) -> None:
@@ -105,7 +108,7 @@ class RecordsLink:
 
         start = time.monotonic()
         try:
-            if method not in IDEMPOTENT:
+            if method not in IDEMPOTENT and not args.get("token"):
                 return send()
             return retry.call(
                 send, what=redact_url(self.url), unavailable=retry.storage_unavailable(self.url)

@@ -99,12 +99,11 @@ class IvorySweeperImpl:
 
         from ivory_hydra.stores.optuna_storage import check_storage, storage_url
         from ivory_hydra.stores.retry import set_storage_retry
+        from ivory_hydra.sweeper.composition import compose_once
         from ivory_hydra.sweeper.definition import check_values, define, study_name_for
         from ivory_hydra.sweeper.devices import sweep_devices
         from ivory_hydra.sweeper.report import Report
         from ivory_hydra.sweeper.stored import find_study, stored_state
-
-        from ivory_hydra.sweeper.composition import compose_once
 
         # one loader for the checks and the launcher: the checks' compositions serve the jobs
         self.hydra_context = compose_once(self.hydra_context)

@@ -53,6 +53,41 @@ def test_adding_nothing_reads_the_number_and_writes_nothing(url, tmp_path):
     assert dict(ledger.items("n/")) == {}  # numbers are not values
 
 
+def test_a_write_sent_again_with_its_token_is_applied_once(url):
+    """What a worker does when a proxy restart cut the answer off: it sends the same
+    write again, with the same token, and gets the first answer."""
+    ledger = ledger_for(url)
+    assert ledger.add("n/a", 2, token="t1") == 0
+    assert ledger.add("n/a", 2, token="t1") == 0  # landed: not added again
+    assert ledger.add("n/a", 3, token="t2") == 2
+    assert ledger.add("n/a", 0) == 5
+    assert ledger.compare_and_set("k", None, {"v": 1}, token="t3")
+    assert ledger.compare_and_set("k", None, {"v": 1}, token="t3")  # it won the first time
+    assert not ledger.compare_and_set("k", None, {"v": 2}, token="t4")
+    assert not ledger.compare_and_set("k", None, {"v": 2}, token="t4")
+    assert ledger.get("k") == {"v": 1}
+    assert ledger.compare_and_set("k", {"v": 1}, None, token="t5")
+    assert ledger.compare_and_set("k", {"v": 1}, None, token="t5")
+    assert ledger.get("k") is None
+    assert dict(ledger.items("n/")) == {} and dict(ledger.items("k")) == {}
+
+
+def test_a_token_is_forgotten_once_it_expired(url, monkeypatch):
+    from ivory_hydra.stores import ledger as module
+
+    ledger = ledger_for(url)
+    if not isinstance(ledger, SqlLedger):
+        pytest.skip("a journal replays its tokens; it keeps no table to clean")
+    monkeypatch.setattr(module, "WRITE_TOKEN_TTL", -5)  # expired as soon as written
+    assert ledger.add("n/a", 1, token="old") == 0
+    monkeypatch.setattr(module, "WRITE_TOKEN_TTL", 3600)
+    ledger._next_expiry = 0.0  # the once-a-minute sweep is due
+    assert ledger.add("n/a", 1, token="new") == 1
+    landed = {key for key, _ in ledger.items(module.LANDED_PREFIX)}
+    assert landed == {module.LANDED_PREFIX + "new"}
+    assert ledger.add("n/a", 1, token="old") == 2  # forgotten: a new write
+
+
 def test_compare_and_set(url):
     ledger = ledger_for(url)
     assert ledger.get("k") is None

@@ -20,6 +20,7 @@ from grpc_proxy import start_proxy
 from optuna.study import StudyDirection
 from test_beats import test_write_read_items_delete  # noqa: F401 - run through the proxy
 from test_ledger import (  # noqa: F401 - run through the proxy
+    test_a_write_sent_again_with_its_token_is_applied_once,
     test_add_returns_the_number_before,
     test_compare_and_set,
     test_items_by_prefix_escapes_like_wildcards,
@@ -119,6 +120,21 @@ def test_a_proxy_gone_for_a_moment_is_waited_out(tmp_path, caplog):
         assert board.read("trial/1") == {"at": 1.0}
     said = [r.getMessage() for r in caplog.records if "Lost the connection" in r.getMessage()]
     assert said and said[0].startswith(f"Lost the connection to {first.url} (")
+
+
+def test_a_ledger_write_sent_again_to_a_restarted_proxy_is_applied_once(database):
+    """A proxy restart cuts a write's answer off after it landed: the worker sends it
+    again, with its token, to the new proxy process, which finds it in the database."""
+    with start_proxy(database) as first:
+        link = RemoteLedger(first.url).link
+        assert link.call("LedgerAdd", key="n/a", amount=2, token="t1") == 0
+        assert link.call("LedgerCompareAndSet", key="k", expected=None, new=1, token="t2")
+    port = int(first.url.rpartition(":")[2])
+    with start_proxy(database, port=port):
+        assert link.call("LedgerAdd", key="n/a", amount=2, token="t1") == 0
+        assert link.call("LedgerCompareAndSet", key="k", expected=None, new=1, token="t2")
+        assert link.call("LedgerAdd", key="n/a", amount=0) == 2
+        assert not link.call("LedgerCompareAndSet", key="k", expected=None, new=1, token="t3")
 
 
 def test_a_url_without_a_port_fails_at_once():

@@ -128,8 +128,9 @@ def test_a_worker_killed_mid_sweep_is_recovered_by_the_rerun(tmp_path, proxy, ml
 def test_a_proxy_restarted_mid_sweep_is_waited_out(tmp_path, database):
     """The proxy stops for two seconds and starts again on its port: the sweep goes on.
 
-    A ledger write whose answer the stop cut off is not sent again (it may have landed):
-    then the sweep stops with one line, and the same command resumes it."""
+    Every call the stop cut off is sent again (a ledger write with its token, applied
+    once). Should one of Optuna's own writes fail on its second sending, the sweep
+    stops with one line, and the same command resumes it."""
     record = tmp_path / "jobs.jsonl"
     args = [f"record={record}", "a=0-9", "sleep=0.3", "hydra.sweeper.mlflow.enabled=false"]
     with start_proxy(database) as first:
