@@ -103,7 +103,7 @@ class IvorySweeperImpl:
         from ivory_hydra.sweeper.definition import check_values, define, study_name_for
         from ivory_hydra.sweeper.devices import sweep_devices
         from ivory_hydra.sweeper.report import Report
-        from ivory_hydra.sweeper.stored import find_study, stored_state
+        from ivory_hydra.sweeper.stored import stored_state, study_attrs
 
         # one loader for the checks and the launcher: the checks' compositions serve the jobs
         self.hydra_context = compose_once(self.hydra_context)
@@ -136,7 +136,7 @@ class IvorySweeperImpl:
             check_values(sweep, self.config, self.hydra_context)
             preview(sweep, url, name_study)
             return []
-        study_name = name_study(lambda name: find_study(url, name) is not None)
+        study_name = name_study(lambda name: study_attrs(url, name) is not None)
         stored, synced = stored_state(url, study_name, sweep.identity)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         experiment = settings.mlflow.experiment_name or job_name

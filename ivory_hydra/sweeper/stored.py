@@ -31,10 +31,10 @@ def stored_state(
     only where the storage exists, so a fresh folder is not touched.
     """
 
-    study = find_study(url, study_name)
-    attrs = {} if study is None else study.user_attrs
+    found = study_attrs(url, study_name)
+    attrs = found or {}
     check_stored(url, study_name, attrs, identity)
-    if study is None:
+    if found is None:
         return None, False
     summary = attrs.get(StudyAttr.SUMMARY)
     synced = attrs.get(StudyAttr.MIRROR_SYNCED) is True
@@ -67,6 +67,23 @@ def check_stored(
             f"(it differs in {', '.join(changed)}). Run that sweep's own command to "
             "resume it, or choose a new study_name."
         )
+
+
+def study_attrs(url: str, name: str) -> dict[str, Any] | None:
+    """The user attributes of study ``name``, if it exists (see :func:`find_study`); from
+    an SQLite file, read without opening it as Optuna's storage (a finished sweep's rerun
+    reads nothing else)."""
+    from ivory_hydra.stores.sqlite_files import sqlite_file
+    from ivory_hydra.stores.sqlite_peek import NotReadable, study_user_attrs
+
+    local = sqlite_file(url)
+    if local is not None and local.is_file():
+        try:
+            return study_user_attrs(local, name)
+        except NotReadable:
+            pass  # Optuna says what is wrong with it
+    study = find_study(url, name)
+    return None if study is None else study.user_attrs
 
 
 def find_study(url: str, name: str) -> Study | None:
