@@ -32,6 +32,9 @@ between any two writes and the others still converge.
   generation competes, by compare-and-set on ``closer/<study>/<gen>``, to
   close the sweep: exactly one writes the summary and closes the MLflow
   parent. If every worker dies instead, the next run of the command does it.
+  A worker that waits for the others to leave reads their records again when
+  the generation's count of working workers says all left, or once per
+  heartbeat interval (one may have died).
 """
 
 from __future__ import annotations
@@ -79,6 +82,8 @@ class Crew(Coordination):
         self._spent: set[int] = set()  # steps whose counter is used up
         self._owned: set[tuple[int, int]] = set()  # (step, index) taken, not yet resolved
         self._scanned: dict[int, float] = {}  # step: when its slot records were last read
+        self._counted = False  # in the generation's count of working workers
+        self._seen: tuple[float, dict[str, Any]] = (0.0, {})  # when, the workers' records
         self._adopted = False
         self._announced: set[str] = set()
 
@@ -154,6 +159,8 @@ class Crew(Coordination):
         else:
             raise RuntimeError(f"could not join the workers of study {self.study!r}")
         self._update(generation=self.generation)
+        self.ledger.add(Keys.working(self.study, self.generation), 1)
+        self._counted = True
         self._beater = Beater(self.interval, self._beat, name="ivory-hydra-crew").start()
 
     def _generation_lives(self, number: int, starter: str | None) -> bool:
@@ -271,10 +278,15 @@ class Crew(Coordination):
         return adopted
 
     def owner_lives(self, owner: Mapping[str, Any]) -> bool:
+        """Asked once per trial another worker created: the records read for one trial
+        serve the next ones for a poll interval, unless they do not know the creator
+        (it joined since)."""
         worker = owner.get("worker")
         if not worker:
             return False
-        members = self._members()
+        read, members = self._seen
+        if time.monotonic() - read > self.poll or str(worker) not in members:
+            read, members = self._seen = time.monotonic(), self._members()
         return self._working(members.get(str(worker)))
 
     # ------------------------------------------------------------ agreements
@@ -334,11 +346,17 @@ class Crew(Coordination):
             if left is None:
                 self.beats.delete(self._beat_key(self.key))
         self._alive = False
+        working = Keys.working(self.study, self.generation)
+        if self._counted:
+            self._counted = False
+            self.ledger.add(working, -1)
         deadline = time.monotonic() + self.grace + self.interval
         while self._others_work():
             if not finished or time.monotonic() > deadline:
                 return False  # a live worker of this generation closes it
-            time.sleep(self.poll)
+            read = time.monotonic()
+            while time.monotonic() - read < self.interval and self.ledger.add(working, 0) > 0:
+                time.sleep(self.poll)
         return self.ledger.compare_and_set(Keys.closer(self.study, self.generation), None, self.key)
 
     def _others_work(self) -> bool:

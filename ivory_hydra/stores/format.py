@@ -267,6 +267,12 @@ class Keys:
         return f"cursor/{_part(study)}/{generation}/{step}"
 
     @staticmethod
+    def working(study: str, generation: int) -> str:
+        """Counts the workers of a generation that joined and have not left (a hint: a
+        worker that dies never leaves)."""
+        return f"working/{_part(study)}/{generation}"
+
+    @staticmethod
     def ended(study: str, generation: int, step: int) -> str:
         """Counts the slots of a step recorded done in a generation (a hint that idle
         workers read in one call instead of every slot record)."""

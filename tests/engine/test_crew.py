@@ -254,6 +254,38 @@ def test_an_idle_worker_still_finds_a_dead_workers_slots_within_an_interval(crew
     assert idle.take(0, 3, 3) is None
 
 
+def test_a_worker_waiting_for_the_others_to_leave_reads_one_count(crews):
+    early, late = crews(2, interval=60)
+    early.join(), late.join()
+    assert early.take(0, 2, 1) == [0] and late.take(0, 2, 1) == [1]
+    early.resolve(0, [0]), late.resolve(0, [1])
+    early.ledger = CountedReads(early.ledger)
+    result: list[bool] = []
+    waiting = threading.Thread(target=lambda: result.append(early.leave(True)))
+    waiting.start()
+    time.sleep(2.5)  # about two polls
+    assert waiting.is_alive() and early.ledger.items_calls == 1  # one look at the records
+    assert late.leave(True) is True  # the last one out closes
+    waiting.join(timeout=10)
+    assert result == [False]  # it saw the count fall, then that nobody works
+    assert early.ledger.items_calls == 2
+
+
+def test_one_read_of_the_workers_serves_the_trials_of_known_creators(crews):
+    reader, creator = crews(2)
+    reader.join(), creator.join()
+    reader.ledger = CountedReads(reader.ledger)
+    assert all(reader.owner_lives(creator.owner()) for _ in range(10))
+    assert reader.ledger.items_calls == 1
+    [newcomer] = crews(1)
+    newcomer.join()
+    assert reader.owner_lives(newcomer.owner())  # not in the records read: read again
+    assert reader.ledger.items_calls == 2
+    kill(creator)
+    time.sleep(reader.poll + 0.1)
+    assert not reader.owner_lives(creator.owner())
+
+
 def test_a_worker_stopped_with_slots_unfinished_leaves_them_at_once(crews):
     stopped, survivor = crews(2)
     stopped.join(), survivor.join()
