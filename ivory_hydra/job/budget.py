@@ -3,8 +3,10 @@
 A job handed to a launcher may start long after its batch was issued (joblib
 queues a batch behind ``n_jobs`` workers). It checks the budget its ticket
 carries before it starts: past the deadline, or with the failure budget
-spent, it does not run the app and is given back. A job that fails counts
-against the failure budget as it records its outcome.
+spent, it does not run the app and is given back. Once its stores are open
+(which can take seconds: MLflow's import, a store that lags) it reads the
+deadline again. A job that fails counts against the failure budget as it
+records its outcome.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ unchanged; an exception fails the job only (``sys.exit(n)`` included).
 from __future__ import annotations
 
 import logging
+import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -110,6 +111,12 @@ class TrialTask:
         }
         try:
             finish.update(recorded(session, devices, finish["tags"]))
+            late = self.ticket.budget.spent(time.time())  # opening the stores took a while
+            if late is not None:
+                log.info("[%s] not started: %s", assignment.run_name, late.reason)
+                if session is not None:
+                    session.finish(NotStarted(late.reason).outcome, **finish)
+                return NotStarted(late.reason)
             value = self.task_function(cfg)
         except BaseException as error:
             if session is not None:

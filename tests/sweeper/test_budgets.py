@@ -123,7 +123,7 @@ def test_a_job_that_waited_for_a_device_past_the_timeout_does_not_start(tmp_path
         f"record={record}",
         "hydra.sweeper.devices=[0]",
     )
-    timeout = 8
+    timeout = 14  # room for a slow first start (MLflow opened in a fresh joblib worker)
     first = run_app(tmp_path, *args, f"hydra.sweeper.timeout={timeout}", "hydra.sweep.dir=first")
     assert first.returncode == 0, first.output
     deadline = sweep_started(first.output) + timeout + 0.001
