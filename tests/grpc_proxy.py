@@ -79,6 +79,7 @@ def start_proxy(
 ) -> Iterator[Proxy]:
     """Yield a :class:`Proxy` in front of ``storage`` (on ``port``, or a free one);
     stop it at the end."""
+    fresh = port is None  # a port of its own: not a restart of a proxy at a port
     folder = Path(tempfile.mkdtemp(prefix="ivory-proxy-"))
     log = folder / "proxy.log"
     if bare and port is None:
@@ -93,9 +94,22 @@ def start_proxy(
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
         port = _wait_serving(proc, log, port, bare, timeout)
+        if fresh:
+            forget_what_was_served_at_reused_ports()
         yield Proxy(f"grpc://127.0.0.1:{port}", proc, log)
     finally:
         stop(proc)
+
+
+def forget_what_was_served_at_reused_ports() -> None:
+    """Clear this process's per-URL caches of record links and boards: a port that an
+    earlier test's proxy (of the other kind) had is a new server now."""
+    from ivory_hydra.stores import beats, ledger, remote_records
+
+    for cached in (remote_records.link_for, remote_records.serves_records):
+        cached.cache_clear()
+    for cached in (ledger.ledger_for, beats.beats_for):
+        cached.cache_clear()
 
 
 def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:

@@ -56,10 +56,11 @@ class Recovery(EngineState):
         """Count finished trials; fail those of dead processes; note those run elsewhere."""
         from optuna.trial import TrialState
 
-        for trial in stored:
-            slot = trial.user_attrs.get(TrialAttr.SLOT)
-            if slot is None:
-                continue
+        ours = [trial for trial in stored if trial.user_attrs.get(TrialAttr.SLOT) is not None]
+        running = [t for t in ours if t.state == TrialState.RUNNING]
+        beats = trials.last_beats(self.study.storage, running) if running else {}
+        for trial in ours:
+            slot = trial.user_attrs[TrialAttr.SLOT]
             if trial.state.is_finished():
                 self.board.note(Finished.from_trial(trial))
             elif trial.state == TrialState.WAITING or TrialAttr.REPEATS in trial.user_attrs:
@@ -71,7 +72,7 @@ class Recovery(EngineState):
                 if not lives and not self._reap(trial, None):  # its creator started it now
                     self.elsewhere[str(slot)] = frozen_trial_id(trial)
             else:
-                record = trials.last_beat(self.study.storage, trial)
+                record = beats[frozen_trial_id(trial)]
                 if is_stale(record, self.settings.grace_period):
                     self._reap(trial, record)
                 elif trial.number not in self.mine:
@@ -261,9 +262,12 @@ class Recovery(EngineState):
         resolved: list[int] = []
         announced: set[str] = set()
         while waiting:
+            stored = {slot: self.study.storage.get_trial(self.elsewhere[slot]) for slot in waiting}
+            unfinished = [t for t in stored.values() if not t.state.is_finished()]
+            beats = trials.last_beats(self.study.storage, unfinished) if unfinished else {}
             for slot, index in list(waiting.items()):
-                trial = self.study.storage.get_trial(self.elsewhere[slot])
-                record = trials.last_beat(self.study.storage, trial)
+                trial = stored[slot]
+                record = beats.get(frozen_trial_id(trial))
                 if trial.state.is_finished():
                     self.board.note(Finished.from_trial(trial))
                     resolved.append(index)

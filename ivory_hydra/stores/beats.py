@@ -33,7 +33,7 @@ import os
 import time
 import urllib.parse
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -47,6 +47,8 @@ T = TypeVar("T")
 
 #: The folder of a journal's beats is ``<journal>`` plus this.
 FOLDER_SUFFIX = ".beats"
+#: Keys read in one query (well under SQLite's and PostgreSQL's bound-parameter limits).
+_KEYS_PER_QUERY = 500
 
 
 class Beats(abc.ABC):
@@ -67,6 +69,10 @@ class Beats(abc.ABC):
     @abc.abstractmethod
     def delete(self, key: str) -> None:
         """Remove the record at ``key`` (nothing happens if there is none)."""
+
+    def read_many(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The records at ``keys`` that exist (one read where the board allows it)."""
+        return {key: record for key in keys if (record := self.read(key)) is not None}
 
 
 # ---------------------------------------------------------------- databases
@@ -119,6 +125,20 @@ class SqlBeats(Beats):
         with self.engine.connect() as conn:
             text = conn.execute(select(t.c.record).where(t.c.key == key)).scalar_one_or_none()
         return None if text is None else json.loads(text)
+
+    def read_many(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        return self._call(self._read_many, list(keys)) if keys else {}
+
+    def _read_many(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        from sqlalchemy import select
+
+        t, found = self.table, {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(keys), _KEYS_PER_QUERY):
+                chunk = keys[start : start + _KEYS_PER_QUERY]
+                rows = conn.execute(select(t.c.key, t.c.record).where(t.c.key.in_(chunk)))
+                found.update((key, json.loads(text)) for key, text in rows)
+        return found
 
     def items(self, prefix: str) -> Iterator[tuple[str, dict[str, Any]]]:
         yield from self._call(self._items, prefix)
@@ -254,6 +274,9 @@ class RemoteBeats(Beats):
     def read(self, key: str) -> dict[str, Any] | None:
         return self.link.call("BeatsRead", key=key)
 
+    def read_many(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        return dict(self.link.call("BeatsReadMany", keys=list(keys))) if keys else {}
+
     def items(self, prefix: str) -> Iterator[tuple[str, dict[str, Any]]]:
         yield from ((key, record) for key, record in self.link.call("BeatsItems", prefix=prefix))
 
@@ -278,6 +301,11 @@ class StudyBeats(Beats):
 
     def read(self, key: str) -> dict[str, Any] | None:
         return self.storage.get_study_system_attrs(self.study_id).get(self.prefix + key)
+
+    def read_many(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        stored = self.storage.get_study_system_attrs(self.study_id) if keys else {}
+        found = {key: stored.get(self.prefix + key) for key in keys}
+        return {key: record for key, record in found.items() if record is not None}
 
     def items(self, prefix: str) -> Iterator[tuple[str, dict[str, Any]]]:
         start = self.prefix + prefix

@@ -51,6 +51,7 @@ IDEMPOTENT = frozenset(
         "LedgerItems",
         "BeatsWrite",
         "BeatsRead",
+        "BeatsReadMany",
         "BeatsItems",
         "BeatsDelete",
     }
@@ -262,6 +263,7 @@ def records_handler(
         "LedgerItems": lambda prefix: [list(item) for item in ledger.items(prefix)],
         "BeatsWrite": beats.write,
         "BeatsRead": beats.read,
+        "BeatsReadMany": beats.read_many,
         "BeatsItems": lambda prefix: [list(item) for item in beats.items(prefix)],
         "BeatsDelete": beats.delete,
     }

@@ -9,7 +9,7 @@ finished trial is refused by the storage, and returns False here.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -62,18 +62,31 @@ def last_beat(storage: BaseStorage, trial: FrozenTrial) -> dict[str, Any] | None
     system attribute. A trial started a moment ago, whose process has not yet
     written its first beat, beats as of its start.
     """
+    from ivory_hydra._compat import frozen_trial_id
+
+    return last_beats(storage, [trial])[frozen_trial_id(trial)]
+
+
+def last_beats(
+    storage: BaseStorage, stored: Sequence[FrozenTrial]
+) -> dict[int, dict[str, Any] | None]:
+    """:func:`last_beat` of each trial (by trial id), read from the board at once."""
     from optuna.trial import TrialState
 
     from ivory_hydra._compat import frozen_trial_id
     from ivory_hydra.stores.beats import board_of
 
-    record = board_of(storage).read(BeatKeys.trial(frozen_trial_id(trial)))
-    if record is None:
-        record = trial.system_attrs.get(BEAT)
-    if record is None and trial.state == TrialState.RUNNING and trial.datetime_start:
-        # started, its first beat not yet written (it follows the switch): as of its start
-        return {"at": trial.datetime_start.timestamp()}
-    return dict(record) if isinstance(record, Mapping) else None
+    keys = {frozen_trial_id(trial): BeatKeys.trial(frozen_trial_id(trial)) for trial in stored}
+    on_board = board_of(storage).read_many(list(keys.values())) if keys else {}
+    found: dict[int, dict[str, Any] | None] = {}
+    for trial in stored:
+        trial_id = frozen_trial_id(trial)
+        record = on_board.get(keys[trial_id]) or trial.system_attrs.get(BEAT)
+        if record is None and trial.state == TrialState.RUNNING and trial.datetime_start:
+            # started, its first beat not yet written (it follows the switch): as of its start
+            record = {"at": trial.datetime_start.timestamp()}
+        found[trial_id] = dict(record) if isinstance(record, Mapping) else None
+    return found
 
 
 def _board_beat(storage: BaseStorage, trial_id: int) -> dict[str, Any] | None:

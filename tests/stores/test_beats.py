@@ -12,6 +12,7 @@ import sys
 import pytest
 import sqlalchemy
 
+from ivory_hydra._compat import frozen_trial_id
 from ivory_hydra.core.objectives import Objectives
 from ivory_hydra.stores import trials
 from ivory_hydra.stores.beats import FileBeats, SqlBeats, beats_for, board_of
@@ -60,6 +61,11 @@ def test_write_read_items_delete(url):
     }
     assert dict(board.items("worker/s_1/")) == {"worker/s_1/a": {"at": 4.0}}  # _ and % are literal
     assert dict(board.items("worker/s%")) == {"worker/s%1/b": {"at": 5.0}}
+    assert board.read_many(["trial/12", "trial/2", "worker/s_1/a"]) == {
+        "trial/12": {"at": 3.0},
+        "worker/s_1/a": {"at": 4.0},
+    }  # one read: the keys that exist
+    assert board.read_many([]) == {}
     board.delete("trial/1")
     board.delete("trial/1")  # nothing there: fine
     assert board.read("trial/1") is None
@@ -183,3 +189,28 @@ def test_a_trial_started_before_its_first_beat_is_not_taken_for_dead(tmp_path):
     record = trials.last_beat(storage, storage.get_trial(trial_id))
     assert record is not None and not is_stale(record, grace=6)
     assert is_stale(record, grace=6, now=time.time() + 10)  # and never beat: dead in time
+
+
+def test_the_beats_of_many_trials_are_read_at_once(tmp_path):
+    """``last_beats`` reads every trial's beat in one query, and says what ``last_beat``
+    says of each: on the board, kept the old way, as of its start, or none."""
+    from optuna.trial import TrialState
+
+    storage = open_storage(storage_url(None, tmp_path))
+    study = Study.open(storage, "s", Objectives.of("minimize"))
+    dists = distributions_for({"a": [1, 2, 3, 4]})
+    created = study.create_trials([TrialSpec({"a": a}, dists) for a in (1, 2, 3, 4)])
+    (beaten, _), (old_way, _), (just_started, _), (waiting, _) = created
+    trials.start(storage, beaten)
+    storage.set_trial_system_attr(old_way, BEAT, {"at": 5.0})
+    assert storage.set_trial_state_values(just_started, TrialState.RUNNING)  # no beat yet
+    stored = [storage.get_trial(trial_id) for trial_id, _ in created]
+    engine = board_of(storage).engine
+    queries = []
+    sqlalchemy.event.listen(engine, "before_cursor_execute", lambda *a: queries.append(a[2]))
+    found = trials.last_beats(storage, stored)
+    assert len(queries) == 1
+    assert found == {frozen_trial_id(t): trials.last_beat(storage, t) for t in stored}
+    assert found[beaten]["pid"] > 0 and found[old_way] == {"at": 5.0}
+    assert found[just_started]["at"] == stored[2].datetime_start.timestamp()
+    assert found[waiting] is None
