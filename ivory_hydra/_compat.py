@@ -385,6 +385,29 @@ def frozen_trial_id(trial: Any) -> int:
     return int(trial._trial_id)
 
 
+def rdb_trial_number(storage: Any, trial_id: int) -> int:
+    """A trial's number, one column of one row of an ``RDBStorage``'s database.
+
+    Optuna: ``optuna.storages._rdb.models.TrialModel`` and
+    ``optuna.storages._rdb.storage._create_scoped_session`` (``RDBStorage``
+    inherits ``get_trial_number_from_id`` from ``BaseStorage``, which reads the
+    whole trial, its params, values and attributes, for it). Raises ``KeyError``
+    for an unknown id, as Optuna does.
+    """
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    with _create_scoped_session(storage.scoped_session) as session:
+        number = (
+            session.query(models.TrialModel.number)
+            .filter(models.TrialModel.trial_id == trial_id)
+            .scalar()
+        )
+    if number is None:
+        raise KeyError(f"No trial with trial_id {trial_id} exists.")
+    return int(number)
+
+
 def add_optuna_storage_service(storage: Any, server: Any) -> None:
     """Serve Optuna's gRPC storage service for ``storage`` on ``server`` (not started).
 

@@ -673,6 +673,23 @@ def test_the_id_of_a_frozen_trial(tmp_path):
     ), "optuna changed FrozenTrial._trial_id: it is no longer the storage's id of the trial"
 
 
+def test_a_trial_number_from_its_row_of_an_rdb_storage(tmp_path):
+    import optuna
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path}/o.db")
+    study = optuna.create_study(storage=storage)
+    for value in (1.0, 2.0, 3.0):
+        study.add_trial(optuna.trial.create_trial(value=value))
+    for trial in study.trials:
+        trial_id = _compat.frozen_trial_id(trial)
+        assert _compat.rdb_trial_number(storage, trial_id) == trial.number, (
+            "optuna's _rdb.models.TrialModel or _rdb.storage._create_scoped_session changed: "
+            "a trial's number is no longer read from its row"
+        )
+    with pytest.raises(KeyError, match="No trial with trial_id 99"):
+        _compat.rdb_trial_number(storage, 99)
+
+
 def test_optunas_storage_service_on_a_server_of_our_own(tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 

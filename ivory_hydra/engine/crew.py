@@ -9,6 +9,10 @@ between any two writes and the others still converge.
 * **Membership.** Each worker keeps a record ``member/<study>/<id>`` (where it
   runs, its generation) and beats beside it (:mod:`ivory_hydra.stores.beats`).
   A worker whose beats stopped (see :mod:`ivory_hydra.stores.liveness`) is dead.
+  A worker reads its own record back, to learn whether the others took it for
+  dead, only when that can have happened: after a late beat (half the grace
+  period since the last one), and once per grace period (another host's clock
+  may run ahead); not at every beat.
 * **Generations.** Workers started while others of the sweep live join their
   generation; a worker that finds none starts the next one (compare-and-set on
   ``crew/<study>``, which names its starter: the starter's record exists before
@@ -84,6 +88,8 @@ class Crew(Coordination):
         self._scanned: dict[int, float] = {}  # step: when its slot records were last read
         self._counted = False  # in the generation's count of working workers
         self._seen: tuple[float, dict[str, Any]] = (0.0, {})  # when, the workers' records
+        self._beaten = 0.0  # when the last beat written was made
+        self._checked = 0.0  # when this worker's record was last read back
         self._adopted = False
         self._announced: set[str] = set()
 
@@ -107,9 +113,14 @@ class Crew(Coordination):
         return BeatKeys.worker(self.study, key.rsplit("/", 1)[-1])
 
     def _beat(self) -> None:
+        made = time.monotonic()
         self.beats.write(self._beat_key(self.key), beat_record())
-        if self._record is not None and self.ledger.get(self.key) is None:
-            self._lost()
+        late = made - self._beaten > self.grace / 2
+        self._beaten = made
+        if self._record is not None and (late or made - self._checked > self.grace):
+            self._checked = made
+            if self.ledger.get(self.key) is None:
+                self._lost()
 
     def _lost(self) -> None:
         if self._alive:
@@ -142,6 +153,7 @@ class Crew(Coordination):
         """
         self._record = beat_record(since=time.strftime("%Y-%m-%d %H:%M:%S"), generation=None)
         self.ledger.compare_and_set(self.key, None, self._record)
+        self._beaten = self._checked = time.monotonic()
         self.beats.write(self._beat_key(self.key), beat_record())
         head = Keys.crew(self.study)
         for _ in range(100):

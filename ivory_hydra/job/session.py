@@ -34,7 +34,7 @@ from ivory_hydra.job.ticket import Ticket
 from ivory_hydra.signals import shielded
 from ivory_hydra.stores import trials
 from ivory_hydra.stores.format import TrialAttr, attr_tag, score_metrics
-from ivory_hydra.stores.liveness import HOST, Beater
+from ivory_hydra.stores.liveness import HOST, Beater, beat_record
 from ivory_hydra.stores.mlflow_bound import lagging
 from ivory_hydra.stores.mlflow_mirror import outcome_tags, run_status
 from ivory_hydra.stores.optuna_storage import open_storage
@@ -332,7 +332,9 @@ class JobSession:
         if self.budget is not None and lagging(self.budget.store):
             self._note_lag()  # MLflow is down here: the trial says so before it finishes
         if self.assignment.repeat is None:
-            recorded = trials.finish(self.storage, self.assignment.trial_id, outcome, attrs)
+            recorded = trials.finish(
+                self.storage, self.assignment.trial_id, outcome, attrs, beat=beat_record()
+            )
         else:  # one repeat: its configuration is concluded by the process that issued it
             extra = {
                 "run": self.assignment.run_name,

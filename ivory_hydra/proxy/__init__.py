@@ -55,7 +55,7 @@ def start_proxy(url: str, host: str, port: int, threads: int = DEFAULT_THREADS) 
     )
     add_optuna_storage_service(get_storage(storage), server)
     server.add_generic_rpc_handlers(
-        (records_handler(ledger_for(url), beats_for(url), counter.snapshot),)
+        (records_handler(ledger_for(url), beats_for(url), storage, counter.snapshot),)
     )
     bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:

@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 SERVICE = "ivory_hydra.Records"
 #: Bumped when a method changes meaning; a worker refuses a proxy of another version.
 #: 2: the ledger's writes carry the worker's token for them.
-PROTOCOL = 2
+#: 3: BeatsReadMany, and TrialNumber (Optuna's proxy reads a whole trial for it).
+PROTOCOL = 3
 #: The RPCs of the records service (each takes and returns a JSON object) that may
 #: be sent again when their answer was lost: they change nothing, or set what they
 #: set again. The others (LedgerAdd, LedgerCompareAndSet) carry a token, which the
@@ -54,6 +55,7 @@ IDEMPOTENT = frozenset(
         "BeatsReadMany",
         "BeatsItems",
         "BeatsDelete",
+        "TrialNumber",
     }
 )
 
@@ -245,12 +247,17 @@ def call_counter() -> tuple[CallCounter, Any]:
 
 
 def records_handler(
-    ledger: Any, beats: Any, calls: Callable[[], Mapping[str, int]] | None = None
+    ledger: Any,
+    beats: Any,
+    storage: Any,
+    calls: Callable[[], Mapping[str, int]] | None = None,
 ) -> grpc.GenericRpcHandler:
     """The records service over ``ledger`` and ``beats`` (the database's own).
 
-    ``calls`` gives the counts of RPCs served (the ``Calls`` method: the
-    scale benchmark reads storage calls per job from it).
+    ``storage`` (what ``open_storage`` opened for the database) answers
+    ``TrialNumber``, which Optuna's storage service lacks: its client reads a
+    whole trial for a number. ``calls`` gives the counts of RPCs served (the
+    ``Calls`` method: the scale benchmark reads storage calls per job from it).
     """
     import grpc
 
@@ -266,6 +273,7 @@ def records_handler(
         "BeatsReadMany": beats.read_many,
         "BeatsItems": lambda prefix: [list(item) for item in beats.items(prefix)],
         "BeatsDelete": beats.delete,
+        "TrialNumber": storage.get_trial_number_from_id,
     }
 
     def serve(operation: Callable[..., Any]) -> Callable[[bytes, Any], bytes]:

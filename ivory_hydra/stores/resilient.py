@@ -34,7 +34,7 @@ from typing import Any
 
 from optuna.storages import GrpcStorageProxy, RDBStorage
 
-from ivory_hydra._compat import CACHED_STORAGE_PRIVATE_CALLS
+from ivory_hydra._compat import CACHED_STORAGE_PRIVATE_CALLS, rdb_trial_number
 from ivory_hydra.core.redact import redact_url
 from ivory_hydra.stores import retry
 
@@ -75,6 +75,10 @@ class ResilientRDBStorage(RDBStorage):
             **kwargs,
         )
 
+    def get_trial_number_from_id(self, trial_id: int) -> int:
+        """One column of one row (``RDBStorage`` reads the whole trial for it)."""
+        return self._retried(rdb_trial_number, trial_id)
+
 
 class ResilientGrpcStorageProxy(GrpcStorageProxy):
     """Optuna's ``GrpcStorageProxy`` whose calls wait out a proxy that is gone for a
@@ -90,6 +94,14 @@ class ResilientGrpcStorageProxy(GrpcStorageProxy):
 
     _retried = ResilientRDBStorage._retried
 
+    def get_trial_number_from_id(self, trial_id: int) -> int:
+        """Asked of our proxy's records service (Optuna's client reads the whole trial)."""
+        from ivory_hydra.stores.remote_records import link_for, serves_records
+
+        if serves_records(self.url):
+            return int(link_for(self.url).call("TrialNumber", trial_id=trial_id))
+        return self.get_trial(trial_id).number
+
 
 def _wrap(base: type, name: str) -> Callable[..., Any]:
     method = getattr(base, name)
@@ -103,7 +115,8 @@ def _wrap(base: type, name: str) -> Callable[..., Any]:
 
 
 for _name in retried_methods():
-    setattr(ResilientRDBStorage, _name, _wrap(RDBStorage, _name))
+    if _name not in vars(ResilientRDBStorage):  # its own methods retry themselves
+        setattr(ResilientRDBStorage, _name, _wrap(RDBStorage, _name))
 #: The calls of Optuna's gRPC client that go to the proxy.
 PROXY_CALLS = sorted(
     name
@@ -111,4 +124,5 @@ PROXY_CALLS = sorted(
     if callable(value) and not name.startswith("_") and name not in ("close", "wait_server_ready")
 )
 for _name in PROXY_CALLS:
-    setattr(ResilientGrpcStorageProxy, _name, _wrap(GrpcStorageProxy, _name))
+    if _name not in vars(ResilientGrpcStorageProxy):
+        setattr(ResilientGrpcStorageProxy, _name, _wrap(GrpcStorageProxy, _name))

@@ -150,13 +150,15 @@ def finish(
     attrs: Mapping[str, Any] | None = None,
     *,
     start_if_waiting: bool = False,
+    beat: Mapping[str, Any] | None = None,
 ) -> bool:
     """Finish a trial with ``outcome``; False if it was finished already.
 
     The last heartbeat of the process that ran it moves from the beats board
-    into the trial (system attribute ``ivory:beat``). ``start_if_waiting`` is
-    for a trial whose job may never have started it: it is started first, so
-    that it has a start time.
+    into the trial (system attribute ``ivory:beat``); that process, finishing
+    its own trial, gives its ``beat`` instead (the board is not read).
+    ``start_if_waiting`` is for a trial whose job may never have started it: it
+    is started first, so that it has a start time.
     """
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
@@ -167,7 +169,7 @@ def finish(
         if start_if_waiting:
             storage.set_trial_state_values(trial_id, TrialState.RUNNING)
         set_attrs(storage, trial_id, {**(attrs or {}), **outcome_attrs(outcome)})
-        last = _board_beat(storage, trial_id)
+        last = beat if beat is not None else _board_beat(storage, trial_id)
         if last is not None:  # who ran it, kept with the trial (one record, not every beat)
             storage.set_trial_system_attr(trial_id, BEAT, last)
         storage.set_trial_state_values(trial_id, state[outcome.state], values)

@@ -49,10 +49,10 @@ def crews(new_stores):
     """``crews(n)`` makes n workers; all of them leave when the test ends."""
     made: list[Crew] = []
 
-    def make(n: int = 1, interval: float = 0.2) -> list[Crew]:
+    def make(n: int = 1, interval: float = 0.2, grace: float = 5) -> list[Crew]:
         for _ in range(n):
             ledger, beats = new_stores()
-            made.append(Crew(ledger, beats, STUDY, interval=interval, grace=5))
+            made.append(Crew(ledger, beats, STUDY, interval=interval, grace=grace))
         return made[-n:]
 
     yield make
@@ -336,11 +336,32 @@ def test_the_first_chain_decision_stands(crews):
     assert two.decision("lr") == {"value": 0.1}
 
 
-def test_a_worker_taken_for_dead_stops_taking_work(crews):
-    slow, other = crews(2)
+def test_a_worker_taken_for_dead_stops_taking_work_at_its_next_late_beat(crews):
+    slow, other = crews(2, grace=1)
     slow.join(), other.join()
     assert slow.take(0, 4, 2) == [0, 1]
+    slow._beater.stop()  # its beats stop: the others may take it for dead
     record = slow.ledger.get(slow.key)
     other.ledger.compare_and_set(slow.key, record, None)  # the others forgot it
+    time.sleep(0.6)  # more than half the grace period
     slow._beat()
     assert not slow.alive and slow.take(0, 4, 2) == []
+
+
+class CountedGets(CountedReads):
+    """A worker's real ledger, counting the reads of one record."""
+
+    gets = 0
+
+    def get(self, key: str):
+        self.gets += 1
+        return self.ledger.get(key)
+
+
+def test_a_beat_on_time_does_not_read_the_workers_own_record_back(crews):
+    [worker] = crews(1, interval=60, grace=30)
+    worker.join()
+    worker.ledger = CountedGets(worker.ledger)
+    for _ in range(10):
+        worker._beat()
+    assert worker.ledger.gets == 0 and worker.alive

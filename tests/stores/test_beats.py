@@ -116,6 +116,21 @@ def test_trial_beats_go_to_the_board_not_into_the_journal(tmp_path):
     assert storage.get_trial(trial_id).system_attrs[BEAT] == last  # kept once, with the trial
 
 
+def test_the_process_that_ran_a_trial_finishes_it_with_its_own_beat(tmp_path):
+    """The runner gives its own last beat: it is what the trial keeps (the board is not
+    read for it), and the board forgets the trial all the same."""
+    from ivory_hydra.core.outcomes import Outcome
+
+    storage = open_storage(storage_url(None, tmp_path))
+    study = Study.open(storage, "s", Objectives.of("minimize"))
+    [(trial_id, _)] = study.create_trials([TrialSpec({"a": 1}, distributions_for({"a": [1, 2]}))])
+    assert trials.start(storage, trial_id)
+    own = {"at": 7.0, "host": "h", "pid": 3}
+    assert trials.finish(storage, trial_id, Outcome("complete", 1.0), beat=own)
+    assert storage.get_trial(trial_id).system_attrs[BEAT] == own
+    assert board_of(storage).read(BeatKeys.trial(trial_id)) is None
+
+
 def test_a_trial_beaten_the_old_way_is_still_read(tmp_path):
     storage = open_storage(storage_url(None, tmp_path))
     study = Study.open(storage, "s", Objectives.of("minimize"))

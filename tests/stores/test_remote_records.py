@@ -137,6 +137,21 @@ def test_a_ledger_write_sent_again_to_a_restarted_proxy_is_applied_once(database
         assert not link.call("LedgerCompareAndSet", key="k", expected=None, new=1, token="t3")
 
 
+def test_a_trials_number_is_one_records_call_not_a_whole_trial(database, proxy):
+    """Optuna's client reads a whole trial for its number; our proxy answers it from the
+    trial's row (``TrialNumber``), and Optuna's bare proxy still answers it its way."""
+    through = open_storage(proxy.url)
+    study_id = through.create_new_study([StudyDirection.MINIMIZE], "s")
+    ids = [through.create_new_trial(study_id) for _ in range(3)]
+    before = proxy.calls()
+    assert [through.get_trial_number_from_id(i) for i in ids] == [0, 1, 2]
+    after = proxy.calls()
+    assert after["TrialNumber"] - before.get("TrialNumber", 0) == 3
+    assert after.get("GetTrial", 0) == before.get("GetTrial", 0)
+    with start_proxy(database, bare=True) as bare:
+        assert [open_storage(bare.url).get_trial_number_from_id(i) for i in ids] == [0, 1, 2]
+
+
 def test_a_url_without_a_port_fails_at_once():
     with pytest.raises(
         StoreError, match=r"grpc://proxy\.internal has no port: give grpc://HOST:PORT"
