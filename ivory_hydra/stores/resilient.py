@@ -29,14 +29,17 @@ went through, its answer was lost). What a second attempt then does:
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Container
+from typing import TYPE_CHECKING, Any
 
 from optuna.storages import GrpcStorageProxy, RDBStorage
 
 from ivory_hydra._compat import CACHED_STORAGE_PRIVATE_CALLS, rdb_trial_number
 from ivory_hydra.core.redact import redact_url
 from ivory_hydra.stores import retry
+
+if TYPE_CHECKING:
+    from optuna.trial import FrozenTrial, TrialState
 
 #: Methods that never touch the database (nothing to retry).
 _LOCAL = frozenset(
@@ -94,6 +97,20 @@ class ResilientGrpcStorageProxy(GrpcStorageProxy):
 
     _retried = ResilientRDBStorage._retried
 
+    def get_trial(self, trial_id: int) -> FrozenTrial:
+        """The trial, its params in name order (see :func:`_in_name_order`)."""
+        return _in_name_order(self._retried(GrpcStorageProxy.get_trial, trial_id))
+
+    def get_all_trials(
+        self,
+        study_id: int,
+        deepcopy: bool = True,
+        states: Container[TrialState] | None = None,
+    ) -> list[FrozenTrial]:
+        """The trials, their params in name order (see :func:`_in_name_order`)."""
+        found = self._retried(GrpcStorageProxy.get_all_trials, study_id, deepcopy, states)
+        return [_in_name_order(trial) for trial in found]
+
     def get_trial_number_from_id(self, trial_id: int) -> int:
         """Asked of our proxy's records service (Optuna's client reads the whole trial)."""
         from ivory_hydra.stores.remote_records import link_for, serves_records
@@ -101,6 +118,19 @@ class ResilientGrpcStorageProxy(GrpcStorageProxy):
         if serves_records(self.url):
             return int(link_for(self.url).call("TrialNumber", trial_id=trial_id))
         return self.get_trial(trial_id).number
+
+
+def _in_name_order(trial: FrozenTrial) -> FrozenTrial:
+    """``trial`` with its params (and their distributions) in name order.
+
+    Through the proxy a trial's params come out of a protobuf map, in an order
+    that changes from one process to the next; a database or a journal keeps
+    them in the order they were set. Name order makes what a sweep shows and
+    writes through the proxy the same from one run to the next.
+    """
+    trial.params = dict(sorted(trial.params.items()))
+    trial.distributions = dict(sorted(trial.distributions.items()))
+    return trial
 
 
 def _wrap(base: type, name: str) -> Callable[..., Any]:

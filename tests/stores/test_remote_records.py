@@ -152,6 +152,23 @@ def test_a_trials_number_is_one_records_call_not_a_whole_trial(database, proxy):
         assert [open_storage(bare.url).get_trial_number_from_id(i) for i in ids] == [0, 1, 2]
 
 
+def test_through_the_proxy_a_trials_params_come_in_name_order(database, proxy):
+    """Optuna's client and its proxy pass them as a protobuf map, whose order changes
+    from one process to the next (the database keeps them as the proxy set them)."""
+    from ivory_hydra.core.objectives import Objectives
+    from ivory_hydra.stores.distributions import distributions_for
+    from ivory_hydra.stores.study import Study, TrialSpec
+
+    through = open_storage(proxy.url)
+    study = Study.open(through, "s", Objectives.of("minimize"))
+    names = ["model", "lr", "b", "zeta", "a"]
+    dists = distributions_for({name: [1, 2] for name in names})
+    [(trial_id, _)] = study.create_trials([TrialSpec(dict.fromkeys(names, 1), dists)])
+    assert list(through.get_trial(trial_id).params) == sorted(names)
+    [trial] = through.get_all_trials(study.study_id)
+    assert list(trial.params) == list(trial.distributions) == sorted(names)
+
+
 def test_a_url_without_a_port_fails_at_once():
     with pytest.raises(
         StoreError, match=r"grpc://proxy\.internal has no port: give grpc://HOST:PORT"
